@@ -1,0 +1,33 @@
+# The project's entry points. `make report` and `make test` do all the set-up themselves.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= quick
+
+.PHONY: report test lab data lint clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and pinned: the CPU wheel; an unpinned torch pulls a multi-GB CUDA build
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (minbert)" >/dev/null
+	touch $(STAMP)
+
+data: $(STAMP)
+	$(PY) -m minbert fetch-data
+
+report: data
+	$(PY) -m minbert report --profile $(PROFILE)
+
+test: data
+	$(PY) -m ruff check lib tests notebooks
+	$(PY) -m pytest
+
+lab: data
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-venv:
+	rm -rf $(VENV)

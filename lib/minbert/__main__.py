@@ -1,0 +1,3 @@
+from minbert.cli import main
+
+main()

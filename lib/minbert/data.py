@@ -1,0 +1,358 @@
+"""The minBERT tasks: their files, fetching them, parsing every row, and batching.
+
+The CSV files are tab-separated with a header. Each physical line is parsed on
+its own, so a stray quote can break only its own row and never swallows the rows
+after it; a malformed row is named with file, line number and reason, and is
+skipped with a warning (or stops the load when `strict`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import random
+import shutil
+import urllib.request
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from minbert import paths
+from minbert.files import atomic_path
+
+DEFAULT_URL_BASE = "https://raw.githubusercontent.com/gpoesia/minbert-default-final-project/main/data/"
+
+
+class DataError(ValueError):
+    """A data file is missing, fails its checksum, or holds a malformed row."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task's files look like and what its labels may be."""
+
+    name: str
+    files: dict[str, str]
+    text_columns: tuple[str, ...]
+    label_column: str
+    label_kind: str  # "class" (integer 0..num_classes-1) or "score" (real in [low, high])
+    num_classes: int = 0
+    score_range: tuple[float, float] = (0.0, 0.0)
+    fallback_files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_columns) == 2
+
+
+TASKS: dict[str, TaskSpec] = {
+    "sst": TaskSpec(
+        "sst",
+        {"train": "ids-sst-train.csv", "dev": "ids-sst-dev.csv", "test": "ids-sst-test-student.csv"},
+        ("sentence",), "sentiment", "class", num_classes=5,
+    ),
+    "cfimdb": TaskSpec(
+        "cfimdb",
+        {"train": "ids-cfimdb-train.csv", "dev": "ids-cfimdb-dev.csv",
+         "test": "ids-cfimdb-test-student.csv"},
+        ("sentence",), "sentiment", "class", num_classes=2,
+    ),
+    "qqp": TaskSpec(
+        "qqp",
+        {"train": "quora-train.csv", "dev": "quora-dev.csv", "test": "quora-test-student.csv"},
+        ("sentence1", "sentence2"), "is_duplicate", "class", num_classes=2,
+        fallback_files={"train": "quora-train-subset.csv"},
+    ),
+    "sts": TaskSpec(
+        "sts",
+        {"train": "sts-train.csv", "dev": "sts-dev.csv", "test": "sts-test-student.csv"},
+        ("sentence1", "sentence2"), "similarity", "score", score_range=(0.0, 5.0),
+    ),
+}
+
+
+# ----------------------------------------------------------------------------- fetching
+
+def known_checksums() -> dict[str, str]:
+    """SHA-256 of every data file the project knows, kept in the package."""
+    text = resources.files("minbert").joinpath("checksums.sha256").read_text()
+    sums = {}
+    for line in text.splitlines():
+        if line.strip():
+            digest, name = line.split()
+            sums[name] = digest
+    return sums
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch_file(name: str, dest_dir: Path, mirror: Path | None, url_base: str | None,
+               expected_sha256: str | None) -> Path:
+    """Copy or download one file into dest_dir, checked, via a temporary file.
+
+    The file appears under its final name only once it is complete and its
+    checksum matches, so an interrupted or corrupt transfer leaves nothing behind.
+    """
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / name
+    if dest.exists() and (expected_sha256 is None or sha256_of(dest) == expected_sha256):
+        return dest
+    sources = []
+    if mirror is not None and (mirror / name).is_file():
+        sources.append(("mirror", str(mirror / name)))
+    if url_base:
+        sources.append(("url", url_base.rstrip("/") + "/" + name))
+    if not sources:
+        raise DataError(f"{name}: not in the mirror ({mirror}) and no URL base is set")
+    errors = []
+    for kind, source in sources:
+        try:
+            with atomic_path(dest) as tmp:
+                with open(tmp, "wb") as out:
+                    if kind == "mirror":
+                        with open(source, "rb") as src:
+                            shutil.copyfileobj(src, out)
+                    else:
+                        with urllib.request.urlopen(source, timeout=60) as response:
+                            shutil.copyfileobj(response, out)
+                digest = sha256_of(tmp)
+                if expected_sha256 is not None and digest != expected_sha256:
+                    raise DataError(f"checksum mismatch: got {digest}, expected {expected_sha256}")
+            return dest
+        except (OSError, DataError) as exc:
+            errors.append(f"{kind} {source}: {exc}")
+    raise DataError(f"{name}: could not be fetched:\n  " + "\n  ".join(errors))
+
+
+def fetch_data(dest_dir: Path | None = None, mirror: Path | None = None,
+               url_base: str | None = DEFAULT_URL_BASE) -> dict[str, Path]:
+    """Fetch every data file with a known checksum; report what was fetched.
+
+    `quora-train.csv` has no copy in the mirror; it is fetched only if it can be
+    had (mirror or URL) and a checksum for it is recorded, else QQP trains on
+    `quora-train-subset.csv`.
+    """
+    dest_dir = dest_dir or paths.data_dir()
+    mirror = mirror if mirror is not None else paths.data_mirror()
+    fetched = {}
+    for name, digest in sorted(known_checksums().items()):
+        fetched[name] = fetch_file(name, dest_dir, mirror, url_base, digest)
+    return fetched
+
+
+# ----------------------------------------------------------------------------- parsing
+
+@dataclass(frozen=True)
+class Example:
+    """One row: a sentence or a sentence pair, with its label (None on test files)."""
+
+    id: str
+    texts: tuple[str, ...]
+    label: float | int | None
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}, line {self.line}: {self.reason}"
+
+
+@dataclass
+class TaskSplit:
+    """The parsed rows of one task split, where they came from, and what was skipped."""
+
+    task: str
+    split: str
+    source: str
+    examples: list[Example]
+    skipped: list[RowProblem]
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def summary(self) -> dict:
+        return {"source": self.source, "size": len(self.examples), "skipped": len(self.skipped)}
+
+    def subset(self, limit: int | None, seed: int = 0) -> TaskSplit:
+        """A fixed, seeded subsample (for quick and smoke runs); all rows if limit is None."""
+        if limit is None or limit >= len(self.examples):
+            return self
+        rng = random.Random(seed)
+        keep = sorted(rng.sample(range(len(self.examples)), limit))
+        return TaskSplit(self.task, self.split, self.source,
+                         [self.examples[i] for i in keep], self.skipped)
+
+
+def _parse_label(spec: TaskSpec, raw: str) -> tuple[float | int | None, str | None]:
+    value = raw.strip()
+    if value == "":
+        return None, f"missing label ({spec.label_column})"
+    try:
+        number = float(value)
+    except ValueError:
+        return None, f"non-numeric {spec.label_column} {value!r}"
+    if not math.isfinite(number):
+        return None, f"non-finite {spec.label_column} {value!r}"
+    if spec.label_kind == "class":
+        if number != int(number) or not 0 <= number < spec.num_classes:
+            return None, (f"{spec.label_column} {value!r} out of range "
+                          f"(classes 0..{spec.num_classes - 1})")
+        return int(number), None
+    low, high = spec.score_range
+    if not low <= number <= high:
+        return None, f"{spec.label_column} {value!r} out of range [{low}, {high}]"
+    return number, None
+
+
+def parse_task_file(path: Path, spec: TaskSpec, labelled: bool = True,
+                    strict: bool = False) -> tuple[list[Example], list[RowProblem]]:
+    """Parse and check every row of one task file.
+
+    Returns the valid examples and the problems of the rows that were skipped;
+    with `strict`, the first problem raises DataError instead.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (run `python -m minbert fetch-data`)")
+    with open(path, encoding="utf-8", newline="") as fh:
+        lines = fh.read().split("\n")
+    header = next(csv.reader([lines[0]], delimiter="\t"))
+    needed = ("id", *spec.text_columns) + ((spec.label_column,) if labelled else ())
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise DataError(f"{path.name}, line 1: header {header} lacks column(s) {missing}")
+    column = {name: header.index(name) for name in needed}
+    examples: list[Example] = []
+    problems: list[RowProblem] = []
+    seen_ids: dict[str, int] = {}
+
+    def problem(line_no: int, reason: str) -> None:
+        p = RowProblem(path.name, line_no, reason)
+        if strict:
+            raise DataError(str(p))
+        problems.append(p)
+
+    last = len(lines)
+    while last > 1 and lines[last - 1].strip() == "":
+        last -= 1  # trailing newline(s) at the end of the file are not rows
+    for line_no, line in enumerate(lines[1:last], start=2):
+        if line.strip() == "":
+            problem(line_no, "empty line")
+            continue
+        try:
+            row = next(csv.reader([line.rstrip("\r")], delimiter="\t", strict=True))
+        except csv.Error as exc:
+            if "end of data" in str(exc):
+                problem(line_no, "stray quote: a quoted field is not closed on its line "
+                                 "and would swallow the text that follows")
+            else:
+                problem(line_no, f"bad quoting ({exc})")
+            continue
+        if len(row) != len(header):
+            problem(line_no, f"expected {len(header)} columns, found {len(row)}")
+            continue
+        row_id = row[column["id"]].strip()
+        if not row_id:
+            problem(line_no, "empty id")
+            continue
+        texts = tuple(row[column[c]].strip() for c in spec.text_columns)
+        empty = [c for c, t in zip(spec.text_columns, texts, strict=True) if not t]
+        if empty:
+            problem(line_no, f"empty {', '.join(empty)}")
+            continue
+        label = None
+        if labelled:
+            label, reason = _parse_label(spec, row[column[spec.label_column]])
+            if reason:
+                problem(line_no, reason)
+                continue
+        if row_id in seen_ids:
+            problem(line_no, f"duplicate id {row_id} (first on line {seen_ids[row_id]})")
+            continue
+        seen_ids[row_id] = line_no
+        examples.append(Example(row_id, texts, label))
+    return examples, problems
+
+
+def resolve_file(task: str, split: str, data_dir: Path | None = None) -> Path:
+    """The file a split reads, using the task's fallback when the main file is absent."""
+    spec = TASKS[task]
+    data_dir = data_dir or paths.data_dir()
+    main = data_dir / spec.files[split]
+    if main.is_file() or split not in spec.fallback_files:
+        return main
+    return data_dir / spec.fallback_files[split]
+
+
+def load_split(task: str, split: str, data_dir: Path | None = None,
+               strict: bool = False) -> TaskSplit:
+    """Parse one split of one task; warns once per skipped row."""
+    if task not in TASKS:
+        raise DataError(f"unknown task {task!r}; known: {sorted(TASKS)}")
+    spec = TASKS[task]
+    if split not in spec.files:
+        raise DataError(f"unknown split {split!r} for {task}; known: {sorted(spec.files)}")
+    path = resolve_file(task, split, data_dir)
+    examples, problems = parse_task_file(path, spec, labelled=split != "test", strict=strict)
+    for p in problems:
+        warnings.warn(f"skipped malformed row: {p}", stacklevel=2)
+    return TaskSplit(task, split, path.name, examples, problems)
+
+
+# ----------------------------------------------------------------------------- batching
+
+def encode(tokenizer, split: TaskSplit, max_length: int) -> list[list[int]]:
+    """Token ids of each example, unpadded ([CLS] a [SEP] for one sentence)."""
+    first = [ex.texts[0] for ex in split.examples]
+    return tokenizer(first, truncation=True, max_length=max_length,
+                     add_special_tokens=True)["input_ids"]
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Pad to the longest sequence of this batch, not to a fixed length."""
+    longest = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        ids[i, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        mask[i, : len(seq)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def batch_indices(lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0,
+                  bucket: bool = True, bucket_batches: int = 50) -> Iterator[list[int]]:
+    """Index lists of batches; with `bucket`, examples of similar length share a batch.
+
+    Training order stays random: examples are shuffled, cut into buckets of
+    `bucket_batches` batches, sorted by length inside each bucket, and the
+    resulting batches are shuffled again. Evaluation (no shuffle) sorts globally.
+    """
+    order = list(range(len(lengths)))
+    rng = random.Random(seed)
+    if shuffle:
+        rng.shuffle(order)
+    if bucket:
+        if shuffle:
+            size = batch_size * bucket_batches
+            chunks = [order[i: i + size] for i in range(0, len(order), size)]
+            order = [i for c in chunks for i in sorted(c, key=lambda j: lengths[j])]
+        else:
+            order.sort(key=lambda j: lengths[j])
+    batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    if shuffle and bucket:
+        rng.shuffle(batches)
+    yield from batches

@@ -1,0 +1,38 @@
+"""Our BertModel against `transformers.BertModel` on the same checkpoint and batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from minbert.bert import BertModel, load_tokenizer, resolve_checkpoint
+
+
+@torch.no_grad()
+def compare_with_transformers(checkpoint: str | Path | None, sentences: Sequence[str]) -> dict:
+    """Largest absolute differences of both outputs on one padded batch, in eval mode.
+
+    Hidden states are compared at real tokens only: padded positions are masked
+    out of attention and carry no meaning in either implementation.
+    """
+    import transformers
+
+    folder = resolve_checkpoint(checkpoint)
+    tokenizer = load_tokenizer(folder)
+    batch = tokenizer(list(sentences), padding=True, return_tensors="pt")
+    ours = BertModel.from_pretrained(folder).eval()
+    theirs = transformers.BertModel.from_pretrained(str(folder), local_files_only=True).eval()
+    mine = ours(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    ref = theirs(**batch)
+    real = batch["attention_mask"].bool()
+    return {
+        "checkpoint": str(folder),
+        "batch_shape": list(batch["input_ids"].shape),
+        "padded_positions": int((~real).sum()),
+        "max_abs_diff_last_hidden_state": float(
+            (mine["last_hidden_state"] - ref.last_hidden_state)[real].abs().max()),
+        "max_abs_diff_pooler_output": float(
+            (mine["pooler_output"] - ref.pooler_output).abs().max()),
+    }

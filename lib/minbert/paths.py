@@ -1,0 +1,49 @@
+"""Where the project keeps things: one place, so notebooks, CLI and tests agree.
+
+Every location can be moved with an environment variable, which is how the tests
+keep their runs out of the committed `reports/` folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def data_dir() -> Path:
+    """The git-ignored folder the minBERT CSV files are fetched into."""
+    return _env_path("MINBERT_DATA_DIR", PROJECT_ROOT / "data")
+
+
+def data_mirror() -> Path | None:
+    """A local folder holding copies of the CSV files, if there is one."""
+    value = os.environ.get("MINBERT_DATA_MIRROR")
+    if value:
+        return Path(value).expanduser().resolve()
+    default = PROJECT_ROOT.parent / "shared" / "data" / "minbert"
+    return default if default.is_dir() else None
+
+
+def reports_dir() -> Path:
+    """Rendered HTML reports; results JSON files live in its `results/` folder."""
+    return _env_path("MINBERT_REPORTS_DIR", PROJECT_ROOT / "reports")
+
+
+def runs_dir() -> Path:
+    """Checkpoints, TensorBoard logs, Optuna studies and prediction files."""
+    return _env_path("MINBERT_RUNS_DIR", PROJECT_ROOT / "runs")
+
+
+def notebooks_dir() -> Path:
+    return PROJECT_ROOT / "notebooks"
+
+
+def params_dir() -> Path:
+    return PROJECT_ROOT / "params"

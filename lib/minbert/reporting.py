@@ -1,0 +1,135 @@
+"""Run stamps, results JSON files, and the tables and figures the notebooks show.
+
+Every results JSON has one schema, so later notebooks can read earlier ones:
+{"notebook", "profile", "stamp": {commit, dirty, params, seed, device, versions,
+started, wall_s}, "data": {task: {split: {source, size, skipped}}}, "runs": [{name,
+config, dev, history}], "checks": {...}}.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+
+from minbert import paths
+from minbert.files import atomic_write_text
+
+VERSIONED_PACKAGES = ("minbert", "torch", "transformers", "tokenizers", "numpy", "pandas",
+                      "scikit-learn", "optuna", "papermill")
+
+
+def git_state(root: Path = paths.PROJECT_ROOT) -> tuple[str | None, bool | None]:
+    """The commit checked out and whether the source (reports aside) has uncommitted changes."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--", ".", ":!reports"],
+                                cwd=root, capture_output=True, text=True, check=True).stdout
+        return commit, bool(status.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return None, None
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def describe_device(device: torch.device) -> str:
+    """A human-readable name of the processor or GPU a run used."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu ({model}, {torch.get_num_threads()} threads)"
+
+
+class RunStamp:
+    """What produced a run: commit, params, seed, device, versions, start and wall time."""
+
+    def __init__(self, params: dict[str, Any], seed: int, device: torch.device) -> None:
+        self.commit, self.dirty = git_state()
+        self.params = params
+        self.seed = seed
+        self.device = describe_device(device)
+        self.versions = library_versions()
+        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._t0 = time.perf_counter()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"commit": self.commit, "dirty": self.dirty, "params": self.params,
+                "seed": self.seed, "device": self.device, "versions": self.versions,
+                "started": self.started, "wall_s": round(time.perf_counter() - self._t0, 1)}
+
+    def table(self) -> pd.DataFrame:
+        """The stamp as a two-column table for the top of a report."""
+        d = self.as_dict()
+        rows = [("commit", f"{d['commit']}{' (uncommitted changes)' if d['dirty'] else ''}"),
+                ("started (UTC)", d["started"]), ("device", d["device"]), ("seed", d["seed"]),
+                ("versions", ", ".join(f"{k} {v}" for k, v in d["versions"].items()))]
+        return pd.DataFrame(rows, columns=["", "value"]).set_index("")
+
+
+def results_path(notebook: str) -> Path:
+    return paths.reports_dir() / "results" / f"{notebook}.json"
+
+
+def save_results(notebook: str, profile: str, stamp: RunStamp, data: dict, runs: list[dict],
+                 checks: dict | None = None) -> Path:
+    """Write the notebook's results JSON atomically; returns its path. `checks` holds
+    notebook-level verifications (such as the BERT parity check)."""
+    payload = {"notebook": notebook, "profile": profile, "stamp": stamp.as_dict(),
+               "data": data, "runs": runs, "checks": checks or {}}
+    return atomic_write_text(results_path(notebook), json.dumps(payload, indent=2) + "\n")
+
+
+def load_results(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def plot_history(runs: list[dict], metrics: tuple[str, ...] = ("train_loss", "dev_loss", "dev_acc"),
+                 ) -> plt.Figure:
+    """One panel per metric, one line per run, epochs on the x axis."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for run in runs:
+            epochs = [h["epoch"] for h in run["history"]]
+            ax.plot(epochs, [h[metric] for h in run["history"]], marker="o", label=run["name"])
+        ax.set(title=metric.replace("_", " "), xlabel="epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(matrix: np.ndarray, labels: list[str], title: str) -> plt.Figure:
+    """A row-normalised confusion matrix as a heatmap (rows: gold, columns: predicted)."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    sns.heatmap(matrix, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1,
+                xticklabels=labels, yticklabels=labels, ax=ax)
+    ax.set(title=title, xlabel="predicted", ylabel="gold")
+    fig.tight_layout()
+    return fig

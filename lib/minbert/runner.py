@@ -1,0 +1,61 @@
+"""Execute a numbered notebook with papermill and render it to HTML with nbconvert.
+
+Parameters are validated before the kernel starts, so a mistyped key fails in
+a second, not after a run. The HTML report replaces the old one only when the
+notebook ran through; a failed run leaves the previous report in place.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import papermill
+from nbconvert import HTMLExporter
+
+from minbert import paths
+from minbert.config import load_params
+from minbert.files import atomic_path, atomic_write_text
+
+
+class NotebookRunError(RuntimeError):
+    """A notebook failed; the message names it and the cell's error."""
+
+
+def notebook_names() -> list[str]:
+    """Every numbered notebook, in order."""
+    return sorted(p.stem for p in paths.notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+
+
+def render_html(notebook_path: Path, html_path: Path) -> Path:
+    """nbconvert's HTML of an executed notebook, input cells included, written atomically."""
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook_path, as_version=4))
+    return atomic_write_text(html_path, body)
+
+
+def run_notebook(name: str, profile: str = "quick", overrides: dict[str, Any] | None = None,
+                 timeout_s: int | None = None) -> Path:
+    """Run notebooks/<name>.ipynb with the profile's parameters; return the HTML report path."""
+    params = load_params(name, profile, overrides)
+    source = paths.notebooks_dir() / f"{name}.ipynb"
+    reports = paths.reports_dir()
+    executed_dir = paths.runs_dir() / "executed"
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    # The kernel inherits this process's environment: pin where it writes.
+    os.environ.setdefault("MINBERT_REPORTS_DIR", str(reports))
+    started = time.perf_counter()
+    with atomic_path(executed_dir / f"{name}.ipynb") as executed:
+        try:
+            papermill.execute_notebook(
+                str(source), str(executed), parameters=params, cwd=str(paths.PROJECT_ROOT),
+                kernel_name="python3", progress_bar=False, execution_timeout=timeout_s)
+        except papermill.PapermillExecutionError as exc:
+            raise NotebookRunError(
+                f"notebook {name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+            ) from None
+        html = render_html(executed, reports / f"{name}.html")
+    print(f"{name}: rendered {html} in {time.perf_counter() - started:.0f} s")
+    return html
