@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,21 @@ def render_html(notebook_path: Path, html_path: Path) -> Path:
     return atomic_write_text(html_path, body)
 
 
+@contextmanager
+def kernel_environment(**values: str) -> Iterator[None]:
+    """Environment variables the kernel inherits for one run, restored afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
 def run_notebook(name: str, profile: str = "quick", overrides: dict[str, Any] | None = None,
                  timeout_s: int | None = None) -> Path:
     """Run notebooks/<name>.ipynb with the profile's parameters; return the HTML report path."""
@@ -44,10 +61,11 @@ def run_notebook(name: str, profile: str = "quick", overrides: dict[str, Any] | 
     reports = paths.reports_dir()
     executed_dir = paths.runs_dir() / "executed"
     executed_dir.mkdir(parents=True, exist_ok=True)
-    # The kernel inherits this process's environment: pin where it writes.
-    os.environ.setdefault("MINBERT_REPORTS_DIR", str(reports))
     started = time.perf_counter()
-    with atomic_path(executed_dir / f"{name}.ipynb") as executed:
+    # The kernel writes where this process reports; progress bars, useful live in
+    # JupyterLab, would only be frozen noise in a rendered report.
+    with kernel_environment(MINBERT_REPORTS_DIR=str(reports), TQDM_DISABLE="1"), \
+            atomic_path(executed_dir / f"{name}.ipynb") as executed:
         try:
             papermill.execute_notebook(
                 str(source), str(executed), parameters=params, cwd=str(paths.PROJECT_ROOT),
