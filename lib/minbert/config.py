@@ -90,6 +90,7 @@ def params_file(notebook: str, profile: str) -> Path:
 
 def load_params(notebook: str, profile: str, overrides: dict[str, Any] | None = None) -> dict:
     """Profile file plus overrides, validated; returned as plain values for papermill."""
+    config_class(notebook)
     path = params_file(notebook, profile)
     if not path.is_file():
         raise ConfigError(f"{path}: no parameter file for {notebook} in profile {profile!r}")

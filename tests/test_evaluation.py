@@ -1,0 +1,37 @@
+"""Metrics and prediction files against hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+from minbert.evaluation import accuracy, normalised_confusion, per_class_report, write_predictions
+
+
+def test_accuracy_and_normalised_confusion():
+    gold = [0, 0, 1, 1, 1, 2]
+    pred = [0, 1, 1, 1, 0, 2]
+    assert accuracy(gold, pred) == 4 / 6
+    matrix = normalised_confusion(gold, pred, labels=range(4))
+    np.testing.assert_allclose(matrix[:3], [[0.5, 0.5, 0, 0], [1 / 3, 2 / 3, 0, 0], [0, 0, 1, 0]])
+    assert matrix[3].tolist() == [0, 0, 0, 0]  # a class absent from gold stays empty
+
+
+def test_per_class_report():
+    report = per_class_report([0, 0, 1, 1], [0, 1, 1, 1], labels=[0, 1], names=["neg", "pos"])
+    assert report.loc["neg", "precision"] == 1.0 and report.loc["neg", "recall"] == 0.5
+    assert report.loc["pos", "precision"] == 2 / 3 and report.loc["pos", "support"] == 2
+
+
+def test_predictions_are_tab_separated_like_the_inputs(tmp_path):
+    path = write_predictions(tmp_path / "out" / "sst-dev.csv", ["a1", "b2"], [3, 0], "sentiment")
+    assert path.read_text() == "id\tsentiment\na1\t3\nb2\t0\n"
+    assert [p.name for p in path.parent.iterdir()] == ["sst-dev.csv"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    path = write_predictions(tmp_path / "p.csv", ["a"], [1], "sentiment")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask

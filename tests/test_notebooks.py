@@ -1,0 +1,70 @@
+"""Notebook runs end to end with papermill on the smoke profile, and the CLI around them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from minbert import cli
+from minbert.runner import notebook_names
+
+
+@pytest.fixture
+def report_dirs(tmp_path, monkeypatch, data_dir):
+    monkeypatch.setenv("MINBERT_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("MINBERT_RUNS_DIR", str(tmp_path / "runs"))
+    return tmp_path / "reports"
+
+
+def test_part1_smoke_run_writes_report_results_and_predictions(report_dirs):
+    cli.main(["run", "01_part1_sst", "--profile", "smoke", "-p", "finetune_epochs", "2"])
+    results = json.loads((report_dirs / "results" / "01_part1_sst.json").read_text())
+    assert set(results) == {"notebook", "profile", "stamp", "data", "runs", "checks"}
+    assert results["notebook"] == "01_part1_sst" and results["profile"] == "smoke"
+    stamp = results["stamp"]
+    assert set(stamp) == {"commit", "dirty", "params", "seed", "device", "versions", "started", "wall_s"}
+    assert stamp["params"]["finetune_epochs"] == 2 and stamp["seed"] == 11711
+    assert stamp["device"].startswith("cpu") and stamp["versions"]["torch"].startswith("2.13.0")
+    assert results["data"]["sst"]["train"] == {"source": "ids-sst-train.csv", "size": 64, "skipped": 0}
+    runs = {r["name"]: r for r in results["runs"]}
+    assert list(runs) == ["pretrain", "finetune"]
+    assert len(runs["pretrain"]["history"]) == 2 and len(runs["finetune"]["history"]) == 2
+    for run in runs.values():
+        assert 0.0 <= run["dev"]["sst_acc"] <= 1.0
+        assert run["dev"]["sst_acc"] == max(h["dev_acc"] for h in run["history"])
+    trainable = {name: run["config"]["trainable_parameters"] for name, run in runs.items()}
+    assert trainable["pretrain"] < trainable["finetune"]
+    parity = results["checks"]["bert_parity"]
+    assert parity["max_abs_diff_last_hidden_state"] < 1e-5 and parity["max_abs_diff_pooler_output"] < 1e-5
+    predictions = report_dirs / "predictions" / "01_part1_sst"
+    for mode in ("pretrain", "finetune"):
+        for split in ("dev", "test"):
+            lines = (predictions / f"{mode}-sst-{split}.csv").read_text().splitlines()
+            assert lines[0] == "id\tsentiment" and len(lines) == 33
+            assert all(line.split("\t")[1] in "01234" for line in lines[1:])
+    html = (report_dirs / "01_part1_sst.html").read_text()
+    assert "Our BERT against" in html and "data:image/png;base64" in html
+
+
+def test_unknown_parameter_stops_before_running(report_dirs, capsys):
+    with pytest.raises(SystemExit, match="unknown parameter 'finetune_lrr'"):
+        cli.main(["run", "01_part1_sst", "--profile", "smoke", "-p", "finetune_lrr", "0.1"])
+    assert not report_dirs.exists()
+
+
+def test_fetch_data_command(tmp_path, data_dir, capsys):
+    cli.main(["fetch-data", "--dest", str(tmp_path), "--mirror", str(data_dir), "--url-base", ""])
+    assert "11 data files ready" in capsys.readouterr().out
+    assert (tmp_path / "quora-dev.csv").is_file()
+
+
+def test_notebooks_are_numbered_and_stored_without_outputs():
+    names = notebook_names()
+    assert names and names[0] == "01_part1_sst"
+    from minbert import paths
+
+    for name in names:
+        nb = json.loads((paths.notebooks_dir() / f"{name}.ipynb").read_text())
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                assert cell["outputs"] == [] and cell["execution_count"] is None, name
