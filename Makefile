@@ -23,7 +23,7 @@ report: data
 	$(PY) -m minbert report --profile $(PROFILE)
 
 test: data
-	$(PY) -m ruff check lib tests notebooks
+	$(PY) -m ruff check lib tests notebooks benchmarks
 	$(PY) -m pytest
 
 lab: data

@@ -168,3 +168,19 @@ def test_dropout_is_active_only_in_training(tiny_checkpoint):
     assert not torch.equal(model(*args)["pooler_output"], model(*args)["pooler_output"])
     model.eval()
     assert torch.equal(model(*args)["pooler_output"], model(*args)["pooler_output"])
+
+
+def test_packing_round_trip_and_zero_padding(tiny_checkpoint):
+    from minbert.attention import Packing
+
+    batch = padded_batch(1000)
+    packing = Packing.from_mask(batch["attention_mask"])
+    packed = packing.pack(batch["input_ids"])
+    assert packed.shape == (int(batch["attention_mask"].sum()),)
+    assert torch.equal(packing.unpack(packed), batch["input_ids"])  # padding ids are 0
+    full = Packing.from_mask(torch.ones(2, 3, dtype=torch.long))
+    assert full.index is None and full.key_mask is None
+    model = BertModel.from_pretrained(tiny_checkpoint).eval()
+    with torch.no_grad():
+        hidden = model(batch["input_ids"], batch["attention_mask"])["last_hidden_state"]
+    assert hidden[~batch["attention_mask"].bool()].abs().max() == 0

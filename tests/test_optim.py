@@ -94,3 +94,21 @@ def test_parameters_without_gradients_are_left_alone():
 def test_invalid_hyper_parameters_are_refused(kwargs):
     with pytest.raises(ValueError, match="invalid"):
         AdamW([torch.nn.Parameter(torch.ones(1))], **kwargs)
+
+
+def test_parameters_that_join_later_keep_their_own_step_count():
+    """A weight unfrozen after some steps starts its bias correction at step 1, as in torch."""
+    x, y, ours = regression_problem()
+    theirs = copy.deepcopy(ours)
+    optimizers = (AdamW(ours.parameters(), lr=1e-2, weight_decay=0.01),
+                  torch.optim.AdamW(theirs.parameters(), lr=1e-2, weight_decay=0.01))
+    for model in (ours, theirs):
+        model[0].weight.requires_grad_(False)
+    for model, optimizer in zip((ours, theirs), optimizers, strict=True):
+        train(model, optimizer, x, y, 10)
+        model[0].weight.requires_grad_(True)
+        train(model, optimizer, x, y, 10)
+    assert optimizers[0].state[ours[0].weight]["step"] == 10
+    assert optimizers[0].state[ours[0].bias]["step"] == 20
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)

@@ -3,6 +3,8 @@
 Module names follow the published checkpoints (embeddings, attention.self,
 attention.output, intermediate, output, pooler), so a Hugging Face state dict
 maps onto this model by name; the one difference is the fused `qkv` projection.
+Inside the encoder the real tokens travel packed, without their padding (see
+`attention.Packing`): padded positions cost no work outside attention.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minbert.attention import SelfAttention
+from minbert.attention import Packing, SelfAttention
+from minbert.dropout import Dropout
 
 
 class CheckpointError(ValueError):
@@ -69,12 +72,15 @@ class BertEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = (self.word_embeddings(input_ids) + self.position_embeddings(positions)
-             + self.token_type_embeddings(token_type_ids))
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
+                packing: Packing) -> torch.Tensor:
+        """Embeddings of the real tokens only, packed as (tokens, hidden)."""
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+        x = (self.word_embeddings(packing.pack(input_ids))
+             + self.position_embeddings(packing.pack(positions))
+             + self.token_type_embeddings(packing.pack(token_type_ids)))
         return self.dropout(self.LayerNorm(x))
 
 
@@ -83,7 +89,7 @@ class BertSelfOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, context: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dropout(self.dense(context)) + residual)
@@ -96,8 +102,8 @@ class BertAttention(nn.Module):
                                   config.attention_probs_dropout_prob, config.attention)
         self.output = BertSelfOutput(config)
 
-    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        return self.output(self.self(hidden, key_mask), hidden)
+    def forward(self, hidden: torch.Tensor, packing: Packing) -> torch.Tensor:
+        return self.output(self.self(hidden, packing), hidden)
 
 
 class BertIntermediate(nn.Module):
@@ -115,7 +121,7 @@ class BertOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, intermediate: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dropout(self.dense(intermediate)) + residual)
@@ -128,8 +134,8 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config)
         self.output = BertOutput(config)
 
-    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        attended = self.attention(hidden, key_mask)
+    def forward(self, hidden: torch.Tensor, packing: Packing) -> torch.Tensor:
+        attended = self.attention(hidden, packing)
         return self.output(self.intermediate(attended), attended)
 
 
@@ -138,9 +144,9 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
 
-    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, packing: Packing) -> torch.Tensor:
         for layer in self.layer:
-            hidden = layer(hidden, key_mask)
+            hidden = layer(hidden, packing)
         return hidden
 
 
@@ -178,8 +184,9 @@ class BertModel(nn.Module):
             attention_mask = torch.ones_like(input_ids)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        key_mask = attention_mask.bool()[:, None, None, :]
-        hidden = self.encoder(self.embeddings(input_ids, token_type_ids), key_mask)
+        packing = Packing.from_mask(attention_mask)
+        hidden = self.encoder(self.embeddings(input_ids, token_type_ids, packing), packing)
+        hidden = packing.unpack(hidden)  # zeros at padded positions
         return {"last_hidden_state": hidden, "pooler_output": self.pooler(hidden)}
 
     @classmethod

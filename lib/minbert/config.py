@@ -31,6 +31,8 @@ class NotebookConfig(BaseModel):
     profile: Literal["smoke", "quick", "full"]
     seed: int = Field(ge=0)
     device: Literal["auto", "cpu", "cuda"]
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        description="auto: bfloat16 autocast where the processor or GPU supports it, else float32")
     checkpoint: str | None = Field(
         description="Hugging Face BERT checkpoint folder or hub id; null for the embedded MiniLM")
     strict_data: bool = Field(description="stop at the first malformed CSV row instead of skipping")

@@ -16,6 +16,7 @@ from minbert.config import Part1Config
 from minbert.data import TaskSplit, encode, load_split
 from minbert.evaluation import write_predictions
 from minbert.models import SentenceClassifier
+from minbert.precision import resolve_precision
 from minbert.training import predict_logits, train_classifier
 
 SST_LABELS = ["negative", "somewhat negative", "neutral", "somewhat positive", "positive"]
@@ -53,19 +54,21 @@ def run_sst_mode(cfg: Part1Config, mode: str, data: SentenceTaskData,
     bert = BertModel.from_pretrained(cfg.checkpoint, hidden_dropout_prob=cfg.dropout)
     model = SentenceClassifier(bert, num_classes=5, dropout=cfg.dropout, pooling=cfg.pooling,
                                freeze_bert=mode == "pretrain")
+    dtype = resolve_precision(cfg.precision, device)
     epochs = cfg.pretrain_epochs if mode == "pretrain" else cfg.finetune_epochs
     lr = cfg.pretrain_lr if mode == "pretrain" else cfg.finetune_lr
     history = train_classifier(
         model, data.tokens["train"], [e.label for e in data.train.examples],
         data.tokens["dev"], [e.label for e in data.dev.examples], epochs=epochs, lr=lr,
         batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, seed=cfg.seed, device=device,
-        eval_batch_size=cfg.eval_batch_size, desc=mode)
+        eval_batch_size=cfg.eval_batch_size, desc=mode, dtype=dtype)
     best = max(history, key=lambda h: h["dev_acc"])
     record = {
         "name": mode,
         "config": {"mode": mode, "epochs": epochs, "lr": lr, "batch_size": cfg.batch_size,
                    "pooling": cfg.pooling, "dropout": cfg.dropout,
                    "weight_decay": cfg.weight_decay, "optimizer": "minbert.optim.AdamW",
+                   "precision": str(dtype).removeprefix("torch."),
                    "trainable_parameters": count_parameters(model, trainable_only=True)},
         "dev": {"sst_acc": best["dev_acc"]},
         "best_epoch": best["epoch"],
@@ -82,7 +85,8 @@ def predict_and_save(model: SentenceClassifier, data: SentenceTaskData, mode: st
     predicted = {}
     for split_name in ("dev", "test"):
         split = getattr(data, split_name)
-        logits = predict_logits(model, data.tokens[split_name], cfg.eval_batch_size, device)
+        logits = predict_logits(model, data.tokens[split_name], cfg.eval_batch_size, device,
+                                dtype=resolve_precision(cfg.precision, device))
         labels = logits.argmax(-1).tolist()
         write_predictions(out_dir / f"{mode}-sst-{split_name}.csv",
                           [e.id for e in split.examples], labels, "sentiment")

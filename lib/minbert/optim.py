@@ -41,32 +41,46 @@ class AdamW(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, (beta1, beta2) = group["lr"], group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("AdamW does not support sparse gradients")
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if any(p.grad.is_sparse for p in params):
+                raise RuntimeError("AdamW does not support sparse gradients")
+            for p in params:
                 state = self.state[p]
                 if not state:
                     state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
-                step = state["step"]
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                grad = p.grad
-
-                if group["weight_decay"]:
-                    p.mul_(1.0 - lr * group["weight_decay"])
-                exp_avg.lerp_(grad, 1.0 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-
-                if group["correct_bias"]:
-                    step_size = lr / (1.0 - beta1 ** step)
-                    denom = (exp_avg_sq.sqrt() / math.sqrt(1.0 - beta2 ** step)).add_(group["eps"])
-                else:
-                    step_size = lr
-                    denom = exp_avg_sq.sqrt().add_(group["eps"])
-                p.addcdiv_(exp_avg, denom, value=-step_size)
+            # Parameters of a group share hyper-parameters but may differ in step count
+            # (one joined later): update each step count as one multi-tensor batch.
+            by_step: dict[int, list[torch.Tensor]] = {}
+            for p in params:
+                by_step.setdefault(self.state[p]["step"], []).append(p)
+            for step, batch in by_step.items():
+                self._update(batch, group, step)
         return loss
+
+    def _update(self, params: list[torch.Tensor], group: dict, step: int) -> None:
+        """One AdamW step for tensors sharing hyper-parameters and step count, with
+        multi-tensor (foreach) kernels: a handful of launches instead of a few per tensor."""
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        grads = [p.grad for p in params]
+        exp_avgs = [self.state[p]["exp_avg"] for p in params]
+        exp_avg_sqs = [self.state[p]["exp_avg_sq"] for p in params]
+
+        if group["weight_decay"]:
+            torch._foreach_mul_(params, 1.0 - lr * group["weight_decay"])
+        torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
+
+        denoms = torch._foreach_sqrt(exp_avg_sqs)
+        if group["correct_bias"]:
+            step_size = lr / (1.0 - beta1 ** step)
+            torch._foreach_div_(denoms, math.sqrt(1.0 - beta2 ** step))
+        else:
+            step_size = lr
+        torch._foreach_add_(denoms, eps)
+        torch._foreach_addcdiv_(params, exp_avgs, denoms, value=-step_size)

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from minbert.data import batch_indices, pad_batch
 from minbert.models import SentenceClassifier
 from minbert.optim import AdamW
+from minbert.precision import autocast
 
 
 class TrainingError(RuntimeError):
@@ -43,20 +44,23 @@ def _batch_to(sequences: Sequence[Sequence[int]], device: torch.device) -> dict[
 
 @torch.no_grad()
 def sentence_embeddings(model: SentenceClassifier, tokens: Sequence[Sequence[int]],
-                        batch_size: int, device: torch.device) -> torch.Tensor:
+                        batch_size: int, device: torch.device,
+                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Embeddings of every sentence in input order (model in eval mode, no dropout)."""
     model.eval()
     lengths = [len(t) for t in tokens]
     out = torch.empty(len(tokens), model.bert.config.hidden_size)
     for idx in batch_indices(lengths, batch_size, shuffle=False):
         batch = _batch_to([tokens[i] for i in idx], device)
-        out[idx] = model.embed(batch["input_ids"], batch["attention_mask"]).float().cpu()
+        with autocast(device, dtype):
+            out[idx] = model.embed(batch["input_ids"], batch["attention_mask"]).float().cpu()
     return out
 
 
 @torch.no_grad()
 def predict_logits(model: SentenceClassifier, tokens: Sequence[Sequence[int]], batch_size: int,
-                   device: torch.device, features: torch.Tensor | None = None) -> torch.Tensor:
+                   device: torch.device, features: torch.Tensor | None = None,
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Class logits in input order; from cached `features` when BERT is frozen."""
     model.eval()
     if features is not None:
@@ -65,7 +69,8 @@ def predict_logits(model: SentenceClassifier, tokens: Sequence[Sequence[int]], b
     out = torch.empty(len(tokens), model.head.out_features)
     for idx in batch_indices(lengths, batch_size, shuffle=False):
         batch = _batch_to([tokens[i] for i in idx], device)
-        out[idx] = model(batch["input_ids"], batch["attention_mask"]).float().cpu()
+        with autocast(device, dtype):
+            out[idx] = model(batch["input_ids"], batch["attention_mask"]).float().cpu()
     return out
 
 
@@ -80,12 +85,14 @@ def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[
                      dev_labels: Sequence[int], *, epochs: int, lr: float, batch_size: int,
                      weight_decay: float = 0.0, seed: int = 0, device: torch.device | None = None,
                      eval_batch_size: int = 128, bucket: bool = True, desc: str = "train",
+                     dtype: torch.dtype = torch.float32,
                      on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
     """Train with cross-entropy and our AdamW; keep the weights of the best dev epoch.
 
     With BERT frozen (`model.freeze_bert`), the sentence embeddings are computed
     once, without dropout, and the head trains on them: the same model as running
     frozen BERT every step, minus BERT's dropout noise, at a fraction of the cost.
+    `dtype` bfloat16 runs the forward pass under autocast (see `minbert.precision`).
     Returns one record per epoch (train loss, dev loss and accuracy, seconds).
     """
     device = device or torch.device("cpu")
@@ -95,8 +102,8 @@ def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[
     dev_y = torch.as_tensor(list(dev_labels), dtype=torch.long)
     train_features = dev_features = None
     if model.freeze_bert:
-        train_features = sentence_embeddings(model, train_tokens, eval_batch_size, device)
-        dev_features = sentence_embeddings(model, dev_tokens, eval_batch_size, device)
+        train_features = sentence_embeddings(model, train_tokens, eval_batch_size, device, dtype)
+        dev_features = sentence_embeddings(model, dev_tokens, eval_batch_size, device, dtype)
     optimizer = AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                       weight_decay=weight_decay)
     lengths = [len(t) for t in train_tokens]
@@ -109,11 +116,12 @@ def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[
         batches = list(batch_indices(lengths, batch_size, shuffle=True, seed=seed + epoch,
                                      bucket=bucket))
         for step, idx in enumerate(tqdm(batches, desc=f"epoch {epoch}", leave=False, unit="batch")):
-            if train_features is not None:
-                logits = model.classify(train_features[idx].to(device))
-            else:
-                batch = _batch_to([train_tokens[i] for i in idx], device)
-                logits = model(batch["input_ids"], batch["attention_mask"])
+            with autocast(device, dtype):
+                if train_features is not None:
+                    logits = model.classify(train_features[idx].to(device))
+                else:
+                    batch = _batch_to([train_tokens[i] for i in idx], device)
+                    logits = model(batch["input_ids"], batch["attention_mask"])
             loss = F.cross_entropy(logits.float(), train_y[idx].to(device))
             check_finite(loss, f"{desc}, epoch {epoch}, batch {step}")
             optimizer.zero_grad(set_to_none=True)
@@ -121,7 +129,7 @@ def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[
             optimizer.step()
             total += loss.item() * len(idx)
             count += len(idx)
-        dev_logits = predict_logits(model, dev_tokens, eval_batch_size, device, dev_features)
+        dev_logits = predict_logits(model, dev_tokens, eval_batch_size, device, dev_features, dtype)
         dev_acc = float((dev_logits.argmax(-1) == dev_y).float().mean())
         record = {"epoch": epoch, "train_loss": total / count,
                   "dev_loss": float(F.cross_entropy(dev_logits, dev_y)), "dev_acc": dev_acc,

@@ -1,0 +1,256 @@
+"""Throughput of our BertModel against transformers.BertModel: same weights, same batches.
+
+Prints:
+1. training step (forward, backward, optimizer step) and inference, in samples/s and
+   real tokens/s, median of repeated runs after warm-up, for our model and for
+   transformers' eager and SDPA attention, in float32 and bfloat16 autocast, with
+   the ratio ours / transformers' best in the same run; the model's FLOPs per token
+   and the achieved fraction of a plain matrix product's measured peak;
+2. one SST training epoch with padding to a fixed length, padding per batch, and
+   length-bucketed batches.
+
+Two kinds of batch: `full` (every position a real token: pure compute) and `sst`
+(real SST sentences padded to the fixed length, as `padding="max_length"` does).
+Runs on the CPU, and on the GPU too when there is one.
+
+    .venv/bin/python benchmarks/throughput.py [--repeats 7] [--sst-limit 2048] [--skip-epochs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import random
+import statistics
+import time
+import warnings
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import transformers
+from minbert.bert import BertModel, default_checkpoint, load_tokenizer
+from minbert.data import batch_indices, encode, load_split, pad_batch
+from minbert.models import SentenceClassifier
+from minbert.optim import AdamW
+from minbert.precision import autocast, cpu_has_bfloat16, resolve_precision
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--train-batch", type=int, nargs=2, default=(32, 64), metavar=("BATCH", "LENGTH"))
+    parser.add_argument("--infer-batch", type=int, nargs=2, default=(64, 64), metavar=("BATCH", "LENGTH"))
+    parser.add_argument("--sst-limit", type=int, default=None, help="SST train sentences per epoch (all)")
+    parser.add_argument("--skip-epochs", action="store_true", help="only the step table")
+    parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda if present")
+    return parser.parse_args()
+
+
+def median_seconds(fn, warmup: int, repeats: int, device: torch.device) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def make_batch(kind: str, batch: int, length: int, sst_tokens: list[list[int]], seed: int = 0) -> dict:
+    """`full`: random real tokens everywhere; `sst`: real sentences padded to `length`."""
+    g = torch.Generator().manual_seed(seed)
+    if kind == "full":
+        ids = torch.randint(1000, 29000, (batch, length), generator=g)
+        ids[:, 0], ids[:, -1] = 101, 102
+        mask = torch.ones_like(ids)
+    else:
+        chosen = random.Random(seed).sample(sst_tokens, batch)
+        padded = pad_batch([t[:length - 1] + [102] if len(t) > length else t for t in chosen])
+        ids = torch.zeros(batch, length, dtype=torch.long)
+        mask = torch.zeros(batch, length, dtype=torch.long)
+        ids[:, : padded["input_ids"].shape[1]] = padded["input_ids"]
+        mask[:, : padded["attention_mask"].shape[1]] = padded["attention_mask"]
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids),
+            "labels": torch.randint(0, 5, (batch,), generator=g)}
+
+
+class Candidate:
+    """A BERT plus a 5-class head on the pooler output, with its own optimizer."""
+
+    def __init__(self, name: str, device: torch.device) -> None:
+        torch.manual_seed(0)
+        folder = default_checkpoint()
+        if name == "ours":
+            self.bert = BertModel.from_pretrained(folder)
+            self.optimizer_cls = AdamW
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.bert = transformers.BertModel.from_pretrained(
+                    str(folder), attn_implementation=name.removeprefix("transformers-"))
+            self.optimizer_cls = torch.optim.AdamW
+        self.name = name
+        self.head = torch.nn.Linear(self.bert.config.hidden_size, 5)
+        self.bert.to(device)
+        self.head.to(device)
+        params = list(self.bert.parameters()) + list(self.head.parameters())
+        self.optimizer = self.optimizer_cls(params, lr=1e-5)
+
+    def pooled(self, batch: dict) -> torch.Tensor:
+        out = self.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                        token_type_ids=batch["token_type_ids"])
+        return out["pooler_output"]
+
+    def train_step(self, batch: dict, device: torch.device, dtype: torch.dtype) -> None:
+        self.bert.train()
+        with autocast(device, dtype):
+            logits = self.head(self.pooled(batch))
+        loss = F.cross_entropy(logits.float(), batch["labels"])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    @torch.no_grad()
+    def infer(self, batch: dict, device: torch.device, dtype: torch.dtype) -> None:
+        self.bert.eval()
+        with autocast(device, dtype):
+            self.head(self.pooled(batch))
+
+
+def flops_per_token(config, length: int) -> float:
+    """Forward FLOPs per token: the projections and feed-forward, plus attention scores and context."""
+    h, i = config.hidden_size, config.intermediate_size
+    per_layer = 2 * (4 * h * h + 2 * h * i) + 2 * 2 * length * h
+    return config.num_hidden_layers * per_layer
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, tokens: int, h: int, i: int) -> float:
+    """Measured FLOP/s of plain matrix products at the model's shapes (QKV, output, feed-forward
+    in and out), the best of them: the ceiling these shapes allow on this hardware."""
+    best = 0.0
+    for k, n in ((h, 3 * h), (h, h), (h, i), (i, h)):
+        a = torch.randn(tokens, k, device=device, dtype=dtype)
+        b = torch.randn(k, n, device=device, dtype=dtype)
+        seconds = median_seconds(lambda a=a, b=b: [a @ b for _ in range(10)], 2, 5, device) / 10
+        best = max(best, 2 * tokens * k * n / seconds)
+    return best
+
+
+def step_table(args: argparse.Namespace, device: torch.device, sst_tokens: list[list[int]]) -> pd.DataFrame:
+    names = ["ours", "transformers-eager", "transformers-sdpa"]
+    candidates = {name: Candidate(name, device) for name in names}
+    config = candidates["ours"].bert.config
+    precisions = [torch.float32]
+    if resolve_precision("auto", device) == torch.bfloat16:
+        precisions.append(torch.bfloat16)
+    rows = []
+    for work, (batch_size, length) in (("train", args.train_batch), ("infer", args.infer_batch)):
+        for kind in ("full", "sst"):
+            batch = {k: v.to(device) for k, v in
+                     make_batch(kind, batch_size, length, sst_tokens).items()}
+            real_tokens = int(batch["attention_mask"].sum())
+            flops = flops_per_token(config, length) * (3 if work == "train" else 1)
+            for dtype in precisions:
+                peak = matmul_peak(device, dtype, batch_size * length, config.hidden_size,
+                                   config.intermediate_size)
+                for name, cand in candidates.items():
+                    method = cand.train_step if work == "train" else cand.infer
+                    fn = functools.partial(method, batch, device, dtype)
+                    seconds = median_seconds(fn, args.warmup, args.repeats, device)
+                    rows.append({"device": device.type, "work": work,
+                                 "batch": f"{kind} {batch_size}x{length}",
+                                 "precision": str(dtype).removeprefix("torch."), "model": name,
+                                 "samples/s": batch_size / seconds, "real tokens/s": real_tokens / seconds,
+                                 "useful GFLOP/s": flops * real_tokens / seconds / 1e9,
+                                 "% of matmul peak": 100 * flops * real_tokens / seconds / peak})
+    table = pd.DataFrame(rows)
+    keys = ["device", "work", "batch", "precision"]
+    best_theirs = (table[table.model != "ours"].groupby(keys)["samples/s"].max().rename("best transformers"))
+    table = table.join(best_theirs, on=keys)
+    table["ours / best transformers"] = table["samples/s"] / table["best transformers"]
+    fp32_theirs = table[(table.model != "ours") & (table.precision == "float32")].groupby(
+        ["device", "work", "batch"])["samples/s"].max().rename("best transformers float32")
+    table = table.join(fp32_theirs, on=["device", "work", "batch"])
+    table["ours / transformers float32"] = table["samples/s"] / table["best transformers float32"]
+    ratios = ["ours / best transformers", "ours / transformers float32"]
+    table.loc[table.model != "ours", ratios] = float("nan")
+    print(f"\nFLOPs per token (forward, length {args.train_batch[1]}): "
+          f"{flops_per_token(config, args.train_batch[1]) / 1e6:.1f} M; training step = 3x forward")
+    return table.drop(columns=["best transformers", "best transformers float32"])
+
+
+def epoch_table(args: argparse.Namespace, device: torch.device) -> pd.DataFrame:
+    """One SST training epoch with our model and its default precision, three ways of batching."""
+    tokenizer = load_tokenizer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        split = load_split("sst", "train").subset(args.sst_limit, seed=0)
+    tokens = encode(tokenizer, split, 128)
+    labels = torch.tensor([e.label for e in split.examples])
+    dtype = resolve_precision("auto", device)
+    rows = []
+    for name, fixed, bucket in (("pad to 128", 128, False), ("pad per batch", None, False),
+                                ("length buckets", None, True)):
+        torch.manual_seed(0)
+        model = SentenceClassifier(BertModel.from_pretrained(), 5).to(device)
+        optimizer = AdamW(model.parameters(), lr=2e-5)
+        model.train()
+        padded_tokens = 0
+        start = time.perf_counter()
+        for idx in batch_indices([len(t) for t in tokens], 32, shuffle=True, seed=1, bucket=bucket):
+            batch = pad_batch([tokens[i] for i in idx])
+            if fixed:
+                extra = fixed - batch["input_ids"].shape[1]
+                batch = {k: F.pad(v, (0, extra)) for k, v in batch.items()}
+            padded_tokens += batch["input_ids"].numel()
+            with autocast(device, dtype):
+                logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            loss = F.cross_entropy(logits.float(), labels[idx].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        rows.append({"device": device.type, "batching": name, "precision": str(dtype).removeprefix("torch."),
+                     "sentences": len(tokens), "padded tokens": padded_tokens,
+                     "real tokens": sum(map(len, tokens)), "epoch s": seconds,
+                     "samples/s": len(tokens) / seconds})
+    table = pd.DataFrame(rows)
+    table["speed-up vs pad to 128"] = table["epoch s"].iloc[0] / table["epoch s"]
+    return table
+
+
+def main() -> None:
+    args = parse_args()
+    devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_columns", 20)
+    pd.set_option("display.float_format", lambda v: f"{v:,.2f}")
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"{torch.get_num_threads()} CPU threads, CPU bfloat16: {cpu_has_bfloat16()}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sst = load_split("sst", "train")
+    sst_tokens = encode(load_tokenizer(), sst, 128)
+    for name in devices:
+        device = torch.device(name)
+        if device.type == "cuda":
+            print(f"GPU: {torch.cuda.get_device_name(device)}")
+        print(f"\n== Training step and inference on {name} ==")
+        print(step_table(args, device, sst_tokens).to_string(index=False))
+        if not args.skip_epochs:
+            print(f"\n== One SST training epoch on {name} (our model, batch 32) ==")
+            print(epoch_table(args, device).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

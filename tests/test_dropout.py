@@ -1,0 +1,62 @@
+"""Our CPU dropout: the drop rate, an unbiased scale, gradients, and reproducibility."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from minbert import attention
+from minbert.bert import BertModel
+from minbert.dropout import Dropout, dropout
+
+
+def test_drop_rate_and_scale_are_right_in_every_lane():
+    torch.manual_seed(0)
+    n = 2_000_000
+    out = dropout(torch.ones(n), 0.1)
+    kept = out != 0
+    # one 64-bit draw serves four elements: check each of the four 16-bit lanes
+    for lane in range(4):
+        rate = kept[lane::4].float().mean().item()
+        assert abs(rate - 0.9) < 3e-3, (lane, rate)  # binomial std at n/4 is 4e-4
+    assert torch.allclose(out[kept], torch.tensor(65536 / (65536 - 6554)))
+    assert abs(out.mean().item() - 1.0) < 3e-3  # unbiased: E[out] = x
+
+
+def test_gradient_is_the_same_mask_and_scale():
+    torch.manual_seed(1)
+    x = torch.randn(64, 32, requires_grad=True)
+    out = dropout(x, 0.3)
+    out.sum().backward()
+    expected = torch.where(out != 0, torch.tensor(65536 / (65536 - round(0.3 * 65536))), 0.0)
+    torch.testing.assert_close(x.grad, expected)
+
+
+def test_identity_in_eval_and_at_zero_and_reproducible():
+    x = torch.randn(10, 10)
+    assert dropout(x, 0.5, training=False) is x
+    assert dropout(x, 0.0) is x
+    module = Dropout(0.5).eval()
+    assert module(x) is x
+    torch.manual_seed(3)
+    a = dropout(x, 0.5)
+    torch.manual_seed(3)
+    assert torch.equal(a, dropout(x, 0.5))
+    with pytest.raises(ValueError, match="dropout probability"):
+        Dropout(1.0)
+
+
+def test_written_out_training_attention_equals_sdpa(tiny_checkpoint, monkeypatch):
+    """With the probabilities' dropout made the identity, the training path of attention
+    (written out, used on the CPU) gives what the eval path (SDPA) gives, padding included."""
+    from tests.test_bert import padded_batch
+
+    model = BertModel.from_pretrained(tiny_checkpoint, hidden_dropout_prob=0.0,
+                                      attention_probs_dropout_prob=0.5)
+    batch = padded_batch(1000)
+    args = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    with torch.no_grad():
+        reference = model.eval()(*args)["last_hidden_state"]
+        monkeypatch.setattr(attention, "dropout", lambda x, p, training: x)
+        written_out = model.train()(*args)["last_hidden_state"]
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(written_out[real], reference[real], atol=1e-5, rtol=1e-5)
