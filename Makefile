@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= quick
 
-.PHONY: report test lab data lint clean-venv
+.PHONY: report test lab data benchmark clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ test: data
 
 lab: data
 	$(VENV)/bin/jupyter lab notebooks/
+
+benchmark: data
+	$(PY) benchmarks/throughput.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -41,46 +41,58 @@ class AdamW(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            if any(p.grad.is_sparse for p in params):
-                raise RuntimeError("AdamW does not support sparse gradients")
-            for p in params:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("AdamW does not support sparse gradients")
                 state = self.state[p]
                 if not state:
                     state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
-            # Parameters of a group share hyper-parameters but may differ in step count
-            # (one joined later): update each step count as one multi-tensor batch.
-            by_step: dict[int, list[torch.Tensor]] = {}
-            for p in params:
-                by_step.setdefault(self.state[p]["step"], []).append(p)
-            for step, batch in by_step.items():
-                self._update(batch, group, step)
+                self._update(p, state, group)
         return loss
 
-    def _update(self, params: list[torch.Tensor], group: dict, step: int) -> None:
-        """One AdamW step for tensors sharing hyper-parameters and step count, with
-        multi-tensor (foreach) kernels: a handful of launches instead of a few per tensor."""
+    def _update(self, p: torch.Tensor, state: dict, group: dict) -> None:
+        """One AdamW step of one tensor, in cache-sized pieces.
+
+        All operations run on one piece while it sits in cache, instead of one sweep
+        through main memory per operation: on 2 CPU cores this halves the time of a
+        step over MiniLM's 22.7M weights (the word embeddings alone are 11.7M).
+        """
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        grads = [p.grad for p in params]
-        exp_avgs = [self.state[p]["exp_avg"] for p in params]
-        exp_avg_sqs = [self.state[p]["exp_avg_sq"] for p in params]
-
-        if group["weight_decay"]:
-            torch._foreach_mul_(params, 1.0 - lr * group["weight_decay"])
-        torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
-        torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
-
-        denoms = torch._foreach_sqrt(exp_avg_sqs)
+        step = state["step"]
         if group["correct_bias"]:
             step_size = lr / (1.0 - beta1 ** step)
-            torch._foreach_div_(denoms, math.sqrt(1.0 - beta2 ** step))
+            bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** step)
         else:
-            step_size = lr
-        torch._foreach_add_(denoms, eps)
-        torch._foreach_addcdiv_(params, exp_avgs, denoms, value=-step_size)
+            step_size, bias_correction2_sqrt = lr, 1.0
+        for w, g, m, v in _pieces(p, p.grad, state["exp_avg"], state["exp_avg_sq"]):
+            if group["weight_decay"]:
+                w.mul_(1.0 - lr * group["weight_decay"])
+            m.lerp_(g, 1.0 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+            denom = torch.sqrt(v, out=self._scratch(v))
+            if group["correct_bias"]:
+                denom.div_(bias_correction2_sqrt)
+            w.addcdiv_(m, denom.add_(eps), value=-step_size)
+
+    def _scratch(self, like: torch.Tensor) -> torch.Tensor:
+        """A reused buffer shaped like `like` (one per device and dtype; not part of the state)."""
+        buffers = self.__dict__.setdefault("_scratch_buffers", {})
+        key = (like.device, like.dtype)
+        if key not in buffers or buffers[key].numel() < like.numel():
+            buffers[key] = torch.empty(like.numel(), device=like.device, dtype=like.dtype)
+        return buffers[key][: like.numel()].view_as(like)
+
+
+PIECE = 1 << 19  # elements: a piece of weight, gradient and both moments (8 MB in float32) fits in L3
+
+
+def _pieces(*tensors: torch.Tensor):
+    """Matching flat pieces of same-shaped tensors (the whole tensors if one is not contiguous)."""
+    if all(t.is_contiguous() for t in tensors):
+        return zip(*(t.view(-1).split(PIECE) for t in tensors), strict=True)
+    return [tensors]

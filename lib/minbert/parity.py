@@ -28,7 +28,7 @@ def compare_with_transformers(checkpoint: str | Path | None, sentences: Sequence
     ref = theirs(**batch)
     real = batch["attention_mask"].bool()
     return {
-        "checkpoint": str(folder),
+        "checkpoint": str(checkpoint) if checkpoint else "embedded all-MiniLM-L6-v2",
         "batch_shape": list(batch["input_ids"].shape),
         "padded_positions": int((~real).sum()),
         "max_abs_diff_last_hidden_state": float(

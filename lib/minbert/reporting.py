@@ -88,8 +88,8 @@ class RunStamp:
         """The stamp as a two-column table for the top of a report."""
         d = self.as_dict()
         rows = [("commit", f"{d['commit']}{' (uncommitted changes)' if d['dirty'] else ''}"),
-                ("started (UTC)", d["started"]), ("device", d["device"]), ("seed", d["seed"]),
-                ("versions", ", ".join(f"{k} {v}" for k, v in d["versions"].items()))]
+                ("started (UTC)", d["started"]), ("device", d["device"]), ("seed", d["seed"])]
+        rows += [(name, version) for name, version in d["versions"].items()]
         return pd.DataFrame(rows, columns=["", "value"]).set_index("")
 
 
