@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 import transformers
+
 from minbert.bert import BertModel, default_checkpoint, load_tokenizer
 from minbert.data import batch_indices, encode, load_split, pad_batch
 from minbert.models import SentenceClassifier

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from minbert import paths
 from minbert.data import fetch_data
 

@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 import transformers
+
 from minbert.bert import BertModel, CheckpointError, default_checkpoint, load_tokenizer
 from minbert.parity import compare_with_transformers
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import yaml
+
 from minbert import paths
 from minbert.config import (
     NOTEBOOK_CONFIGS,

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+
 from minbert.data import (
     TASKS,
     DataError,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from minbert import attention
 from minbert.bert import BertModel
 from minbert.dropout import Dropout, dropout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from minbert.evaluation import accuracy, normalised_confusion, per_class_report, write_predictions
 
 

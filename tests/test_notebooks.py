@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from minbert import cli
 from minbert.runner import notebook_names
 

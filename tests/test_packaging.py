@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 import yaml
+
 from minbert import paths
 
 

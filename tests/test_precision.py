@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from minbert.bert import BertModel, load_tokenizer
 from minbert.precision import autocast, cpu_has_bfloat16, resolve_precision
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from minbert.bert import BertModel
 from minbert.models import SentenceClassifier, pool
 from minbert.training import TrainingError, predict_logits, train_classifier
