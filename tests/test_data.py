@@ -189,3 +189,16 @@ def test_batch_indices_cover_everything_once_and_bucketing_cuts_padding(shuffle)
     if shuffle:
         other = list(batch_indices(lengths, 32, shuffle=True, seed=2, bucket=True))
         assert other != bucketed, "a new seed gives a new order"
+
+
+def test_pairs_encode_each_sentence_on_its_own(data_dir):
+    from minbert.bert import load_tokenizer
+    from minbert.data import encode
+
+    split = load_split("sts", "dev").subset(5)
+    tokenizer = load_tokenizer()
+    first, second = encode(tokenizer, split, 64, text=0), encode(tokenizer, split, 64, text=1)
+    for example, a, b in zip(split.examples, first, second, strict=True):
+        assert a == tokenizer(example.texts[0], truncation=True, max_length=64)["input_ids"]
+        assert b == tokenizer(example.texts[1], truncation=True, max_length=64)["input_ids"]
+        assert a[0] == 101 and a[-1] == 102 and b.count(102) == 1

@@ -315,10 +315,11 @@ def load_split(task: str, split: str, data_dir: Path | None = None,
 
 # ----------------------------------------------------------------------------- batching
 
-def encode(tokenizer, split: TaskSplit, max_length: int) -> list[list[int]]:
-    """Token ids of each example, unpadded ([CLS] a [SEP] for one sentence)."""
-    first = [ex.texts[0] for ex in split.examples]
-    return tokenizer(first, truncation=True, max_length=max_length,
+def encode(tokenizer, split: TaskSplit, max_length: int, text: int = 0) -> list[list[int]]:
+    """Token ids of one text column of each example, unpadded ([CLS] sentence [SEP]);
+    `text=1` gives the second sentence of a pair, encoded on its own (bi-encoder)."""
+    texts = [ex.texts[text] for ex in split.examples]
+    return tokenizer(texts, truncation=True, max_length=max_length,
                      add_special_tokens=True)["input_ids"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from minbert.bert import BertModel
@@ -49,3 +50,67 @@ class SentenceClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.classify(self.embed(input_ids, attention_mask))
+
+
+def make_head(in_features: int, out_features: int, hidden: int | None, dropout: float) -> nn.Sequential:
+    """A task head: dropout then linear, or (with `hidden`) one ReLU hidden layer between."""
+    if hidden is None:
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, out_features))
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, hidden), nn.ReLU(),
+                         nn.Dropout(dropout), nn.Linear(hidden, out_features))
+
+
+TASKS = ("sst", "qqp", "sts")
+
+
+class MultitaskBert(nn.Module):
+    """One BERT shared by SST, QQP and STS, in bi-encoder ("sBERT") mode: every sentence is
+    encoded on its own into one vector.
+
+    - SST: a head on the sentence vector, 5 logits.
+    - QQP: a head on the pair features [u, v, |u - v|] (Sentence-BERT's classifier), 1 logit.
+    - STS: the cosine similarity of u and v mapped linearly onto 0..5, 2.5 (1 + cos),
+      trained with MSE against the real-valued gold score.
+    `shared_similarity` adds one linear layer applied to u and v before both QQP and
+    STS compare them; `dropout` is one rate or one per task, on each head's input.
+    """
+
+    def __init__(self, bert: BertModel, pooling: str = "mean", head_hidden: int | None = None,
+                 dropout: float | dict[str, float] = 0.1, shared_similarity: bool = False) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; known: {list(POOLINGS)}")
+        rates = dropout if isinstance(dropout, dict) else dict.fromkeys(TASKS, dropout)
+        missing = [t for t in TASKS if t not in rates]
+        if missing or set(rates) - set(TASKS):
+            raise ValueError(f"dropout needs one rate for each of {list(TASKS)}, got {sorted(rates)}")
+        size = bert.config.hidden_size
+        self.bert = bert
+        self.pooling = pooling
+        self.sst_head = make_head(size, 5, head_hidden, rates["sst"])
+        self.qqp_head = make_head(3 * size, 1, head_hidden, rates["qqp"])
+        self.sts_dropout = nn.Dropout(rates["sts"])
+        self.similarity = nn.Linear(size, size) if shared_similarity else None
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return pool(self.bert(input_ids, attention_mask), attention_mask, self.pooling)
+
+    def _pair(self, ids_a, mask_a, ids_b, mask_b) -> tuple[torch.Tensor, torch.Tensor]:
+        u, v = self.embed(ids_a, mask_a), self.embed(ids_b, mask_b)
+        if self.similarity is not None:
+            u, v = self.similarity(u), self.similarity(v)
+        return u, v
+
+    def sst_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.sst_head(self.embed(input_ids, attention_mask))
+
+    def qqp_logits(self, ids_a: torch.Tensor, mask_a: torch.Tensor, ids_b: torch.Tensor,
+                   mask_b: torch.Tensor) -> torch.Tensor:
+        u, v = self._pair(ids_a, mask_a, ids_b, mask_b)
+        return self.qqp_head(torch.cat([u, v, (u - v).abs()], dim=-1)).squeeze(-1)
+
+    def sts_scores(self, ids_a: torch.Tensor, mask_a: torch.Tensor, ids_b: torch.Tensor,
+                   mask_b: torch.Tensor) -> torch.Tensor:
+        u, v = self._pair(ids_a, mask_a, ids_b, mask_b)
+        cosine = F.cosine_similarity(self.sts_dropout(u).float(), self.sts_dropout(v).float(), dim=-1)
+        return 2.5 * (1.0 + cosine)

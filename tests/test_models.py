@@ -1,0 +1,58 @@
+"""Task models: the multitask bi-encoder's heads, ranges and options."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from minbert.bert import BertModel
+from minbert.models import MultitaskBert
+from tests.test_bert import padded_batch
+
+
+@pytest.fixture
+def pair(tiny_checkpoint):
+    a, b = padded_batch(1000, seed=1), padded_batch(1000, seed=2)
+    return a["input_ids"], a["attention_mask"], b["input_ids"], b["attention_mask"]
+
+
+def make(tiny_checkpoint, **kwargs):
+    torch.manual_seed(0)
+    return MultitaskBert(BertModel.from_pretrained(tiny_checkpoint), **kwargs).eval()
+
+
+def test_output_shapes_and_sts_range(tiny_checkpoint, pair):
+    model = make(tiny_checkpoint)
+    ids_a, mask_a, ids_b, mask_b = pair
+    assert model.sst_logits(ids_a, mask_a).shape == (4, 5)
+    assert model.qqp_logits(*pair).shape == (4,)
+    scores = model.sts_scores(*pair)
+    assert scores.shape == (4,) and bool(((scores >= 0) & (scores <= 5)).all())
+
+
+def test_identical_sentences_score_five_and_sts_is_symmetric(tiny_checkpoint, pair):
+    model = make(tiny_checkpoint, shared_similarity=True)
+    ids_a, mask_a, ids_b, mask_b = pair
+    torch.testing.assert_close(model.sts_scores(ids_a, mask_a, ids_a, mask_a), torch.full((4,), 5.0))
+    torch.testing.assert_close(model.sts_scores(*pair), model.sts_scores(ids_b, mask_b, ids_a, mask_a))
+
+
+def test_options_build_the_described_heads(tiny_checkpoint):
+    model = make(tiny_checkpoint, head_hidden=32, dropout={"sst": 0.1, "qqp": 0.2, "sts": 0.3},
+                 shared_similarity=True)
+    assert [type(m).__name__ for m in model.sst_head] == ["Dropout", "Linear", "ReLU", "Dropout", "Linear"]
+    assert model.qqp_head[1].in_features == 3 * 64 and model.qqp_head[0].p == 0.2
+    assert model.sts_dropout.p == 0.3 and model.similarity is not None
+    with pytest.raises(ValueError, match="one rate for each"):
+        make(tiny_checkpoint, dropout={"sst": 0.1})
+
+
+def test_every_task_trains_the_shared_bert(tiny_checkpoint, pair):
+    model = make(tiny_checkpoint).train()
+    ids_a, mask_a, _, _ = pair
+    for loss in (model.sst_logits(ids_a, mask_a).sum(), model.qqp_logits(*pair).sum(),
+                 model.sts_scores(*pair).sum()):
+        model.zero_grad()
+        loss.backward()
+        grad = model.bert.encoder.layer[0].attention.self.qkv.weight.grad
+        assert grad is not None and grad.abs().sum() > 0
