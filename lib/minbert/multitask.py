@@ -1,0 +1,282 @@
+"""Multitask training of `MultitaskBert` on SST, QQP and STS.
+
+Task data as token ids, each task's loss, dev metrics, and a trainer that follows
+a schedule (`minbert.schedules`), checkpoints after every epoch (tensors only,
+written atomically) and resumes from the last checkpoint to the same result as
+a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from minbert.data import TaskSplit, batch_indices, encode, pad_batch
+from minbert.files import atomic_path
+from minbert.models import TASKS, MultitaskBert
+from minbert.optim import AdamW
+from minbert.pcgrad import pcgrad_backward
+from minbert.precision import autocast
+from minbert.schedules import STRATEGIES, epoch_plan, qqp_batches_after_phase
+from minbert.training import check_finite
+
+METRICS = {"sst": "sst_acc", "qqp": "qqp_acc", "sts": "sts_pearson"}
+NUM_CLASSES = {"sst": 5, "qqp": 2}
+
+
+@dataclass
+class TaskTensors:
+    """One task split as token ids: sentence a, sentence b for pairs, and the labels."""
+
+    task: str
+    ids: list[str]
+    a: list[list[int]]
+    b: list[list[int]] | None
+    labels: list | None
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def lengths(self) -> list[int]:
+        if self.b is None:
+            return [len(t) for t in self.a]
+        return [max(len(x), len(y)) for x, y in zip(self.a, self.b, strict=True)]
+
+    def batch(self, idx: list[int], device: torch.device) -> dict:
+        out = {"a": {k: v.to(device) for k, v in pad_batch([self.a[i] for i in idx]).items()}}
+        if self.b is not None:
+            out["b"] = {k: v.to(device) for k, v in pad_batch([self.b[i] for i in idx]).items()}
+        if self.labels is not None:
+            dtype = torch.float32 if self.task == "sts" else torch.long
+            out["labels"] = torch.tensor([self.labels[i] for i in idx], dtype=dtype, device=device)
+        return out
+
+
+def tensors_for(split: TaskSplit, tokenizer, max_length: int) -> TaskTensors:
+    """Token ids of a task split; each sentence of a pair encoded on its own (bi-encoder)."""
+    pair = len(split.examples[0].texts) == 2 if split.examples else False
+    labels = None if split.split == "test" else [e.label for e in split.examples]
+    return TaskTensors(split.task, [e.id for e in split.examples], encode(tokenizer, split, max_length),
+                       encode(tokenizer, split, max_length, text=1) if pair else None, labels)
+
+
+@dataclass(frozen=True)
+class MultitaskRun:
+    """The settings of one multitask training run (one strategy of the study)."""
+
+    name: str
+    strategy: str = "sequential"
+    order: tuple[str, ...] = ("sts", "sst", "qqp")
+    epochs: int = 1
+    lr: float = 2e-5
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    loss_weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TASKS, 1.0))
+    class_weights: bool = False
+    qqp_only_epochs: int = 0
+    freeze_last_epochs: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"run {self.name}: unknown strategy {self.strategy!r}; "
+                             f"known: {list(STRATEGIES)}")
+        if sorted(self.order) != sorted(TASKS):
+            raise ValueError(f"run {self.name}: order {self.order} must name each of {list(TASKS)} once")
+        if self.qqp_only_epochs + self.freeze_last_epochs > self.epochs:
+            raise ValueError(f"run {self.name}: qqp_only_epochs + freeze_last_epochs exceed epochs")
+
+
+def class_weight_tensor(labels: list[int], num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights, n / (classes * count): a balanced set gets all ones."""
+    counts = torch.bincount(torch.tensor(labels), minlength=num_classes).float()
+    return len(labels) / (num_classes * counts.clamp(min=1.0))
+
+
+def task_outputs(model: MultitaskBert, task: str, batch: dict) -> torch.Tensor:
+    a = batch["a"]
+    if task == "sst":
+        return model.sst_logits(a["input_ids"], a["attention_mask"])
+    b = batch["b"]
+    pair = (a["input_ids"], a["attention_mask"], b["input_ids"], b["attention_mask"])
+    return model.qqp_logits(*pair) if task == "qqp" else model.sts_scores(*pair)
+
+
+def task_loss(task: str, outputs: torch.Tensor, labels: torch.Tensor,
+              class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy for SST, binary cross-entropy for QQP (both optionally class-weighted),
+    MSE on the 0..5 score for STS."""
+    outputs = outputs.float()
+    if task == "sst":
+        return F.cross_entropy(outputs, labels, weight=class_weights)
+    if task == "qqp":
+        weight = class_weights[labels] if class_weights is not None else None
+        return F.binary_cross_entropy_with_logits(outputs, labels.float(), weight=weight)
+    return F.mse_loss(outputs, labels)
+
+
+@torch.no_grad()
+def predict(model: MultitaskBert, data: TaskTensors, batch_size: int, device: torch.device,
+            dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Raw outputs in input order: SST logits (N, 5), QQP logits (N,), STS scores (N,)."""
+    model.eval()
+    outputs: list[tuple[list[int], torch.Tensor]] = []
+    for idx in batch_indices(data.lengths(), batch_size, shuffle=False):
+        with autocast(device, dtype):
+            outputs.append((idx, task_outputs(model, data.task, data.batch(idx, device)).float().cpu()))
+    shape = (len(data), 5) if data.task == "sst" else (len(data),)
+    result = torch.empty(shape)
+    for idx, out in outputs:
+        result[idx] = out
+    return result
+
+
+def labels_from_outputs(task: str, outputs: torch.Tensor) -> list:
+    """Predicted labels as the task files hold them: SST class, QQP 0/1, STS score."""
+    if task == "sst":
+        return outputs.argmax(-1).tolist()
+    if task == "qqp":
+        return (outputs > 0).long().tolist()
+    return [round(float(s), 4) for s in outputs]
+
+
+def dev_metrics(model: MultitaskBert, dev: dict[str, TaskTensors], batch_size: int,
+                device: torch.device, dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """Accuracy for SST and QQP, Pearson correlation for STS, and each task's dev loss."""
+    metrics = {}
+    for task, data in dev.items():
+        outputs = predict(model, data, batch_size, device, dtype)
+        gold = torch.tensor(data.labels, dtype=torch.float32 if task == "sts" else torch.long)
+        metrics[f"{task}_dev_loss"] = float(task_loss(task, outputs, gold))
+        if task == "sts":
+            metrics[METRICS[task]] = float(np.corrcoef(outputs.numpy(), gold.numpy())[0, 1])
+        else:
+            predicted = torch.tensor(labels_from_outputs(task, outputs))
+            metrics[METRICS[task]] = float((predicted == gold).float().mean())
+    return metrics
+
+
+def mean_score(metrics: dict[str, float]) -> float:
+    return float(np.mean([metrics[m] for m in METRICS.values() if m in metrics]))
+
+
+def _save_checkpoint(path: Path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: dict[str, TaskTensors],
+                    run: MultitaskRun, *, device: torch.device, dtype: torch.dtype = torch.float32,
+                    eval_batch_size: int = 128, checkpoint_dir: Path | None = None, resume: bool = False,
+                    log_dir: Path | None = None, stop_after_epoch: int | None = None,
+                    on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+    """Train following the run's strategy; keep the weights of the best epoch (mean dev score).
+
+    With `checkpoint_dir`, `last.pt` (model, optimizer, random state, history) and
+    `best.pt` are written after every epoch; `resume` continues from `last.pt`.
+    `stop_after_epoch` ends the run early, as a kill would (for tests). A NaN or
+    infinite loss raises TrainingError and leaves the last good checkpoint in place.
+    """
+    model.to(device)
+    optimizer = AdamW(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
+    weights = {task: class_weight_tensor(train[task].labels, NUM_CLASSES[task]).to(device)
+               for task in ("sst", "qqp") if run.class_weights and task in train}
+    history: list[dict] = []
+    start_epoch = 1
+    last, best = (checkpoint_dir / "last.pt", checkpoint_dir / "best.pt") if checkpoint_dir else (None, None)
+    if resume and last is not None and last.is_file():
+        state = torch.load(last, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        history = json.loads(state["history"])
+        start_epoch = int(state["epoch"]) + 1
+    writer = None
+    if log_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(log_dir))
+    try:
+        for epoch in range(start_epoch, run.epochs + 1):
+            record = _train_epoch(model, optimizer, train, run, epoch, weights, device, dtype)
+            record.update(dev_metrics(model, dev, eval_batch_size, device, dtype))
+            record["dev_mean"] = mean_score(record)
+            history.append(record)
+            if writer is not None:
+                for key, value in record.items():
+                    if key != "epoch":
+                        writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+                writer.add_scalar("lr", run.lr, epoch)
+            if checkpoint_dir is not None:
+                if record["dev_mean"] >= max(h["dev_mean"] for h in history):
+                    _save_checkpoint(best, {"model": model.state_dict()})
+                _save_checkpoint(last, {"epoch": epoch, "model": model.state_dict(),
+                                        "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+                                        "history": json.dumps(history), "run": json.dumps(asdict(run))})
+            if on_epoch:
+                on_epoch(record)
+            if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                return history
+    finally:
+        if writer is not None:
+            writer.close()
+    if best is not None and best.is_file():
+        model.load_state_dict(torch.load(best, map_location=device, weights_only=True)["model"])
+    return history
+
+
+def _train_epoch(model: MultitaskBert, optimizer: AdamW, train: dict[str, TaskTensors], run: MultitaskRun,
+                 epoch: int, weights: dict, device: torch.device, dtype: torch.dtype) -> dict:
+    started = time.perf_counter()
+    frozen = epoch > run.epochs - run.freeze_last_epochs
+    for p in model.bert.parameters():
+        p.requires_grad = not frozen
+    model.train()
+    batches = {task: list(batch_indices(data.lengths(), run.batch_size, shuffle=True,
+                                        seed=run.seed * 100_003 + epoch * 101 + i))
+               for i, (task, data) in enumerate(sorted(train.items()))}
+    counts = {task: len(b) for task, b in batches.items()}
+    qqp_only = epoch <= run.qqp_only_epochs
+    if run.qqp_only_epochs and not qqp_only:
+        counts["qqp"] = qqp_batches_after_phase(counts)
+    plan = epoch_plan(run.strategy, counts, run.order, qqp_only=qqp_only)
+    position = dict.fromkeys(train, 0)
+    sums, seen = dict.fromkeys(train, 0.0), dict.fromkeys(train, 0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    for step, tasks in enumerate(tqdm(plan, desc=f"{run.name} epoch {epoch}", leave=False, unit="step")):
+        losses = []
+        for task in tasks:
+            idx = batches[task][position[task]]
+            position[task] += 1
+            batch = train[task].batch(idx, device)
+            with autocast(device, dtype):
+                outputs = task_outputs(model, task, batch)
+            loss = task_loss(task, outputs, batch["labels"], weights.get(task))
+            check_finite(loss, f"{run.name}, epoch {epoch}, step {step}, task {task}")
+            sums[task] += loss.item() * len(idx)
+            seen[task] += len(idx)
+            losses.append(loss * run.loss_weights[task] if len(tasks) > 1 else loss)
+        # With BERT frozen, a head-less task (STS without a similarity layer) has nothing to train.
+        losses = [loss for loss in losses if loss.requires_grad]
+        if not losses:
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        if run.strategy == "pcgrad" and len(losses) > 1:
+            pcgrad_backward(losses, params)
+        else:
+            sum(losses).backward()
+        optimizer.step()
+    record = {"epoch": epoch, "seconds": 0.0, "bert_frozen": frozen, "qqp_only": qqp_only}
+    for task in train:
+        record[f"{task}_train_loss"] = sums[task] / seen[task] if seen[task] else math.nan
+    record["seconds"] = time.perf_counter() - started
+    return record

@@ -1,0 +1,124 @@
+"""The multitask trainer on small synthetic tasks: strategies, resume, freezing, NaN."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from minbert.bert import BertModel
+from minbert.models import MultitaskBert
+from minbert.multitask import MultitaskRun, TaskTensors, class_weight_tensor, dev_metrics, train_multitask
+from minbert.training import TrainingError
+
+CPU = torch.device("cpu")
+
+
+def toy_tasks(n: int, seed: int) -> dict[str, TaskTensors]:
+    """SST: class given by a marker token; QQP: duplicate when both sentences are equal;
+    STS: score from how many tokens the two sentences share."""
+    g = torch.Generator().manual_seed(seed)
+
+    def sentence(marker=None):
+        body = torch.randint(20, 1000, (int(torch.randint(3, 8, (1,), generator=g)),), generator=g).tolist()
+        return [2] + ([marker] if marker is not None else []) + body + [3]
+
+    sst_labels = torch.randint(0, 5, (n,), generator=g).tolist()
+    sst = TaskTensors("sst", [f"s{i}" for i in range(n)], [sentence(10 + y) for y in sst_labels], None,
+                      sst_labels)
+    a = [sentence() for _ in range(n)]
+    dup = torch.randint(0, 2, (n,), generator=g).tolist()
+    qqp = TaskTensors("qqp", [f"q{i}" for i in range(n)], a,
+                      [list(x) if d else sentence() for x, d in zip(a, dup, strict=True)], dup)
+    b = [x[: 1 + len(x) // 2] + sentence()[1:] for x in a]
+    scores = [5.0 * len(set(x) & set(y)) / len(set(x) | set(y)) for x, y in zip(a, b, strict=True)]
+    sts = TaskTensors("sts", [f"t{i}" for i in range(n)], a, b, scores)
+    return {"sst": sst, "qqp": qqp, "sts": sts}
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return toy_tasks(48, 0), toy_tasks(24, 1)
+
+
+def make_model(tiny_checkpoint, **kwargs) -> MultitaskBert:
+    torch.manual_seed(0)
+    return MultitaskBert(BertModel.from_pretrained(tiny_checkpoint), **kwargs)
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "round-robin", "combined", "pcgrad"])
+def test_every_strategy_trains_and_reports_all_metrics(tiny_checkpoint, tasks, strategy):
+    train, dev = tasks
+    model = make_model(tiny_checkpoint)
+    history = train_multitask(model, train, dev, MultitaskRun("t", strategy=strategy, epochs=1, lr=1e-3,
+                                                            batch_size=8), device=CPU)
+    record = history[0]
+    for key in ("sst_acc", "qqp_acc", "sts_pearson", "sst_train_loss", "qqp_train_loss",
+                "sts_train_loss", "sst_dev_loss", "dev_mean"):
+        assert math.isfinite(record[key]), key
+    assert 0 <= record["sst_acc"] <= 1 and -1 <= record["sts_pearson"] <= 1
+
+
+def test_training_improves_the_dev_losses(tiny_checkpoint, tasks):
+    train, dev = tasks
+    model = make_model(tiny_checkpoint)
+    before = dev_metrics(model, dev, 32, CPU)
+    train_multitask(model, train, dev, MultitaskRun("t", epochs=4, lr=1e-3, batch_size=8), device=CPU)
+    after = dev_metrics(model, dev, 32, CPU)
+    assert after["sts_dev_loss"] < before["sts_dev_loss"]
+    assert after["sst_dev_loss"] < before["sst_dev_loss"]
+
+
+def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_checkpoint, tasks, tmp_path):
+    train, dev = tasks
+    run = MultitaskRun("r", strategy="round-robin", epochs=3, lr=1e-3, batch_size=8)
+    whole = make_model(tiny_checkpoint)
+    expected = train_multitask(whole, train, dev, run, device=CPU, checkpoint_dir=tmp_path / "a")
+
+    first = make_model(tiny_checkpoint)
+    train_multitask(first, train, dev, run, device=CPU, checkpoint_dir=tmp_path / "b", stop_after_epoch=1)
+    torch.manual_seed(12345)  # a new process: another random state, which resume must restore
+    resumed = make_model(tiny_checkpoint)
+    got = train_multitask(resumed, train, dev, run, device=CPU, checkpoint_dir=tmp_path / "b", resume=True)
+    drop = ("seconds",)
+    assert [{k: v for k, v in h.items() if k not in drop} for h in got] == [
+        {k: v for k, v in h.items() if k not in drop} for h in expected]
+    for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_freeze_last_epoch_and_separate_qqp_phase(tiny_checkpoint, tasks):
+    train, dev = tasks
+    model = make_model(tiny_checkpoint)
+    run = MultitaskRun("f", epochs=3, lr=1e-3, batch_size=8, qqp_only_epochs=1, freeze_last_epochs=1)
+    snapshots = []
+    history = train_multitask(model, train, dev, run, device=CPU,
+                              on_epoch=lambda r: snapshots.append(
+                                  {k: v.clone() for k, v in model.bert.state_dict().items()}))
+    assert [h["qqp_only"] for h in history] == [True, False, False]
+    assert math.isnan(history[0]["sst_train_loss"]) and math.isfinite(history[1]["sst_train_loss"])
+    assert [h["bert_frozen"] for h in history] == [False, False, True]
+    for name, value in snapshots[2].items():
+        assert torch.equal(value, snapshots[1][name]), f"{name} changed while frozen"
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_checkpoint, tasks, tmp_path):
+    train, dev = tasks
+    model = make_model(tiny_checkpoint)
+    run = MultitaskRun("n", epochs=2, lr=1e-3, batch_size=8)
+    train_multitask(model, train, dev, run, device=CPU, checkpoint_dir=tmp_path, stop_after_epoch=1)
+    good = torch.load(tmp_path / "last.pt", weights_only=True)
+    with torch.no_grad():
+        model.sst_head[1].bias.fill_(float("nan"))
+    with pytest.raises(TrainingError, match=r"loss became nan at n, epoch 1, step \d+, task sst"):
+        train_multitask(model, train, dev, run, device=CPU)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == good["epoch"] == 1
+
+
+def test_class_weights_and_bad_runs():
+    torch.testing.assert_close(class_weight_tensor([0, 0, 0, 1], 2), torch.tensor([4 / 6, 2.0]))
+    with pytest.raises(ValueError, match="unknown strategy"):
+        MultitaskRun("x", strategy="shuffle")
+    with pytest.raises(ValueError, match="must name each"):
+        MultitaskRun("x", order=("sst", "qqp"))
