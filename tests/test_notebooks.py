@@ -69,3 +69,23 @@ def test_notebooks_are_numbered_and_stored_without_outputs():
         for cell in nb["cells"]:
             if cell["cell_type"] == "code":
                 assert cell["outputs"] == [] and cell["execution_count"] is None, name
+
+
+def test_sbert_smoke_run_reports_every_strategy(report_dirs):
+    cli.main(["run", "02_sbert_baseline", "--profile", "smoke"])
+    results = json.loads((report_dirs / "results" / "02_sbert_baseline.json").read_text())
+    names = [r["name"] for r in results["runs"]]
+    assert names == ["baseline", "round-robin", "pcgrad", "qqp-separate", "freeze"]
+    assert results["data"]["qqp"]["train"]["source"] in ("quora-train.csv", "quora-train-subset.csv")
+    assert results["data"]["qqp"]["dev"] == {"source": "quora-dev.csv", "size": 32, "skipped": 2}
+    for run in results["runs"]:
+        assert set(run["dev"]) == {"sst_acc", "qqp_acc", "sts_pearson"}
+        assert all(-1.0 <= v <= 1.0 for v in run["dev"].values())
+    by_name = {r["name"]: r for r in results["runs"]}
+    assert len(by_name["baseline"]["history"]) == 2
+    assert [h["qqp_only"] for h in by_name["qqp-separate"]["history"]] == [True, False]
+    assert [h["bert_frozen"] for h in by_name["freeze"]["history"]] == [False, True]
+    best = results["checks"]["best_run"]
+    dev_sst = (report_dirs / "predictions" / "02_sbert_baseline" / f"{best}-sst-dev.csv").read_text()
+    assert dev_sst.splitlines()[0] == "id\tsentiment" and len(dev_sst.splitlines()) == 33
+    assert "study SST" in (report_dirs / "02_sbert_baseline.html").read_text()

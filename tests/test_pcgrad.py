@@ -72,3 +72,19 @@ def test_without_conflict_pcgrad_equals_plain_backward_of_the_sum():
     assert stats["conflicting_pairs"] == 0  # the two outputs use disjoint weights
     for p, e in zip(model.parameters(), expected, strict=True):
         torch.testing.assert_close(p.grad, e)
+
+
+def test_gram_form_equals_projecting_the_vectors_one_by_one():
+    """An independent, literal PCGrad (vector by vector, same random order) as reference."""
+    torch.manual_seed(4)
+    grads = [torch.randn(50, dtype=torch.float64) for _ in range(4)]
+    ours = project_conflicting(grads, torch.Generator().manual_seed(9))
+    generator = torch.Generator().manual_seed(9)
+    for i, g in enumerate(grads):
+        p = g.clone()
+        others = [j for j in range(4) if j != i]
+        for k in torch.randperm(3, generator=generator).tolist():
+            other = grads[others[k]]
+            if torch.dot(p, other) < 0:
+                p = p - torch.dot(p, other) / torch.dot(other, other) * other
+        torch.testing.assert_close(ours[i], p)

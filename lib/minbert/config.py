@@ -56,8 +56,38 @@ class Part1Config(NotebookConfig):
     dev_limit: int | None = Field(gt=0, description="seeded subsample of dev; null for all")
 
 
+STRATEGY_NAMES = ("baseline", "qqp-first", "round-robin", "combined", "pcgrad", "qqp-separate",
+                  "class-weights", "freeze", "shared-similarity")
+
+
+class SbertConfig(NotebookConfig):
+    """02_sbert_baseline: multitask bi-encoder on SST, QQP and STS, one run per strategy."""
+
+    strategies: list[Literal[STRATEGY_NAMES]] = Field(min_length=1)
+    pooling: Literal["cls", "mean"]
+    head_hidden: int | None = Field(gt=0, description="hidden units of the heads; null for linear")
+    dropout_sst: float = Field(ge=0.0, lt=1.0)
+    dropout_qqp: float = Field(ge=0.0, lt=1.0)
+    dropout_sts: float = Field(ge=0.0, lt=1.0)
+    max_length: int = Field(gt=2, le=512)
+    batch_size: int = Field(gt=0)
+    eval_batch_size: int = Field(gt=0)
+    epochs: int = Field(gt=0, description="epochs of every strategy")
+    baseline_epochs: int = Field(gt=0, description="epochs of the baseline, whose curves show overfitting")
+    lr: float = Field(gt=0.0)
+    weight_decay: float = Field(ge=0.0)
+    qqp_only_epochs: int = Field(ge=1, description="qqp-separate: QQP-only epochs before the others")
+    freeze_last_epochs: int = Field(ge=1, description="freeze: extra epochs with BERT frozen")
+    sst_train_limit: int | None = Field(gt=0)
+    qqp_train_limit: int | None = Field(gt=0)
+    sts_train_limit: int | None = Field(gt=0)
+    dev_limit: int | None = Field(gt=0, description="seeded subsample of each dev set; null for all")
+    resume: bool = Field(description="continue each strategy from its last checkpoint under runs/")
+
+
 NOTEBOOK_CONFIGS: dict[str, type[NotebookConfig]] = {
     "01_part1_sst": Part1Config,
+    "02_sbert_baseline": SbertConfig,
 }
 
 

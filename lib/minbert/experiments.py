@@ -6,16 +6,26 @@ and the same experiment can be run from a test or a script.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+from dataclasses import asdict, dataclass
 
 import torch
 
 from minbert import paths
 from minbert.bert import BertModel, count_parameters
-from minbert.config import Part1Config
-from minbert.data import TaskSplit, encode, load_split
+from minbert.config import Part1Config, SbertConfig
+from minbert.data import TASKS as TASK_SPECS
+from minbert.data import TaskSplit, encode, load_split, resolve_file
 from minbert.evaluation import write_predictions
-from minbert.models import SentenceClassifier
+from minbert.models import MultitaskBert, SentenceClassifier
+from minbert.multitask import (
+    MultitaskRun,
+    TaskTensors,
+    labels_from_outputs,
+    predict,
+    tensors_for,
+    train_multitask,
+)
 from minbert.precision import resolve_precision
 from minbert.training import predict_logits, train_classifier
 
@@ -93,3 +103,113 @@ def predict_and_save(model: SentenceClassifier, data: SentenceTaskData, mode: st
         predicted[split_name] = labels
     return predicted
 
+
+
+# ----------------------------------------------------------------------------- 02: multitask sBERT
+
+MULTITASK = ("sst", "qqp", "sts")
+
+
+@dataclass
+class MultitaskData:
+    """Train, dev and (where the file exists) test-student token ids of the three tasks."""
+
+    train: dict[str, TaskTensors]
+    dev: dict[str, TaskTensors]
+    test: dict[str, TaskTensors]
+    summary: dict
+
+
+def load_multitask(cfg: SbertConfig, tokenizer) -> MultitaskData:
+    """Parse, subsample (seeded, per the config's limits) and tokenise SST, QQP and STS."""
+    limits = {"sst": cfg.sst_train_limit, "qqp": cfg.qqp_train_limit, "sts": cfg.sts_train_limit}
+    train, dev, test, summary = {}, {}, {}, {}
+    for task in MULTITASK:
+        splits = {"train": load_split(task, "train", strict=cfg.strict_data).subset(limits[task], cfg.seed),
+                  "dev": load_split(task, "dev", strict=cfg.strict_data).subset(cfg.dev_limit, cfg.seed)}
+        if resolve_file(task, "test").is_file():
+            splits["test"] = load_split(task, "test", strict=cfg.strict_data)
+        summary[task] = {name: split.summary() for name, split in splits.items()}
+        if "test" not in splits:
+            summary[task]["test"] = {"source": TASK_SPECS[task].files["test"], "size": 0,
+                                     "skipped": 0, "note": "file not available"}
+        train[task] = tensors_for(splits["train"], tokenizer, cfg.max_length)
+        dev[task] = tensors_for(splits["dev"], tokenizer, cfg.max_length)
+        if "test" in splits:
+            test[task] = tensors_for(splits["test"], tokenizer, cfg.max_length)
+    return MultitaskData(train, dev, test, summary)
+
+
+def strategy_run(cfg: SbertConfig, name: str) -> tuple[MultitaskRun, dict]:
+    """The study's strategies as run settings plus model options."""
+    base = dict(name=name, strategy="sequential", order=("sts", "sst", "qqp"), epochs=cfg.epochs,
+                lr=cfg.lr, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, seed=cfg.seed)
+    model_options = {}
+    if name == "baseline":
+        base["epochs"] = cfg.baseline_epochs
+    elif name == "qqp-first":
+        base["order"] = ("qqp", "sts", "sst")
+    elif name == "round-robin":
+        base.update(strategy="round-robin", order=("sts", "qqp", "sst"))
+    elif name in ("combined", "pcgrad"):
+        base.update(strategy=name, order=("sst", "qqp", "sts"))
+    elif name == "qqp-separate":
+        base.update(qqp_only_epochs=cfg.qqp_only_epochs, epochs=cfg.epochs + cfg.qqp_only_epochs)
+    elif name == "class-weights":
+        base["class_weights"] = True
+    elif name == "freeze":
+        base.update(freeze_last_epochs=cfg.freeze_last_epochs, epochs=cfg.epochs + cfg.freeze_last_epochs)
+    elif name == "shared-similarity":
+        model_options["shared_similarity"] = True
+    else:
+        raise ValueError(f"unknown strategy {name!r}")
+    return MultitaskRun(**base), model_options
+
+
+def run_strategy(cfg: SbertConfig, name: str, data: MultitaskData, notebook: str,
+                 device: torch.device) -> tuple[dict, MultitaskBert]:
+    """Train one strategy from the pretrained checkpoint; its results record and model (best epoch).
+    Checkpoints go to runs/<notebook>/<profile>/<strategy>/, TensorBoard logs to runs/tensorboard/."""
+    run, model_options = strategy_run(cfg, name)
+    dtype = resolve_precision(cfg.precision, device)
+    torch.manual_seed(cfg.seed)
+    model = MultitaskBert(BertModel.from_pretrained(cfg.checkpoint), pooling=cfg.pooling,
+                          head_hidden=cfg.head_hidden,
+                          dropout={"sst": cfg.dropout_sst, "qqp": cfg.dropout_qqp, "sts": cfg.dropout_sts},
+                          **model_options)
+    checkpoints = paths.runs_dir() / notebook / cfg.profile / name
+    if not cfg.resume and checkpoints.exists():
+        shutil.rmtree(checkpoints)
+    history = train_multitask(model, data.train, data.dev, run, device=device, dtype=dtype,
+                              eval_batch_size=cfg.eval_batch_size, checkpoint_dir=checkpoints,
+                              resume=cfg.resume,
+                              log_dir=paths.runs_dir() / "tensorboard" / notebook / cfg.profile / name)
+    best = max(history, key=lambda h: h["dev_mean"])
+    record = {"name": name,
+              "config": {**asdict(run), **model_options, "pooling": cfg.pooling,
+                         "head_hidden": cfg.head_hidden, "precision": str(dtype).removeprefix("torch."),
+                         "optimizer": "minbert.optim.AdamW"},
+              "dev": {"sst_acc": best["sst_acc"], "qqp_acc": best["qqp_acc"],
+                      "sts_pearson": best["sts_pearson"]},
+              "best_epoch": best["epoch"], "history": history}
+    return record, model
+
+
+PREDICTION_COLUMNS = {"sst": "sentiment", "qqp": "is_duplicate", "sts": "similarity"}
+
+
+def save_multitask_predictions(model: MultitaskBert, data: MultitaskData, name: str, notebook: str,
+                               cfg: SbertConfig, device: torch.device) -> dict[str, list]:
+    """Dev and test-student predictions of every task as CSV (id, label) under
+    reports/predictions/<notebook>/; returns the dev predictions per task."""
+    out_dir = paths.reports_dir() / "predictions" / notebook
+    dtype = resolve_precision(cfg.precision, device)
+    dev_predictions = {}
+    for split_name, split in (("dev", data.dev), ("test", data.test)):
+        for task, tensors in split.items():
+            labels = labels_from_outputs(task, predict(model, tensors, cfg.eval_batch_size, device, dtype))
+            write_predictions(out_dir / f"{name}-{task}-{split_name}.csv", tensors.ids, labels,
+                              PREDICTION_COLUMNS[task])
+            if split_name == "dev":
+                dev_predictions[task] = labels
+    return dev_predictions

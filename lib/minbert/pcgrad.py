@@ -14,25 +14,34 @@ from collections.abc import Sequence
 import torch
 
 
+def pcgrad_coefficients(gram: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """PCGrad on the Gram matrix of the task gradients (gram[i, j] = g_i . g_j).
+
+    Every projected gradient is a combination of the original ones, p_i = sum_j C[i, j] g_j,
+    and every dot product PCGrad needs follows from the Gram matrix, so the projection
+    costs one T x T matrix instead of passes over millions of weights.
+    """
+    gram = gram.double()
+    tasks = gram.shape[0]
+    coefficients = torch.eye(tasks, dtype=torch.float64)
+    for i in range(tasks):
+        others = [j for j in range(tasks) if j != i]
+        for k in torch.randperm(len(others), generator=generator).tolist():
+            j = others[k]
+            if gram[j, j] <= 0.0:
+                continue
+            dot = float(coefficients[i] @ gram[:, j])  # p_i . g_j
+            if dot < 0.0:
+                coefficients[i, j] -= dot / float(gram[j, j])
+    return coefficients
+
+
 def project_conflicting(grads: Sequence[torch.Tensor],
                         generator: torch.Generator | None = None) -> list[torch.Tensor]:
     """PCGrad's projection of flat per-task gradients; returns new tensors."""
-    originals = [g.detach() for g in grads]
-    squared_norms = [float(g.double().pow(2).sum()) for g in originals]
-    projected = []
-    for i, g in enumerate(originals):
-        g = g.clone()
-        others = [j for j in range(len(originals)) if j != i]
-        order = torch.randperm(len(others), generator=generator).tolist()
-        for k in order:
-            j = others[k]
-            if squared_norms[j] == 0.0:
-                continue
-            dot = float(torch.dot(g.double(), originals[j].double()))
-            if dot < 0.0:
-                g.sub_(originals[j], alpha=dot / squared_norms[j])
-        projected.append(g)
-    return projected
+    stacked = torch.stack([g.detach() for g in grads])
+    coefficients = pcgrad_coefficients(stacked @ stacked.T, generator)
+    return list(coefficients.to(stacked.dtype) @ stacked)
 
 
 def pcgrad_backward(losses: Sequence[torch.Tensor], params: Sequence[torch.nn.Parameter],
@@ -49,11 +58,13 @@ def pcgrad_backward(losses: Sequence[torch.Tensor], params: Sequence[torch.nn.Pa
         grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
         flat.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
                                for g, p in zip(grads, params, strict=True)]))
-    conflicts = sum(1 for i in range(len(flat)) for j in range(i + 1, len(flat))
-                    if float(torch.dot(flat[i].double(), flat[j].double())) < 0.0)
-    combined = torch.stack(project_conflicting(flat, generator)).sum(0)
+    stacked = torch.stack(flat)
+    gram = stacked @ stacked.T
+    conflicts = int((gram.triu(diagonal=1) < 0).sum())
+    weights = pcgrad_coefficients(gram, generator).sum(0)  # sum_i p_i = sum_j w_j g_j
     if reduction == "mean":
-        combined /= len(flat)
+        weights /= len(flat)
+    combined = weights.to(stacked.dtype) @ stacked
     offset = 0
     for p in params:
         piece = combined[offset: offset + p.numel()].view_as(p)

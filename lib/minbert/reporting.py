@@ -125,11 +125,50 @@ def plot_history(runs: list[dict], metrics: tuple[str, ...] = ("train_loss", "de
     return fig
 
 
-def plot_confusion(matrix: np.ndarray, labels: list[str], title: str) -> plt.Figure:
-    """A row-normalised confusion matrix as a heatmap (rows: gold, columns: predicted)."""
-    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+def plot_confusion(matrix: np.ndarray, labels: list[str], title: str,
+                   ax: plt.Axes | None = None) -> plt.Figure:
+    """A row-normalised confusion matrix as a heatmap (rows: gold, columns: predicted),
+    on a new figure or into `ax`."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.2, 4.2))
     sns.heatmap(matrix, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1,
                 xticklabels=labels, yticklabels=labels, ax=ax)
     ax.set(title=title, xlabel="predicted", ylabel="gold")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def multitask_table(runs: list[dict], study_rows: dict[str, str | None],
+                    study_figures: dict[str, tuple]) -> pd.DataFrame:
+    """Our dev scores per run beside the study's figure for the same idea (labelled as theirs)."""
+    rows = []
+    for run in runs:
+        dev = run["dev"]
+        theirs = study_figures.get(study_rows.get(run["name"]) or "", (None, None, None))
+        rows.append({"run": run["name"], "SST acc": dev["sst_acc"], "QQP acc": dev["qqp_acc"],
+                     "STS pearson": dev["sts_pearson"],
+                     "mean": (dev["sst_acc"] + dev["qqp_acc"] + dev["sts_pearson"]) / 3,
+                     "best epoch": run["best_epoch"],
+                     "seconds": round(sum(h["seconds"] for h in run["history"])),
+                     "study row (theirs)": study_rows.get(run["name"]) or "-",
+                     "study SST": theirs[0], "study QQP": theirs[1], "study STS": theirs[2]})
+    return pd.DataFrame(rows).set_index("run")
+
+
+def plot_task_losses(runs: list[dict], tasks: tuple[str, ...] = ("sst", "qqp", "sts")) -> plt.Figure:
+    """Train (solid) and dev (dashed) loss per task and epoch, one colour per run."""
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.4 * len(tasks), 3.3), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for i, run in enumerate(runs):
+            epochs = [h["epoch"] for h in run["history"]]
+            colour = colours[i % len(colours)]
+            ax.plot(epochs, [h[f"{task}_train_loss"] for h in run["history"]], "-o", color=colour,
+                    label=f"{run['name']} train")
+            ax.plot(epochs, [h[f"{task}_dev_loss"] for h in run["history"]], "--s", color=colour,
+                    label=f"{run['name']} dev")
+        ax.set(title=f"{task.upper()} loss", xlabel="epoch")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return fig
