@@ -69,8 +69,10 @@ class MultitaskBert(nn.Module):
 
     - SST: a head on the sentence vector, 5 logits.
     - QQP: a head on the pair features [u, v, |u - v|] (Sentence-BERT's classifier), 1 logit.
-    - STS: the cosine similarity of u and v mapped linearly onto 0..5, 2.5 (1 + cos),
-      trained with MSE against the real-valued gold score.
+    - STS: the cosine similarity of u and v as a 0..5 score, 5 max(cos, 0), trained with
+      MSE against the real-valued gold score. Unrelated sentences (gold 0) are asked to
+      be orthogonal, not opposite, which leaves the pretrained geometry less disturbed
+      than mapping -1..1 onto 0..5 would.
     `shared_similarity` adds one linear layer applied to u and v before both QQP and
     STS compare them; `dropout` is one rate or one per task, on each head's input.
     """
@@ -113,4 +115,4 @@ class MultitaskBert(nn.Module):
                    mask_b: torch.Tensor) -> torch.Tensor:
         u, v = self._pair(ids_a, mask_a, ids_b, mask_b)
         cosine = F.cosine_similarity(self.sts_dropout(u).float(), self.sts_dropout(v).float(), dim=-1)
-        return 2.5 * (1.0 + cosine)
+        return 5.0 * cosine.clamp(min=0.0)
