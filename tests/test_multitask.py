@@ -122,3 +122,30 @@ def test_class_weights_and_bad_runs():
         MultitaskRun("x", strategy="shuffle")
     with pytest.raises(ValueError, match="must name each"):
         MultitaskRun("x", order=("sst", "qqp"))
+
+
+@pytest.mark.filterwarnings("ignore:skipped malformed row")
+def test_resume_on_the_smoke_profile_with_real_data(data_dir, tmp_path):
+    """The smoke profile's data and the embedded MiniLM: killed after one epoch and resumed,
+    the run ends with the same metrics as one that ran straight through."""
+    from minbert.bert import load_tokenizer
+    from minbert.config import load_params, validate
+    from minbert.experiments import load_multitask, strategy_run
+
+    cfg = validate("02_sbert_baseline", load_params("02_sbert_baseline", "smoke"))
+    data = load_multitask(cfg, load_tokenizer())
+    run, _ = strategy_run(cfg, "baseline")
+
+    def fresh():
+        torch.manual_seed(cfg.seed)
+        return MultitaskBert(BertModel.from_pretrained(), pooling=cfg.pooling)
+
+    straight = train_multitask(fresh(), data.train, data.dev, run, device=CPU,
+                               checkpoint_dir=tmp_path / "straight")
+    train_multitask(fresh(), data.train, data.dev, run, device=CPU, checkpoint_dir=tmp_path / "killed",
+                    stop_after_epoch=1)
+    resumed = train_multitask(fresh(), data.train, data.dev, run, device=CPU,
+                              checkpoint_dir=tmp_path / "killed", resume=True)
+    assert len(straight) == 2
+    metrics = ("sst_acc", "qqp_acc", "sts_pearson", "sst_train_loss", "qqp_train_loss", "sts_train_loss")
+    assert [{m: h[m] for m in metrics} for h in resumed] == [{m: h[m] for m in metrics} for h in straight]

@@ -152,7 +152,8 @@ def strategy_run(cfg: SbertConfig, name: str) -> tuple[MultitaskRun, dict]:
     elif name == "round-robin":
         base.update(strategy="round-robin", order=("sts", "qqp", "sst"))
     elif name in ("combined", "pcgrad"):
-        base.update(strategy=name, order=("sst", "qqp", "sts"))
+        weights = {"sst": cfg.loss_weight_sst, "qqp": cfg.loss_weight_qqp, "sts": cfg.loss_weight_sts}
+        base.update(strategy=name, order=("sst", "qqp", "sts"), loss_weights=weights)
     elif name == "qqp-separate":
         base.update(qqp_only_epochs=cfg.qqp_only_epochs, epochs=cfg.epochs + cfg.qqp_only_epochs)
     elif name == "class-weights":
