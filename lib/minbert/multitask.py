@@ -27,7 +27,7 @@ from minbert.optim import AdamW
 from minbert.pcgrad import pcgrad_backward
 from minbert.precision import autocast
 from minbert.schedules import STRATEGIES, epoch_plan, qqp_batches_after_phase
-from minbert.training import check_finite
+from minbert.training import check_finite, outputs_in_order
 
 METRICS = {"sst": "sst_acc", "qqp": "qqp_acc", "sts": "sts_pearson"}
 NUM_CLASSES = {"sst": 5, "qqp": 2}
@@ -129,15 +129,13 @@ def predict(model: MultitaskBert, data: TaskTensors, batch_size: int, device: to
             dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Raw outputs in input order: SST logits (N, 5), QQP logits (N,), STS scores (N,)."""
     model.eval()
-    outputs: list[tuple[list[int], torch.Tensor]] = []
-    for idx in batch_indices(data.lengths(), batch_size, shuffle=False):
+
+    def outputs(idx: list[int]) -> torch.Tensor:
         with autocast(device, dtype):
-            outputs.append((idx, task_outputs(model, data.task, data.batch(idx, device)).float().cpu()))
+            return task_outputs(model, data.task, data.batch(idx, device))
+
     shape = (len(data), 5) if data.task == "sst" else (len(data),)
-    result = torch.empty(shape)
-    for idx, out in outputs:
-        result[idx] = out
-    return result
+    return outputs_in_order(data.lengths(), batch_size, outputs, shape)
 
 
 def labels_from_outputs(task: str, outputs: torch.Tensor) -> list:

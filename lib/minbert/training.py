@@ -42,19 +42,30 @@ def _batch_to(sequences: Sequence[Sequence[int]], device: torch.device) -> dict[
     return {k: v.to(device) for k, v in pad_batch(sequences).items()}
 
 
+def outputs_in_order(lengths: Sequence[int], batch_size: int,
+                     compute: Callable[[list[int]], torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
+    """Run `compute` on batches of similar length (least padding) and return its outputs,
+    as float32 on the CPU, in the original order."""
+    out = torch.empty(shape)
+    for idx in batch_indices(lengths, batch_size, shuffle=False):
+        out[idx] = compute(idx).float().cpu()
+    return out
+
+
 @torch.no_grad()
 def sentence_embeddings(model: SentenceClassifier, tokens: Sequence[Sequence[int]],
                         batch_size: int, device: torch.device,
                         dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Embeddings of every sentence in input order (model in eval mode, no dropout)."""
     model.eval()
-    lengths = [len(t) for t in tokens]
-    out = torch.empty(len(tokens), model.bert.config.hidden_size)
-    for idx in batch_indices(lengths, batch_size, shuffle=False):
+
+    def embed(idx: list[int]) -> torch.Tensor:
         batch = _batch_to([tokens[i] for i in idx], device)
         with autocast(device, dtype):
-            out[idx] = model.embed(batch["input_ids"], batch["attention_mask"]).float().cpu()
-    return out
+            return model.embed(batch["input_ids"], batch["attention_mask"])
+
+    return outputs_in_order([len(t) for t in tokens], batch_size, embed,
+                            (len(tokens), model.bert.config.hidden_size))
 
 
 @torch.no_grad()
@@ -65,13 +76,14 @@ def predict_logits(model: SentenceClassifier, tokens: Sequence[Sequence[int]], b
     model.eval()
     if features is not None:
         return model.classify(features.to(device)).float().cpu()
-    lengths = [len(t) for t in tokens]
-    out = torch.empty(len(tokens), model.head.out_features)
-    for idx in batch_indices(lengths, batch_size, shuffle=False):
+
+    def logits(idx: list[int]) -> torch.Tensor:
         batch = _batch_to([tokens[i] for i in idx], device)
         with autocast(device, dtype):
-            out[idx] = model(batch["input_ids"], batch["attention_mask"]).float().cpu()
-    return out
+            return model(batch["input_ids"], batch["attention_mask"])
+
+    return outputs_in_order([len(t) for t in tokens], batch_size, logits,
+                            (len(tokens), model.head.out_features))
 
 
 def check_finite(loss: torch.Tensor, where: str) -> None:
