@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from minbert.data import TASKS as TASK_SPECS
 from minbert.data import TaskSplit, batch_indices, encode, pad_batch
 from minbert.files import atomic_path
 from minbert.models import TASKS, MultitaskBert
@@ -63,7 +64,7 @@ class TaskTensors:
 
 def tensors_for(split: TaskSplit, tokenizer, max_length: int) -> TaskTensors:
     """Token ids of a task split; each sentence of a pair encoded on its own (bi-encoder)."""
-    pair = len(split.examples[0].texts) == 2 if split.examples else False
+    pair = TASK_SPECS[split.task].is_pair
     labels = None if split.split == "test" else [e.label for e in split.examples]
     return TaskTensors(split.task, [e.id for e in split.examples], encode(tokenizer, split, max_length),
                        encode(tokenizer, split, max_length, text=1) if pair else None, labels)
