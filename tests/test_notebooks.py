@@ -75,9 +75,15 @@ def test_sbert_smoke_run_reports_every_strategy(report_dirs):
     cli.main(["run", "02_sbert_baseline", "--profile", "smoke"])
     results = json.loads((report_dirs / "results" / "02_sbert_baseline.json").read_text())
     names = [r["name"] for r in results["runs"]]
-    assert names == ["baseline", "round-robin", "pcgrad", "qqp-separate", "freeze"]
-    assert results["data"]["qqp"]["train"]["source"] in ("quora-train.csv", "quora-train-subset.csv")
-    assert results["data"]["qqp"]["dev"] == {"source": "quora-dev.csv", "size": 32, "skipped": 2}
+    best_strategy = results["checks"]["best_strategy"]
+    assert names == ["baseline", "round-robin", "pcgrad", "qqp-separate", "freeze", f"{best_strategy}-final"]
+    comparison, final = results["data"]["comparison"], results["data"]["final"]
+    assert comparison["qqp"]["train"]["source"] in ("quora-train.csv", "quora-train-subset.csv")
+    assert comparison["qqp"]["dev"] == final["qqp"]["dev"] == {"source": "quora-dev.csv", "size": 32,
+                                                               "skipped": 2}
+    assert comparison["sst"]["train"]["size"] == 48 and final["sst"]["train"]["size"] == 64
+    assert results["runs"][-1]["train_sizes"] == {"sst": 64, "qqp": 64, "sts": 64}
+    assert results["runs"][-1]["strategy"] == best_strategy
     for run in results["runs"]:
         assert set(run["dev"]) == {"sst_acc", "qqp_acc", "sts_pearson"}
         assert all(-1.0 <= v <= 1.0 for v in run["dev"].values())

@@ -85,7 +85,19 @@ class SbertConfig(NotebookConfig):
     qqp_train_limit: int | None = Field(gt=0)
     sts_train_limit: int | None = Field(gt=0)
     dev_limit: int | None = Field(gt=0, description="seeded subsample of each dev set; null for all")
+    final_epochs: int = Field(ge=0, description="epochs of the best strategy retrained on the final "
+                              "train sizes after the comparison; 0 for none")
+    final_sst_train_limit: int | None = Field(gt=0)
+    final_qqp_train_limit: int | None = Field(gt=0)
+    final_sts_train_limit: int | None = Field(gt=0)
     resume: bool = Field(description="continue each strategy from its last checkpoint under runs/")
+
+    def for_final_run(self) -> SbertConfig:
+        """The same settings with the final run's epochs and train sizes."""
+        return self.model_copy(update={
+            "epochs": self.final_epochs, "baseline_epochs": self.final_epochs,
+            "sst_train_limit": self.final_sst_train_limit, "qqp_train_limit": self.final_qqp_train_limit,
+            "sts_train_limit": self.final_sts_train_limit})
 
 
 NOTEBOOK_CONFIGS: dict[str, type[NotebookConfig]] = {

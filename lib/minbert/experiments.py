@@ -168,9 +168,11 @@ def strategy_run(cfg: SbertConfig, name: str) -> tuple[MultitaskRun, dict]:
 
 
 def run_strategy(cfg: SbertConfig, name: str, data: MultitaskData, notebook: str,
-                 device: torch.device) -> tuple[dict, MultitaskBert]:
+                 device: torch.device, run_name: str | None = None) -> tuple[dict, MultitaskBert]:
     """Train one strategy from the pretrained checkpoint; its results record and model (best epoch).
-    Checkpoints go to runs/<notebook>/<profile>/<strategy>/, TensorBoard logs to runs/tensorboard/."""
+    Checkpoints go to runs/<notebook>/<profile>/<run name>/, TensorBoard logs to runs/tensorboard/;
+    `run_name` (default: the strategy) tells apart runs of one strategy with other settings."""
+    run_name = run_name or name
     run, model_options = strategy_run(cfg, name)
     dtype = resolve_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)
@@ -178,15 +180,16 @@ def run_strategy(cfg: SbertConfig, name: str, data: MultitaskData, notebook: str
                           head_hidden=cfg.head_hidden,
                           dropout={"sst": cfg.dropout_sst, "qqp": cfg.dropout_qqp, "sts": cfg.dropout_sts},
                           **model_options)
-    checkpoints = paths.runs_dir() / notebook / cfg.profile / name
+    checkpoints = paths.runs_dir() / notebook / cfg.profile / run_name
     if not cfg.resume and checkpoints.exists():
         shutil.rmtree(checkpoints)
     history = train_multitask(model, data.train, data.dev, run, device=device, dtype=dtype,
                               eval_batch_size=cfg.eval_batch_size, checkpoint_dir=checkpoints,
                               resume=cfg.resume,
-                              log_dir=paths.runs_dir() / "tensorboard" / notebook / cfg.profile / name)
+                              log_dir=paths.runs_dir() / "tensorboard" / notebook / cfg.profile / run_name)
     best = max(history, key=lambda h: h["dev_mean"])
-    record = {"name": name,
+    record = {"name": run_name, "strategy": name,
+              "train_sizes": {task: len(tensors) for task, tensors in data.train.items()},
               "config": {**asdict(run), **model_options, "pooling": cfg.pooling,
                          "head_hidden": cfg.head_hidden, "precision": str(dtype).removeprefix("torch."),
                          "optimizer": "minbert.optim.AdamW"},

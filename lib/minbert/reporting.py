@@ -144,13 +144,16 @@ def multitask_table(runs: list[dict], study_rows: dict[str, str | None],
     rows = []
     for run in runs:
         dev = run["dev"]
-        theirs = study_figures.get(study_rows.get(run["name"]) or "", (None, None, None))
+        study_row = study_rows.get(run.get("strategy", run["name"])) or "-"
+        theirs = study_figures.get(study_row, (None, None, None))
+        sizes = run.get("train_sizes", {})
         rows.append({"run": run["name"], "SST acc": dev["sst_acc"], "QQP acc": dev["qqp_acc"],
                      "STS pearson": dev["sts_pearson"],
                      "mean": (dev["sst_acc"] + dev["qqp_acc"] + dev["sts_pearson"]) / 3,
                      "best epoch": run["best_epoch"],
                      "seconds": round(sum(h["seconds"] for h in run["history"])),
-                     "study row (theirs)": study_rows.get(run["name"]) or "-",
+                     "train sst/qqp/sts": "/".join(str(sizes.get(t, "?")) for t in ("sst", "qqp", "sts")),
+                     "study row (theirs)": study_row,
                      "study SST": theirs[0], "study QQP": theirs[1], "study STS": theirs[2]})
     return pd.DataFrame(rows).set_index("run")
 
