@@ -1,8 +1,22 @@
-"""Multi-head self-attention, chosen by name in the BERT config, and token packing.
+"""Multi-head self-attention and its variants, chosen by name in the BERT config; token packing.
 
 `standard` is softmax(Q K^T / sqrt(d)) V over the non-padded keys. Q, K and V
 come from one fused projection (one matrix product instead of three); the
 checkpoint's separate query/key/value weights are concatenated on loading.
+
+The study's generalisations, combinable with `+` (e.g. `center+linear+sparsemax`):
+
+- `linear`: scores from (a1 Q + a2 K + a3)(b1 Q + b2 K + b3)^T / sqrt(d), with
+  learned coefficients per head (the study had one set per layer); `linear-nobias`
+  drops a3 and b3. They start at a = (1, 0, 0), b = (0, 1, 0): standard attention.
+- `center`: softmax(Q W K^T / sqrt(d)) with a learned d x d matrix W per head,
+  starting at the identity: standard attention.
+- `sparsemax`: sparsemax (Martins and Astudillo, 2016) instead of softmax, so that
+  attention can put exactly zero weight on tokens. It has no parameter that makes
+  it equal to softmax, so it changes a pretrained model's outputs from the start.
+
+Linear and center only change Q and K before the scores, so they keep the fused
+attention kernels; sparsemax needs the scores written out.
 """
 
 from __future__ import annotations
@@ -16,7 +30,67 @@ from torch import nn
 
 from minbert.dropout import dropout
 
-VARIANTS = ("standard",)
+COMPONENTS = ("center", "linear", "linear-nobias", "sparsemax")  # in canonical order
+STUDY_VARIANTS = ("standard", "linear", "sparsemax", "center", "linear+sparsemax", "center+sparsemax",
+                  "center+linear", "center+linear+sparsemax")
+VARIANTS = STUDY_VARIANTS + ("linear-nobias", "linear-nobias+sparsemax", "center+linear-nobias",
+                             "center+linear-nobias+sparsemax")
+# Parameters a variant adds to a layer; a checkpoint without them loads, and they keep their start.
+VARIANT_PARAMETERS = ("query_mix", "key_mix", "center")
+
+
+def parse_variant(name: str) -> tuple[str, ...]:
+    """The components of a variant name, in canonical order; `standard` is none."""
+    if name == "standard":
+        return ()
+    parts = name.split("+")
+    problems = [p for p in parts if p not in COMPONENTS]
+    if problems or len(set(parts)) != len(parts) or {"linear", "linear-nobias"} <= set(parts):
+        raise ValueError(f"unknown attention variant {name!r}: combine with '+' at most one each of "
+                         f"{list(COMPONENTS)} (linear or linear-nobias, not both), or use 'standard'; "
+                         f"known: {list(VARIANTS)}")
+    return tuple(c for c in COMPONENTS if c in parts)
+
+
+def canonical_variant(name: str) -> str:
+    """`sparsemax+center` -> `center+sparsemax`; errors name what is wrong."""
+    return "+".join(parse_variant(name)) or "standard"
+
+
+class _Sparsemax(torch.autograd.Function):
+    """Sparsemax along the last axis: forward by sorting, backward from the support."""
+
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor) -> torch.Tensor:
+        ordered = scores.sort(dim=-1, descending=True).values
+        ranks = torch.arange(1, scores.shape[-1] + 1, device=scores.device, dtype=scores.dtype)
+        cumulative = ordered.cumsum(-1)
+        # Masked (-inf) scores never enter the support: 1 + k * (-inf) > cumsum is false.
+        support_size = (1 + ranks * ordered > cumulative).sum(-1, keepdim=True)
+        threshold = (cumulative.gather(-1, support_size - 1) - 1) / support_size.to(scores.dtype)
+        probs = (scores - threshold).clamp_min(0)
+        ctx.save_for_backward(probs)
+        return probs
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (probs,) = ctx.saved_tensors
+        support = probs > 0
+        grad = grad * support
+        mean_on_support = grad.sum(-1, keepdim=True) / support.sum(-1, keepdim=True)
+        return torch.where(support, grad - mean_on_support, 0)
+
+
+def sparsemax(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """The Euclidean projection of `scores` onto the probability simplex along `dim`.
+
+    Like softmax it gives non-negative weights summing to 1, but those below a
+    threshold are exactly 0. Entries at -inf (masked) get 0. Computed in float32 at
+    least, whatever the input's precision.
+    """
+    work = scores.movedim(dim, -1)
+    out = _Sparsemax.apply(work.float() if work.dtype in (torch.float16, torch.bfloat16) else work)
+    return out.to(scores.dtype).movedim(-1, dim)
 
 
 @dataclass
@@ -55,7 +129,7 @@ class Packing:
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention over a (batch, length, hidden) input."""
+    """Multi-head self-attention over a (batch, length, hidden) input, in one of `VARIANTS`."""
 
     def __init__(self, hidden_size: int, num_heads: int, dropout: float,
                  variant: str = "standard") -> None:
@@ -63,33 +137,62 @@ class SelfAttention(nn.Module):
         if hidden_size % num_heads:
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of "
                              f"num_attention_heads {num_heads}")
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown attention variant {variant!r}; known: {list(VARIANTS)}")
+        components = parse_variant(variant)
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
         self.dropout = dropout
-        self.variant = variant
+        self.variant = canonical_variant(variant)
+        self.sparsemax = "sparsemax" in components
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.query_mix = self.key_mix = self.center = None
+        linear = next((c for c in components if c.startswith("linear")), None)
+        if linear:
+            terms = 2 if linear == "linear-nobias" else 3  # weights of Q, K (and a constant)
+            start = torch.eye(2, terms).repeat(num_heads, 1, 1)  # (heads, 2, terms): Q' = Q, K' = K
+            self.query_mix = nn.Parameter(start[:, 0].clone())
+            self.key_mix = nn.Parameter(start[:, 1].clone())
+        if "center" in components:
+            self.center = nn.Parameter(torch.eye(self.head_dim).repeat(num_heads, 1, 1))
 
     def forward(self, hidden: torch.Tensor, packing: Packing) -> torch.Tensor:
         """Packed (tokens, hidden) in, packed (tokens, hidden) out."""
         hidden_size = hidden.shape[-1]
-        qkv = packing.unpack(self.qkv(hidden))
-        qkv = qkv.view(packing.batch, packing.length, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, length, head_dim)
-        if self.training and self.dropout > 0 and hidden.device.type == "cpu":
-            context = self._attend_with_dropout(q, k, v, packing.key_mask)
+        q, k, v = self._heads(hidden, packing)
+        written_out = self.sparsemax or (self.training and self.dropout > 0 and hidden.device.type == "cpu")
+        if written_out:
+            probs = self._probabilities(q, k, packing.key_mask)
+            context = dropout(probs, self.dropout, training=self.training).to(v.dtype) @ v
         else:  # fused kernels: flash attention without a mask, or a GPU's fused dropout
             context = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=packing.key_mask, dropout_p=self.dropout if self.training else 0.0)
         return packing.pack(context.transpose(1, 2).reshape(packing.batch, packing.length, hidden_size))
 
-    def _attend_with_dropout(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                             key_mask: torch.Tensor | None) -> torch.Tensor:
-        """Attention written out, for training on the CPU: there SDPA falls back to this same
-        computation but with torch's slower dropout on the probabilities."""
+    def probabilities(self, hidden: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """The attention weights (batch, heads, query, key) for packed `hidden`, without dropout."""
+        q, k, _ = self._heads(hidden, packing)
+        return self._probabilities(q, k, packing.key_mask)
+
+    def _heads(self, hidden: torch.Tensor, packing: Packing) -> tuple[torch.Tensor, ...]:
+        """Q, K, V as (batch, heads, length, head_dim), Q and K transformed by the variant."""
+        qkv = packing.unpack(self.qkv(hidden))
+        qkv = qkv.view(packing.batch, packing.length, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if self.query_mix is not None:
+            q, k = self._mix(self.query_mix, q, k), self._mix(self.key_mix, q, k)
+        if self.center is not None:
+            q = q @ self.center.to(q.dtype)  # Q W K^T = (Q W) K^T
+        return q, k, v
+
+    @staticmethod
+    def _mix(weights: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """w0 Q + w1 K (+ w2) per head; weights (heads, 2 or 3)."""
+        w = weights.to(q.dtype)[:, :, None, None]  # (heads, terms, 1, 1), broadcast over batch
+        mixed = w[:, 0] * q + w[:, 1] * k
+        return mixed + w[:, 2] if weights.shape[1] == 3 else mixed
+
+    def _probabilities(self, q: torch.Tensor, k: torch.Tensor,
+                       key_mask: torch.Tensor | None) -> torch.Tensor:
         scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))
         if key_mask is not None:
             scores = scores.masked_fill(~key_mask, float("-inf"))
-        probs = dropout(scores.softmax(dim=-1), self.dropout, training=True)
-        return probs.to(v.dtype) @ v
+        return sparsemax(scores) if self.sparsemax else scores.softmax(dim=-1)

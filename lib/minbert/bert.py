@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minbert.attention import Packing, SelfAttention
+from minbert.attention import VARIANT_PARAMETERS, Packing, SelfAttention
 from minbert.dropout import Dropout
 
 
@@ -189,6 +189,23 @@ class BertModel(nn.Module):
         hidden = packing.unpack(hidden)  # zeros at padded positions
         return {"last_hidden_state": hidden, "pooler_output": self.pooler(hidden)}
 
+    @torch.no_grad()
+    def attention_maps(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                       token_type_ids: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Every layer's attention weights, (batch, heads, query, key) each, as the model is now
+        (dropout off). For looking at, e.g. softmax against sparsemax."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        packing = Packing.from_mask(attention_mask)
+        hidden = self.embeddings(input_ids, token_type_ids, packing)
+        maps = []
+        for layer in self.encoder.layer:
+            maps.append(layer.attention.self.probabilities(hidden, packing))
+            hidden = layer(hidden, packing)
+        return maps
+
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | None = None,
                         ignore_prefixes: tuple[str, ...] = (), **overrides) -> BertModel:
@@ -216,6 +233,8 @@ class BertModel(nn.Module):
     def load_checked(self, state: dict[str, torch.Tensor], source: str) -> None:
         """Load a state dict, naming every missing, unexpected or misshapen weight."""
         own = self.state_dict()
+        # An attention variant's own parameters may be absent: they keep their start values.
+        state = {**{k: v for k, v in own.items() if k.rsplit(".", 1)[-1] in VARIANT_PARAMETERS}, **state}
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         misshapen = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
