@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from minbert.optim import AdamW
+from minbert.optim import AdamW, SophiaG
 
 
 def regression_problem(dtype=torch.float32):
@@ -113,3 +113,106 @@ def test_parameters_that_join_later_keep_their_own_step_count():
     assert optimizers[0].state[ours[0].bias]["step"] == 20
     for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_sophia_single_step_by_hand():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    opt = SophiaG([p], lr=0.1, weight_decay=0.1)  # betas (0.965, 0.99), rho 0.04
+    p.grad = torch.tensor([1.0, 10.0], dtype=torch.float64)
+    opt.update_hessian()  # h = 0.01 * g^2 = (0.01, 1.0)
+    p.grad = torch.tensor([0.5, -0.1], dtype=torch.float64)
+    opt.step(bs=2)
+    # m = 0.035 g = (0.0175, -0.0035); rho * bs * h = (0.0008, 0.08)
+    # ratio = (21.9 -> clipped to 1, 0.04375); p = p (1 - 0.01) - 0.1 sign(m) ratio
+    assert torch.allclose(p.detach(), torch.tensor([0.99 - 0.1, -1.98 + 0.1 * 0.04375], dtype=torch.float64))
+    state = opt.state[p]
+    assert state["step"] == 1
+    assert torch.allclose(state["hessian"], torch.tensor([0.01, 1.0], dtype=torch.float64))
+
+
+def test_sophia_on_a_badly_conditioned_quadratic():
+    """f(x) = sum(H x^2) / 2 with H = (100, 0.01), the exact Hessian fed in, no momentum.
+    Far from the minimum the step is clipped to lr per coordinate whatever the curvature;
+    within rho of it (lr = rho) the step is Newton's, m / (rho h) * lr = x, landing on 0.
+    So both coordinates, 10,000x apart in curvature, reach 0 together in 10 steps."""
+    hessian = torch.tensor([100.0, 0.01], dtype=torch.float64)
+    x = torch.nn.Parameter(torch.tensor([5.0, 5.0], dtype=torch.float64))
+    opt = SophiaG([x], lr=0.5, betas=(0.0, 0.0), rho=0.5, weight_decay=0.0)
+    path = []
+    for _ in range(10):
+        x.grad = hessian.sqrt()  # bs * grad^2 = H with bs = 1
+        opt.update_hessian()
+        x.grad = hessian * x.detach()
+        opt.step(bs=1)
+        path.append(x.detach().clone())
+    expected = [torch.full((2,), 5.0 - 0.5 * (i + 1), dtype=torch.float64) for i in range(10)]
+    for got, want in zip(path, expected, strict=True):
+        assert torch.allclose(got, want, atol=1e-12)
+    # gradient descent at its largest stable rate for the stiff coordinate barely moves the flat one
+    y = torch.tensor([5.0, 5.0], dtype=torch.float64)
+    for _ in range(10):
+        y -= 0.019 * hessian * y
+    assert y[1] > 4.99
+
+
+def test_sophia_gauss_newton_bartlett_estimates_the_hessian_diagonal():
+    """E[bs * g^2] of the sampled-label loss equals the Gauss-Newton diagonal of the real loss."""
+    from minbert.multitask import sampled_label_loss
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, dtype=torch.float64)
+    for task, outputs_of in (("sst", lambda w: x @ w), ("qqp", lambda w: x @ w[:, 0]),
+                             ("sts", lambda w: x @ w[:, 0])):
+        w = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+        draws = []
+        for _ in range(5000):
+            (g,) = torch.autograd.grad(sampled_label_loss(task, outputs_of(w)).double(), w)
+            draws.append(len(x) * g.square())
+        estimate = torch.stack(draws).mean(0)
+        out = outputs_of(w).detach()
+        if task == "sst":  # mean_i sum_c x_ij^2 (p_c - p_c^2) at column c
+            p = out.softmax(-1)
+            exact = (x.square().T @ (p * (1 - p))) / len(x)
+        elif task == "qqp":
+            p = torch.sigmoid(out)
+            exact = torch.zeros(3, 5, dtype=torch.float64)
+            exact[:, 0] = x.square().T @ (p * (1 - p)) / len(x)
+        else:
+            exact = torch.zeros(3, 5, dtype=torch.float64)
+            exact[:, 0] = 2 * x.square().mean(0)
+        assert torch.allclose(estimate, exact, rtol=0.1, atol=1e-9), task
+
+
+def test_sophia_state_dict_round_trip_continues_identically():
+    torch.manual_seed(0)
+    data, target = torch.randn(16, 4), torch.randn(16, 1)
+    model = torch.nn.Linear(4, 1)
+
+    def train(model, opt, steps, start):
+        for i in range(start, start + steps):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(data), target).backward()
+            if i % 3 == 0:
+                opt.update_hessian()
+            opt.step(bs=16)
+
+    twin = copy.deepcopy(model)
+    opt = SophiaG(model.parameters(), lr=0.01)
+    train(model, opt, 8, 0)
+    opt_twin = SophiaG(twin.parameters(), lr=0.01)
+    train(twin, opt_twin, 4, 0)
+    saved_model, saved_opt = copy.deepcopy(twin.state_dict()), copy.deepcopy(opt_twin.state_dict())
+    resumed = torch.nn.Linear(4, 1)
+    resumed.load_state_dict(saved_model)
+    opt_resumed = SophiaG(resumed.parameters(), lr=0.01)
+    opt_resumed.load_state_dict(saved_opt)
+    train(resumed, opt_resumed, 4, 4)
+    for a, b in zip(model.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs", [{"lr": -1.0}, {"rho": -0.1}, {"betas": (1.0, 0.99)},
+                                    {"weight_decay": -0.1}])
+def test_sophia_refuses_invalid_hyper_parameters(kwargs):
+    with pytest.raises(ValueError):
+        SophiaG([torch.nn.Parameter(torch.zeros(1))], **kwargs)

@@ -125,6 +125,27 @@ def task_loss(task: str, outputs: torch.Tensor, labels: torch.Tensor,
     return F.mse_loss(outputs, labels)
 
 
+def sampled_label_loss(task: str, outputs: torch.Tensor) -> torch.Tensor:
+    """The task's loss on labels drawn from the model's own predictions, for Sophia's Hessian.
+
+    The gradient g of this mean loss over bs predictions gives bs * g^2, whose
+    expectation is the diagonal of the Gauss-Newton matrix of the real loss (the
+    Gauss-Newton-Bartlett estimator). Classification: labels sampled from the
+    softmax (SST) or sigmoid (QQP). STS regression with MSE: the Gauss-Newton
+    matrix of (f - y)^2 is 2 J^T J, and a label y = f + e with e ~ N(0, 1/2) gives
+    exactly that in expectation (a Gaussian likelihood in place of the softmax).
+    """
+    outputs = outputs.float()
+    with torch.no_grad():
+        if task == "sst":
+            labels = torch.multinomial(outputs.softmax(-1), 1).squeeze(1)
+        elif task == "qqp":
+            labels = torch.bernoulli(torch.sigmoid(outputs)).long()
+        else:
+            labels = outputs + torch.randn_like(outputs) * math.sqrt(0.5)
+    return task_loss(task, outputs, labels)
+
+
 @torch.no_grad()
 def predict(model: MultitaskBert, data: TaskTensors, batch_size: int, device: torch.device,
             dtype: torch.dtype = torch.float32) -> torch.Tensor:

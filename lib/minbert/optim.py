@@ -96,3 +96,79 @@ def _pieces(*tensors: torch.Tensor):
     if all(t.is_contiguous() for t in tensors):
         return zip(*(t.view(-1).split(PIECE) for t in tensors), strict=True)
     return [tensors]
+
+
+class SophiaG(Optimizer):
+    """Sophia with the Gauss-Newton-Bartlett Hessian estimate (Liu et al., 2023, arXiv 2305.14342).
+
+    Per parameter p with gradient g:
+        p <- p * (1 - lr * weight_decay)
+        m <- b1 m + (1 - b1) g
+        p <- p - lr * sign(m) * min(|m| / (rho * bs * h + 1e-15), 1)
+    so each coordinate moves by at most lr: a Newton-like step m / h where the
+    curvature estimate is trusted, a clipped sign step where it is small or stale.
+    `h` is an EMA, h <- b2 h + (1 - b2) g_hat^2, refreshed by `update_hessian()`
+    every k steps from the gradient g_hat of the loss on labels *sampled from the
+    model's own predictions* (the caller computes it; see
+    `minbert.multitask.sampled_label_loss`). g_hat is the gradient of a mean over
+    bs predictions, so bs * g_hat^2 estimates the Gauss-Newton diagonal: hence bs
+    in `step`. Defaults are the reference implementation's.
+    """
+
+    def __init__(self, params: Iterable, lr: float = 1e-4, betas: tuple[float, float] = (0.965, 0.99),
+                 rho: float = 0.04, weight_decay: float = 0.1) -> None:
+        if lr < 0.0:
+            raise ValueError(f"invalid learning rate {lr}: must be >= 0")
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError(f"invalid betas {betas}: each must be in [0, 1)")
+        if rho < 0.0:
+            raise ValueError(f"invalid rho {rho}: must be >= 0")
+        if weight_decay < 0.0:
+            raise ValueError(f"invalid weight_decay {weight_decay}: must be >= 0")
+        super().__init__(params, dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay))
+
+    def _state(self, p: torch.Tensor) -> dict:
+        state = self.state[p]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["hessian"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return state
+
+    @torch.no_grad()
+    def update_hessian(self) -> None:
+        """Fold the squared current `.grad` (from a loss on sampled labels) into the Hessian EMA."""
+        for group in self.param_groups:
+            beta2 = group["betas"][1]
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._state(p)["hessian"].mul_(beta2).addcmul_(p.grad, p.grad, value=1.0 - beta2)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None, bs: int = 5120) -> float | None:
+        """One update; `bs` is the number of predictions the Hessian's gradients averaged over."""
+        if bs <= 0:
+            raise ValueError(f"bs must be positive, got {bs}")
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, beta1 = group["lr"], group["betas"][0]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("SophiaG does not support sparse gradients")
+                state = self._state(p)
+                state["step"] += 1
+                for w, g, m, h in _pieces(p, p.grad, state["exp_avg"], state["hessian"]):
+                    if group["weight_decay"]:
+                        w.mul_(1.0 - lr * group["weight_decay"])
+                    m.lerp_(g, 1.0 - beta1)
+                    ratio = torch.mul(h, group["rho"] * bs, out=self._scratch(h)).add_(1e-15)
+                    ratio = torch.div(m.abs(), ratio, out=ratio).clamp_(max=1.0)
+                    w.addcmul_(m.sign(), ratio, value=-lr)
+        return loss
+
+    _scratch = AdamW._scratch
