@@ -149,3 +149,41 @@ def test_resume_on_the_smoke_profile_with_real_data(data_dir, tmp_path):
     assert len(straight) == 2
     metrics = ("sst_acc", "qqp_acc", "sts_pearson", "sst_train_loss", "qqp_train_loss", "sts_train_loss")
     assert [{m: h[m] for m in metrics} for h in resumed] == [{m: h[m] for m in metrics} for h in straight]
+
+
+def test_sophia_trains_with_hessian_refreshes_and_resumes(tiny_checkpoint, tasks, tmp_path):
+    train, dev = tasks
+    run = MultitaskRun("s", epochs=2, lr=1e-3, batch_size=8, optimizer="sophia", hessian_interval=2,
+                       weight_decay=0.1)
+    model = make_model(tiny_checkpoint)
+    before = dev_metrics(model, dev, 32, CPU)
+    expected = train_multitask(model, train, dev, run, device=CPU, checkpoint_dir=tmp_path / "a")
+    assert expected[-1]["sts_dev_loss"] < before["sts_dev_loss"]
+    state = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["optimizers"]["all"]["state"]
+    hessians = [s["hessian"] for s in state.values()]
+    assert hessians and all(torch.isfinite(h).all() for h in hessians)
+    assert sum(int((h > 0).sum()) for h in hessians) > 0  # the refresh ran and left curvature
+
+    first = make_model(tiny_checkpoint)
+    train_multitask(first, train, dev, run, device=CPU, checkpoint_dir=tmp_path / "b", stop_after_epoch=1)
+    resumed = make_model(tiny_checkpoint)
+    history = train_multitask(resumed, train, dev, run, device=CPU, checkpoint_dir=tmp_path / "b",
+                              resume=True)
+    assert [h["dev_mean"] for h in history] == [h["dev_mean"] for h in expected]
+
+
+def test_one_optimizer_per_task_uses_its_own_settings(tiny_checkpoint, tasks):
+    train, dev = tasks
+    run = MultitaskRun("p", epochs=1, lr=1e-3, batch_size=8, optimizer="sophia", task_optimizers=True,
+                       task_settings={"sst": {"lr": 0.0}, "qqp": {"lr": 0.0}, "sts": {"lr": 0.0}})
+    model = make_model(tiny_checkpoint)
+    bert_before = {k: v.clone() for k, v in model.bert.state_dict().items()}
+    train_multitask(model, train, dev, run, device=CPU)
+    # lr 0 for every task: nothing moves (weight decay is scaled by lr)
+    assert all(torch.equal(bert_before[k], v) for k, v in model.bert.state_dict().items())
+    with pytest.raises(ValueError, match="one task per step"):
+        MultitaskRun("p", strategy="combined", task_optimizers=True)
+    with pytest.raises(ValueError, match="task_settings"):
+        MultitaskRun("p", task_optimizers=True, task_settings={"sst": {"beta": 0.5}})
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        MultitaskRun("p", optimizer="sgd")

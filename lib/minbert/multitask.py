@@ -24,13 +24,14 @@ from minbert.data import TASKS as TASK_SPECS
 from minbert.data import TaskSplit, batch_indices, encode, pad_batch
 from minbert.files import atomic_path
 from minbert.models import TASKS, MultitaskBert
-from minbert.optim import AdamW
+from minbert.optim import AdamW, SophiaG
 from minbert.pcgrad import pcgrad_backward
 from minbert.precision import autocast
 from minbert.schedules import STRATEGIES, epoch_plan, qqp_batches_after_phase
 from minbert.training import check_finite, outputs_in_order
 
 METRICS = {"sst": "sst_acc", "qqp": "qqp_acc", "sts": "sts_pearson"}
+OPTIMIZERS = ("adamw", "sophia")
 NUM_CLASSES = {"sst": 5, "qqp": 2}
 
 
@@ -86,8 +87,27 @@ class MultitaskRun:
     qqp_only_epochs: int = 0
     freeze_last_epochs: int = 0
     seed: int = 0
+    optimizer: str = "adamw"  # or "sophia"
+    rho: float = 0.04  # sophia: clipping scale
+    hessian_interval: int = 10  # sophia: refresh the Hessian estimate every k steps
+    task_optimizers: bool = False  # one optimizer per task, as the study did
+    # per task (with task_optimizers): lr, rho, weight_decay in place of the run's
+    task_settings: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"run {self.name}: unknown optimizer {self.optimizer!r}; "
+                             f"known: {list(OPTIMIZERS)}")
+        if self.task_optimizers and self.strategy in ("combined", "pcgrad"):
+            raise ValueError(f"run {self.name}: one optimizer per task needs one task per step "
+                             f"(sequential or round-robin), not {self.strategy!r}")
+        for task, settings in self.task_settings.items():
+            unknown = set(settings) - {"lr", "rho", "weight_decay"}
+            if task not in TASKS or unknown:
+                raise ValueError(f"run {self.name}: task_settings[{task!r}] must be a task of {list(TASKS)} "
+                                 f"with keys lr, rho, weight_decay; got {sorted(settings)}")
+            if not self.task_optimizers:
+                raise ValueError(f"run {self.name}: task_settings need task_optimizers=True")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"run {self.name}: unknown strategy {self.strategy!r}; "
                              f"known: {list(STRATEGIES)}")
@@ -207,7 +227,7 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     infinite loss raises TrainingError and leaves the last good checkpoint in place.
     """
     model.to(device)
-    optimizer = AdamW(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
+    optimizers = make_optimizers(model, run)
     weights = {task: class_weight_tensor(train[task].labels, NUM_CLASSES[task]).to(device)
                for task in ("sst", "qqp") if run.class_weights and task in train}
     history: list[dict] = []
@@ -216,7 +236,8 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     if resume and last is not None and last.is_file():
         state = torch.load(last, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        for key, optimizer in optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][key])
         torch.set_rng_state(state["rng"])
         history = json.loads(state["history"])
         start_epoch = int(state["epoch"]) + 1
@@ -227,7 +248,7 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
         writer = SummaryWriter(str(log_dir))
     try:
         for epoch in range(start_epoch, run.epochs + 1):
-            record = _train_epoch(model, optimizer, train, run, epoch, weights, device, dtype)
+            record = _train_epoch(model, optimizers, train, run, epoch, weights, device, dtype)
             record.update(dev_metrics(model, dev, eval_batch_size, device, dtype))
             record["dev_mean"] = mean_score(record)
             history.append(record)
@@ -240,7 +261,8 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                 if record["dev_mean"] >= max(h["dev_mean"] for h in history):
                     _save_checkpoint(best, {"model": model.state_dict()})
                 _save_checkpoint(last, {"epoch": epoch, "model": model.state_dict(),
-                                        "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+                                        "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                                        "rng": torch.get_rng_state(),
                                         "history": json.dumps(history), "run": json.dumps(asdict(run))})
             if on_epoch:
                 on_epoch(record)
@@ -254,7 +276,38 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     return history
 
 
-def _train_epoch(model: MultitaskBert, optimizer: AdamW, train: dict[str, TaskTensors], run: MultitaskRun,
+def make_optimizers(model: MultitaskBert, run: MultitaskRun) -> dict[str, AdamW | SophiaG]:
+    """The run's optimizer over all weights, keyed "all"; or, with `task_optimizers`, one per task
+    (each over all weights, with the task's own lr, rho and weight decay where given)."""
+    def build(settings: dict[str, float]) -> AdamW | SophiaG:
+        lr, weight_decay = settings.get("lr", run.lr), settings.get("weight_decay", run.weight_decay)
+        if run.optimizer == "sophia":
+            return SophiaG(model.parameters(), lr=lr, rho=settings.get("rho", run.rho),
+                           weight_decay=weight_decay)
+        return AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    if run.task_optimizers:
+        return {task: build(run.task_settings.get(task, {})) for task in TASKS}
+    return {"all": build({})}
+
+
+def _refresh_hessian(model: MultitaskBert, optimizer: SophiaG, step_batches: list[tuple[str, dict]],
+                     device: torch.device, dtype: torch.dtype) -> None:
+    """Sophia's every-k-steps Hessian refresh on this step's batches, with sampled labels."""
+    optimizer.zero_grad(set_to_none=True)
+    losses = []
+    for task, batch in step_batches:
+        with autocast(device, dtype):
+            outputs = task_outputs(model, task, batch)
+        losses.append(sampled_label_loss(task, outputs))
+    losses = [loss for loss in losses if loss.requires_grad]
+    if losses:
+        sum(losses).backward()
+        optimizer.update_hessian()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _train_epoch(model: MultitaskBert, optimizers: dict, train: dict[str, TaskTensors], run: MultitaskRun,
                  epoch: int, weights: dict, device: torch.device, dtype: torch.dtype) -> dict:
     started = time.perf_counter()
     frozen = epoch > run.epochs - run.freeze_last_epochs
@@ -272,12 +325,14 @@ def _train_epoch(model: MultitaskBert, optimizer: AdamW, train: dict[str, TaskTe
     position = dict.fromkeys(train, 0)
     sums, seen = dict.fromkeys(train, 0.0), dict.fromkeys(train, 0)
     params = [p for p in model.parameters() if p.requires_grad]
+    steps_taken = dict.fromkeys(optimizers, 0)
     for step, tasks in enumerate(tqdm(plan, desc=f"{run.name} epoch {epoch}", leave=False, unit="step")):
-        losses = []
+        losses, step_batches = [], []
         for task in tasks:
             idx = batches[task][position[task]]
             position[task] += 1
             batch = train[task].batch(idx, device)
+            step_batches.append((task, batch))
             with autocast(device, dtype):
                 outputs = task_outputs(model, task, batch)
             loss = task_loss(task, outputs, batch["labels"], weights.get(task))
@@ -289,12 +344,20 @@ def _train_epoch(model: MultitaskBert, optimizer: AdamW, train: dict[str, TaskTe
         losses = [loss for loss in losses if loss.requires_grad]
         if not losses:
             continue
+        key = tasks[0] if run.task_optimizers else "all"
+        optimizer = optimizers[key]
         optimizer.zero_grad(set_to_none=True)
         if run.strategy == "pcgrad" and len(losses) > 1:
             pcgrad_backward(losses, params)
         else:
             sum(losses).backward()
-        optimizer.step()
+        if isinstance(optimizer, SophiaG):
+            optimizer.step(bs=len(step_batches[0][1]["labels"]))
+            if steps_taken[key] % run.hessian_interval == run.hessian_interval - 1:
+                _refresh_hessian(model, optimizer, step_batches, device, dtype)
+        else:
+            optimizer.step()
+        steps_taken[key] += 1
     record = {"epoch": epoch, "seconds": 0.0, "bert_frozen": frozen, "qqp_only": qqp_only}
     for task in train:
         record[f"{task}_train_loss"] = sums[task] / seen[task] if seen[task] else math.nan
