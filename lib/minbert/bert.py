@@ -64,6 +64,19 @@ class BertConfig:
         return cls(**{k: v for k, v in values.items() if k in names})
 
 
+@dataclass
+class Embedded:
+    """A batch after the embedding layer: the real tokens' vectors, packed as (tokens, hidden)."""
+
+    hidden: torch.Tensor
+    packing: Packing
+    attention_mask: torch.Tensor
+
+    def shifted(self, delta: torch.Tensor) -> Embedded:
+        """The same batch with `delta` (shaped like `hidden`) added to every token vector."""
+        return Embedded(self.hidden + delta, self.packing, self.attention_mask)
+
+
 class BertEmbeddings(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -180,13 +193,22 @@ class BertModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return self.encode(self.embed(input_ids, attention_mask, token_type_ids))
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+              token_type_ids: torch.Tensor | None = None) -> Embedded:
+        """The embedding layer's output: where SMART perturbs the input."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         packing = Packing.from_mask(attention_mask)
-        hidden = self.encoder(self.embeddings(input_ids, token_type_ids, packing), packing)
-        hidden = packing.unpack(hidden)  # zeros at padded positions
+        return Embedded(self.embeddings(input_ids, token_type_ids, packing), packing, attention_mask)
+
+    def encode(self, embedded: Embedded) -> dict[str, torch.Tensor]:
+        """The encoder and pooler from the embedding output."""
+        hidden = self.encoder(embedded.hidden, embedded.packing)
+        hidden = embedded.packing.unpack(hidden)  # zeros at padded positions
         return {"last_hidden_state": hidden, "pooler_output": self.pooler(hidden)}
 
     @torch.no_grad()
@@ -194,12 +216,8 @@ class BertModel(nn.Module):
                        token_type_ids: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Every layer's attention weights, (batch, heads, query, key) each, as the model is now
         (dropout off). For looking at, e.g. softmax against sparsemax."""
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        packing = Packing.from_mask(attention_mask)
-        hidden = self.embeddings(input_ids, token_type_ids, packing)
+        embedded = self.embed(input_ids, attention_mask, token_type_ids)
+        hidden, packing = embedded.hidden, embedded.packing
         maps = []
         for layer in self.encoder.layer:
             maps.append(layer.attention.self.probabilities(hidden, packing))

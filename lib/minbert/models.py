@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minbert.bert import BertModel
+from minbert.bert import BertModel, Embedded
 
 POOLINGS = ("cls", "mean")
 
@@ -95,24 +95,36 @@ class MultitaskBert(nn.Module):
         self.similarity = nn.Linear(size, size) if shared_similarity else None
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return pool(self.bert(input_ids, attention_mask), attention_mask, self.pooling)
+        return self.sentence_vector(self.bert.embed(input_ids, attention_mask))
 
-    def _pair(self, ids_a, mask_a, ids_b, mask_b) -> tuple[torch.Tensor, torch.Tensor]:
-        u, v = self.embed(ids_a, mask_a), self.embed(ids_b, mask_b)
+    def sentence_vector(self, embedded: Embedded) -> torch.Tensor:
+        """One vector per sentence from the embedding layer's output (SMART perturbs that)."""
+        return pool(self.bert.encode(embedded), embedded.attention_mask, self.pooling)
+
+    def head_outputs(self, task: str, vectors: list[torch.Tensor]) -> torch.Tensor:
+        """The task's outputs from its sentence vectors: [u] for SST, [u, v] for pairs."""
+        if task == "sst":
+            return self.sst_head(vectors[0])
+        u, v = vectors
         if self.similarity is not None:
             u, v = self.similarity(u), self.similarity(v)
-        return u, v
+        if task == "qqp":
+            return self.qqp_head(torch.cat([u, v, (u - v).abs()], dim=-1)).squeeze(-1)
+        if task == "sts":
+            cosine = F.cosine_similarity(self.sts_dropout(u).float(), self.sts_dropout(v).float(), dim=-1)
+            return 5.0 * cosine.clamp(min=0.0)
+        raise ValueError(f"unknown task {task!r}; known: {list(TASKS)}")
+
+    def outputs_from_embedded(self, task: str, embedded: list[Embedded]) -> torch.Tensor:
+        return self.head_outputs(task, [self.sentence_vector(e) for e in embedded])
 
     def sst_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.sst_head(self.embed(input_ids, attention_mask))
+        return self.head_outputs("sst", [self.embed(input_ids, attention_mask)])
 
     def qqp_logits(self, ids_a: torch.Tensor, mask_a: torch.Tensor, ids_b: torch.Tensor,
                    mask_b: torch.Tensor) -> torch.Tensor:
-        u, v = self._pair(ids_a, mask_a, ids_b, mask_b)
-        return self.qqp_head(torch.cat([u, v, (u - v).abs()], dim=-1)).squeeze(-1)
+        return self.head_outputs("qqp", [self.embed(ids_a, mask_a), self.embed(ids_b, mask_b)])
 
     def sts_scores(self, ids_a: torch.Tensor, mask_a: torch.Tensor, ids_b: torch.Tensor,
                    mask_b: torch.Tensor) -> torch.Tensor:
-        u, v = self._pair(ids_a, mask_a, ids_b, mask_b)
-        cosine = F.cosine_similarity(self.sts_dropout(u).float(), self.sts_dropout(v).float(), dim=-1)
-        return 5.0 * cosine.clamp(min=0.0)
+        return self.head_outputs("sts", [self.embed(ids_a, mask_a), self.embed(ids_b, mask_b)])
