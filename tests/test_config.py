@@ -92,3 +92,10 @@ def test_yaml_floats_in_the_profiles_are_floats():
     for profile in PROFILES:
         raw = yaml.safe_load((paths.params_dir() / profile / "01_part1_sst.yaml").read_text())
         assert isinstance(raw["finetune_lr"], float) and isinstance(raw["pretrain_lr"], float)
+
+
+def test_attention_variants_are_checked_and_made_canonical():
+    values = load_params("05_attention", "smoke", {"variants": ["sparsemax+center", "standard"]})
+    assert values["variants"] == ["center+sparsemax", "standard"]
+    with pytest.raises(ConfigError, match="parameter 'variants'.*unknown attention variant 'softmax'"):
+        load_params("05_attention", "smoke", {"variants": ["softmax"]})

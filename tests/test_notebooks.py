@@ -95,3 +95,55 @@ def test_sbert_smoke_run_reports_every_strategy(report_dirs):
     dev_sst = (report_dirs / "predictions" / "02_sbert_baseline" / f"{best}-sst-dev.csv").read_text()
     assert dev_sst.splitlines()[0] == "id\tsentiment" and len(dev_sst.splitlines()) == 33
     assert "study SST" in (report_dirs / "02_sbert_baseline.html").read_text()
+
+
+def test_attention_smoke_run_compares_variants(report_dirs):
+    cli.main(["run", "05_attention", "--profile", "smoke"])
+    results = json.loads((report_dirs / "results" / "05_attention.json").read_text())
+    runs = {r["name"]: r for r in results["runs"]}
+    assert list(runs) == ["standard", "center+linear+sparsemax"]
+    assert {r["config"]["attention"] for r in runs.values()} == set(runs)
+    # the variant adds 6 mixing coefficients and a 32x32 centre matrix per head: 12 heads x 6 layers
+    extra = runs["center+linear+sparsemax"]["parameters"] - runs["standard"]["parameters"]
+    assert extra == 6 * 12 * (6 + 32 * 32)
+    assert results["checks"]["reference"] == "standard"
+    html = (report_dirs / "05_attention.html").read_text()
+    assert "Softmax against sparsemax" in html
+    assert "sBERT-CenterMatrixLinearSelfAttentionWithSparsemax" in html
+
+
+def test_sophia_smoke_run_tunes_and_compares_optimizers(report_dirs):
+    cli.main(["run", "03_sophia", "--profile", "smoke"])
+    results = json.loads((report_dirs / "results" / "03_sophia.json").read_text())
+    names = [r["name"] for r in results["runs"]]
+    assert names == ["adamw", "sophia", "adamw-tuned", "sophia-tuned", "sophia-tuned-qqp-separate",
+                     "sophia-tuned-class-weights", "sophia-per-task-tuned", "sophia-regularised"]
+    by_name = {r["name"]: r for r in results["runs"]}
+    assert by_name["sophia"]["config"]["optimizer"] == "sophia"
+    assert by_name["sophia"]["config"]["rho"] == 0.04
+    assert by_name["sophia-per-task-tuned"]["config"]["task_optimizers"] is True
+    studies = results["checks"]["studies"]
+    assert set(studies) == {"adamw", "sophia", "sophia-per-task", "regularisation"}
+    for study in studies.values():
+        assert study["finished_trials"] >= 2
+    tuned = by_name["sophia-tuned"]["config"]
+    assert tuned["lr"] == studies["sophia"]["params"]["lr"]
+    assert tuned["hessian_interval"] == studies["sophia"]["params"]["hessian_interval"]
+    assert (report_dirs.parent / "runs" / "optuna" / "03_sophia-smoke-sophia.db").is_file()
+
+
+def test_smart_smoke_run_compares_and_tunes(report_dirs):
+    cli.main(["run", "04_smart", "--profile", "smoke"])
+    results = json.loads((report_dirs / "results" / "04_smart.json").read_text())
+    by_name = {r["name"]: r for r in results["runs"]}
+    assert list(by_name) == ["no-smart", "smart", "smart-naive-sts", "smart-tuned"]
+    assert by_name["no-smart"]["config"]["smart"] == {}
+    assert by_name["smart"]["config"]["smart"]["sts"]["epsilon"] == 1e-5
+    assert by_name["smart-naive-sts"]["config"]["smart"]["sts"]["naive_regression"] is True
+    assert "sts_smart_loss" in by_name["smart"]["history"][0]
+    assert "sts_smart_loss" not in by_name["no-smart"]["history"][0]
+    studies = results["checks"]["studies"]
+    assert set(studies) == {"sst", "qqp", "sts"}
+    for task, study in studies.items():
+        assert study["finished_trials"] >= 2
+        assert by_name["smart-tuned"]["config"]["smart"][task]["norm"] == study["params"]["norm"]

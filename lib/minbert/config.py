@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from minbert import paths
 
@@ -60,10 +60,9 @@ STRATEGY_NAMES = ("baseline", "qqp-first", "round-robin", "combined", "pcgrad", 
                   "class-weights", "freeze", "shared-similarity")
 
 
-class SbertConfig(NotebookConfig):
-    """02_sbert_baseline: multitask bi-encoder on SST, QQP and STS, one run per strategy."""
+class MultitaskConfig(NotebookConfig):
+    """What every multitask notebook shares: model, data sizes, training and the strategies' knobs."""
 
-    strategies: list[Literal[STRATEGY_NAMES]] = Field(min_length=1)
     pooling: Literal["cls", "mean"]
     head_hidden: int | None = Field(gt=0, description="hidden units of the heads; null for linear")
     dropout_sst: float = Field(ge=0.0, lt=1.0)
@@ -85,12 +84,20 @@ class SbertConfig(NotebookConfig):
     qqp_train_limit: int | None = Field(gt=0)
     sts_train_limit: int | None = Field(gt=0)
     dev_limit: int | None = Field(gt=0, description="seeded subsample of each dev set; null for all")
-    final_epochs: int = Field(ge=0, description="epochs of the best strategy retrained on the final "
-                              "train sizes after the comparison; 0 for none")
+    resume: bool = Field(description="continue each run from its last checkpoint under runs/")
+
+
+class SbertConfig(MultitaskConfig):
+    """02_sbert_baseline: multitask bi-encoder on SST, QQP and STS, one run per strategy."""
+
+    strategies: list[Literal[STRATEGY_NAMES]] = Field(min_length=1)
+    final_epochs: int = Field(ge=0, description="epochs of the final run, a strategy retrained on the "
+                              "final train sizes after the comparison; 0 for none")
+    final_strategy: Literal[STRATEGY_NAMES] | None = Field(
+        description="strategy of the final run; null for the comparison's best")
     final_sst_train_limit: int | None = Field(gt=0)
     final_qqp_train_limit: int | None = Field(gt=0)
     final_sts_train_limit: int | None = Field(gt=0)
-    resume: bool = Field(description="continue each strategy from its last checkpoint under runs/")
 
     def for_final_run(self) -> SbertConfig:
         """The same settings with the final run's epochs and train sizes."""
@@ -100,9 +107,85 @@ class SbertConfig(NotebookConfig):
             "sts_train_limit": self.final_sts_train_limit})
 
 
+class AttentionConfig(MultitaskConfig):
+    """05_attention: one multitask run per attention variant, same strategy, budget and seed."""
+
+    strategy: Literal[STRATEGY_NAMES]
+    variants: list[str] = Field(min_length=1, description="attention variants, e.g. center+linear+sparsemax")
+    heatmap_sentence: str = Field(min_length=1, description="the sentence whose attention is drawn")
+
+    @field_validator("variants")
+    @classmethod
+    def _known_variants(cls, variants: list[str]) -> list[str]:
+        from minbert.attention import canonical_variant
+
+        return [canonical_variant(v) for v in variants]
+
+
+STUDY_NAMES = ("adamw", "sophia", "sophia-per-task", "regularisation")
+
+
+class TuningConfig(MultitaskConfig):
+    """A multitask notebook with Optuna studies: their size, storage and trial data."""
+
+    strategy: Literal[STRATEGY_NAMES]
+    n_trials: int = Field(ge=1, description="finished trials per study")
+    storage: str | None = Field(description="Optuna storage URL; null for SQLite under runs/optuna/")
+    trial_epochs: int = Field(ge=1)
+    trial_sst_train_limit: int | None = Field(gt=0)
+    trial_qqp_train_limit: int | None = Field(gt=0)
+    trial_sts_train_limit: int | None = Field(gt=0)
+    trial_dev_limit: int | None = Field(gt=0)
+
+    def for_trials(self) -> TuningConfig:
+        """The same settings with the tuning trials' epochs and data sizes."""
+        return self.model_copy(update={
+            "epochs": self.trial_epochs, "baseline_epochs": self.trial_epochs,
+            "sst_train_limit": self.trial_sst_train_limit, "qqp_train_limit": self.trial_qqp_train_limit,
+            "sts_train_limit": self.trial_sts_train_limit, "dev_limit": self.trial_dev_limit})
+
+
+class SophiaConfig(TuningConfig):
+    """03_sophia: SophiaG against AdamW on the multitask model, and the Optuna studies."""
+
+    sophia_lr: float = Field(gt=0.0)
+    sophia_rho: float = Field(gt=0.0)
+    sophia_weight_decay: float = Field(ge=0.0)
+    hessian_interval: int = Field(ge=1, description="Sophia: steps between Hessian refreshes (k)")
+    studies: list[Literal[STUDY_NAMES]]
+    objective: Literal["mean", "sst", "qqp", "sts"] = Field(description="mean of the three dev scores, "
+                                                            "or one task's")
+
+    def sophia_defaults(self) -> dict:
+        """MultitaskRun options for Sophia at this config's default settings."""
+        return {"optimizer": "sophia", "lr": self.sophia_lr, "rho": self.sophia_rho,
+                "weight_decay": self.sophia_weight_decay, "hessian_interval": self.hessian_interval}
+
+
+class SmartConfig(TuningConfig):
+    """04_smart: multitask training without and with SMART, and SMART tuned per task."""
+
+    smart_tasks: list[Literal["sst", "qqp", "sts"]] = Field(min_length=1, description="tasks with SMART")
+    smart_weight: float = Field(ge=0.0)
+    smart_epsilon: float = Field(ge=0.0)
+    smart_step_size: float = Field(ge=0.0)
+    smart_noise_var: float = Field(ge=0.0)
+    smart_norm: Literal["inf", "l2", "l1"]
+    smart_steps: int = Field(ge=0)
+    studies: list[Literal["sst", "qqp", "sts"]] = Field(description="one SMART study per task named")
+
+    def smart_defaults(self) -> dict:
+        """SmartSettings fields at this config's default settings."""
+        return {"weight": self.smart_weight, "epsilon": self.smart_epsilon, "step_size": self.smart_step_size,
+                "noise_var": self.smart_noise_var, "norm": self.smart_norm, "steps": self.smart_steps}
+
+
 NOTEBOOK_CONFIGS: dict[str, type[NotebookConfig]] = {
     "01_part1_sst": Part1Config,
     "02_sbert_baseline": SbertConfig,
+    "03_sophia": SophiaConfig,
+    "04_smart": SmartConfig,
+    "05_attention": AttentionConfig,
 }
 
 

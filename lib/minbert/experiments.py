@@ -7,13 +7,15 @@ and the same experiment can be run from a test or a script.
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 
+import numpy as np
 import torch
 
 from minbert import paths
 from minbert.bert import BertModel, count_parameters
-from minbert.config import Part1Config, SbertConfig
+from minbert.config import MultitaskConfig, Part1Config
 from minbert.data import TASKS as TASK_SPECS
 from minbert.data import TaskSplit, encode, load_split, resolve_file
 from minbert.evaluation import write_predictions
@@ -120,7 +122,7 @@ class MultitaskData:
     summary: dict
 
 
-def load_multitask(cfg: SbertConfig, tokenizer) -> MultitaskData:
+def load_multitask(cfg: MultitaskConfig, tokenizer) -> MultitaskData:
     """Parse, subsample (seeded, per the config's limits) and tokenise SST, QQP and STS."""
     limits = {"sst": cfg.sst_train_limit, "qqp": cfg.qqp_train_limit, "sts": cfg.sts_train_limit}
     train, dev, test, summary = {}, {}, {}, {}
@@ -140,7 +142,7 @@ def load_multitask(cfg: SbertConfig, tokenizer) -> MultitaskData:
     return MultitaskData(train, dev, test, summary)
 
 
-def strategy_run(cfg: SbertConfig, name: str) -> tuple[MultitaskRun, dict]:
+def strategy_run(cfg: MultitaskConfig, name: str) -> tuple[MultitaskRun, dict]:
     """The study's strategies as run settings plus model options."""
     base = dict(name=name, strategy="sequential", order=("sts", "sst", "qqp"), epochs=cfg.epochs,
                 lr=cfg.lr, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, seed=cfg.seed)
@@ -167,32 +169,41 @@ def strategy_run(cfg: SbertConfig, name: str) -> tuple[MultitaskRun, dict]:
     return MultitaskRun(**base), model_options
 
 
-def run_strategy(cfg: SbertConfig, name: str, data: MultitaskData, notebook: str,
-                 device: torch.device, run_name: str | None = None) -> tuple[dict, MultitaskBert]:
+def run_strategy(cfg: MultitaskConfig, name: str, data: MultitaskData, notebook: str,
+                 device: torch.device, run_name: str | None = None, attention: str = "standard",
+                 run_options: dict | None = None, checkpoints: bool = True,
+                 on_epoch: Callable[[dict], None] | None = None) -> tuple[dict, MultitaskBert]:
     """Train one strategy from the pretrained checkpoint; its results record and model (best epoch).
-    Checkpoints go to runs/<notebook>/<profile>/<run name>/, TensorBoard logs to runs/tensorboard/;
-    `run_name` (default: the strategy) tells apart runs of one strategy with other settings."""
+
+    `attention` picks the attention variant; `run_options` replace fields of the
+    strategy's MultitaskRun (optimizer, rho, ...). Checkpoints go to
+    runs/<notebook>/<profile>/<run name>/, TensorBoard logs to runs/tensorboard/;
+    `run_name` (default: the strategy) tells apart runs of one strategy with other settings.
+    Without `checkpoints` (tuning trials) nothing is written; `on_epoch` sees each epoch's record.
+    """
     run_name = run_name or name
     run, model_options = strategy_run(cfg, name)
+    run = replace(run, name=run_name, **(run_options or {}))
     dtype = resolve_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)
-    model = MultitaskBert(BertModel.from_pretrained(cfg.checkpoint), pooling=cfg.pooling,
+    model = MultitaskBert(BertModel.from_pretrained(cfg.checkpoint, attention=attention), pooling=cfg.pooling,
                           head_hidden=cfg.head_hidden,
                           dropout={"sst": cfg.dropout_sst, "qqp": cfg.dropout_qqp, "sts": cfg.dropout_sts},
                           **model_options)
-    checkpoints = paths.runs_dir() / notebook / cfg.profile / run_name
-    if not cfg.resume and checkpoints.exists():
-        shutil.rmtree(checkpoints)
+    checkpoint_dir = paths.runs_dir() / notebook / cfg.profile / run_name if checkpoints else None
+    if checkpoint_dir is not None and not cfg.resume and checkpoint_dir.exists():
+        shutil.rmtree(checkpoint_dir)
     history = train_multitask(model, data.train, data.dev, run, device=device, dtype=dtype,
-                              eval_batch_size=cfg.eval_batch_size, checkpoint_dir=checkpoints,
-                              resume=cfg.resume,
+                              eval_batch_size=cfg.eval_batch_size, checkpoint_dir=checkpoint_dir,
+                              resume=cfg.resume and checkpoints, on_epoch=on_epoch,
                               log_dir=paths.runs_dir() / "tensorboard" / notebook / cfg.profile / run_name)
     best = max(history, key=lambda h: h["dev_mean"])
     record = {"name": run_name, "strategy": name,
               "train_sizes": {task: len(tensors) for task, tensors in data.train.items()},
-              "config": {**asdict(run), **model_options, "pooling": cfg.pooling,
-                         "head_hidden": cfg.head_hidden, "precision": str(dtype).removeprefix("torch."),
-                         "optimizer": "minbert.optim.AdamW"},
+              "config": {**asdict(run), **model_options, "attention": model.bert.config.attention,
+                         "pooling": cfg.pooling, "head_hidden": cfg.head_hidden,
+                         "precision": str(dtype).removeprefix("torch.")},
+              "parameters": count_parameters(model),
               "dev": {"sst_acc": best["sst_acc"], "qqp_acc": best["qqp_acc"],
                       "sts_pearson": best["sts_pearson"]},
               "best_epoch": best["epoch"], "history": history}
@@ -203,7 +214,7 @@ PREDICTION_COLUMNS = {"sst": "sentiment", "qqp": "is_duplicate", "sts": "similar
 
 
 def save_multitask_predictions(model: MultitaskBert, data: MultitaskData, name: str, notebook: str,
-                               cfg: SbertConfig, device: torch.device) -> dict[str, list]:
+                               cfg: MultitaskConfig, device: torch.device) -> dict[str, list]:
     """Dev and test-student predictions of every task as CSV (id, label) under
     reports/predictions/<notebook>/; returns the dev predictions per task."""
     out_dir = paths.reports_dir() / "predictions" / notebook
@@ -217,3 +228,12 @@ def save_multitask_predictions(model: MultitaskBert, data: MultitaskData, name: 
             if split_name == "dev":
                 dev_predictions[task] = labels
     return dev_predictions
+
+
+def sentence_attention(model: MultitaskBert, tokenizer, sentence: str, device: torch.device,
+                       layer: int = -1, head: int = 0) -> tuple[list[str], np.ndarray]:
+    """One sentence's tokens and the attention weights of one layer and head, (query, key)."""
+    ids = tokenizer(sentence)["input_ids"]
+    model.eval()
+    maps = model.bert.attention_maps(torch.tensor([ids], device=device))
+    return tokenizer.convert_ids_to_tokens(ids), maps[layer][0, head].float().cpu().numpy()

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from minbert.bert import Embedded
 from minbert.data import TASKS as TASK_SPECS
 from minbert.data import TaskSplit, batch_indices, encode, pad_batch
 from minbert.files import atomic_path
@@ -28,6 +29,7 @@ from minbert.optim import AdamW, SophiaG
 from minbert.pcgrad import pcgrad_backward
 from minbert.precision import autocast
 from minbert.schedules import STRATEGIES, epoch_plan, qqp_batches_after_phase
+from minbert.smart import SmartSettings, smart_loss
 from minbert.training import check_finite, outputs_in_order
 
 METRICS = {"sst": "sst_acc", "qqp": "qqp_acc", "sts": "sts_pearson"}
@@ -93,6 +95,8 @@ class MultitaskRun:
     task_optimizers: bool = False  # one optimizer per task, as the study did
     # per task (with task_optimizers): lr, rho, weight_decay in place of the run's
     task_settings: dict[str, dict[str, float]] = field(default_factory=dict)
+    # SMART per task: SmartSettings fields (an empty dict: the defaults); tasks not named go without
+    smart: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -108,6 +112,13 @@ class MultitaskRun:
                                  f"with keys lr, rho, weight_decay; got {sorted(settings)}")
             if not self.task_optimizers:
                 raise ValueError(f"run {self.name}: task_settings need task_optimizers=True")
+        for task, settings in self.smart.items():
+            if task not in TASKS:
+                raise ValueError(f"run {self.name}: smart names unknown task {task!r}; known: {list(TASKS)}")
+            try:
+                SmartSettings(**settings)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"run {self.name}: smart[{task!r}]: {exc}") from None
         if self.strategy not in STRATEGIES:
             raise ValueError(f"run {self.name}: unknown strategy {self.strategy!r}; "
                              f"known: {list(STRATEGIES)}")
@@ -123,13 +134,14 @@ def class_weight_tensor(labels: list[int], num_classes: int) -> torch.Tensor:
     return len(labels) / (num_classes * counts.clamp(min=1.0))
 
 
+def embed_inputs(model: MultitaskBert, batch: dict) -> list[Embedded]:
+    """The embedding layer's output for each input of the batch (one sentence, or a pair)."""
+    return [model.bert.embed(batch[s]["input_ids"], batch[s]["attention_mask"]) for s in ("a", "b")
+            if s in batch]
+
+
 def task_outputs(model: MultitaskBert, task: str, batch: dict) -> torch.Tensor:
-    a = batch["a"]
-    if task == "sst":
-        return model.sst_logits(a["input_ids"], a["attention_mask"])
-    b = batch["b"]
-    pair = (a["input_ids"], a["attention_mask"], b["input_ids"], b["attention_mask"])
-    return model.qqp_logits(*pair) if task == "qqp" else model.sts_scores(*pair)
+    return model.outputs_from_embedded(task, embed_inputs(model, batch))
 
 
 def task_loss(task: str, outputs: torch.Tensor, labels: torch.Tensor,
@@ -291,6 +303,24 @@ def make_optimizers(model: MultitaskBert, run: MultitaskRun) -> dict[str, AdamW 
     return {"all": build({})}
 
 
+SMART_KINDS = {"sst": "multiclass", "qqp": "binary", "sts": "regression"}
+
+
+def _smart_term(model: MultitaskBert, task: str, embedded: list[Embedded], outputs: torch.Tensor,
+                settings: SmartSettings, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """SMART's adversarial divergence for one task batch, perturbing the embedding output."""
+    kind = SMART_KINDS[task]
+    if task == "sts" and settings.naive_regression:
+        kind = "regression-as-classification"
+
+    def forward(deltas: list[torch.Tensor]) -> torch.Tensor:
+        with autocast(device, dtype):
+            shifted = [e.shifted(d) for e, d in zip(embedded, deltas, strict=True)]
+            return model.outputs_from_embedded(task, shifted)
+
+    return smart_loss(forward, [e.hidden for e in embedded], outputs, kind, settings)
+
+
 def _refresh_hessian(model: MultitaskBert, optimizer: SophiaG, step_batches: list[tuple[str, dict]],
                      device: torch.device, dtype: torch.dtype) -> None:
     """Sophia's every-k-steps Hessian refresh on this step's batches, with sampled labels."""
@@ -324,6 +354,8 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, train: dict[str, TaskTe
     plan = epoch_plan(run.strategy, counts, run.order, qqp_only=qqp_only)
     position = dict.fromkeys(train, 0)
     sums, seen = dict.fromkeys(train, 0.0), dict.fromkeys(train, 0)
+    smart = {task: SmartSettings(**settings) for task, settings in run.smart.items()}
+    adv_sums = dict.fromkeys(smart, 0.0)
     params = [p for p in model.parameters() if p.requires_grad]
     steps_taken = dict.fromkeys(optimizers, 0)
     for step, tasks in enumerate(tqdm(plan, desc=f"{run.name} epoch {epoch}", leave=False, unit="step")):
@@ -334,11 +366,18 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, train: dict[str, TaskTe
             batch = train[task].batch(idx, device)
             step_batches.append((task, batch))
             with autocast(device, dtype):
-                outputs = task_outputs(model, task, batch)
+                embedded = embed_inputs(model, batch)
+                outputs = model.outputs_from_embedded(task, embedded)
             loss = task_loss(task, outputs, batch["labels"], weights.get(task))
-            check_finite(loss, f"{run.name}, epoch {epoch}, step {step}, task {task}")
+            where = f"{run.name}, epoch {epoch}, step {step}, task {task}"
+            check_finite(loss, where)
             sums[task] += loss.item() * len(idx)
             seen[task] += len(idx)
+            if task in smart:
+                adversarial = _smart_term(model, task, embedded, outputs, smart[task], device, dtype)
+                check_finite(adversarial, f"{where} (SMART term)")
+                adv_sums[task] += adversarial.item() * len(idx)
+                loss = loss + smart[task].weight * adversarial
             losses.append(loss * run.loss_weights[task] if len(tasks) > 1 else loss)
         # With BERT frozen, a head-less task (STS without a similarity layer) has nothing to train.
         losses = [loss for loss in losses if loss.requires_grad]
@@ -361,5 +400,7 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, train: dict[str, TaskTe
     record = {"epoch": epoch, "seconds": 0.0, "bert_frozen": frozen, "qqp_only": qqp_only}
     for task in train:
         record[f"{task}_train_loss"] = sums[task] / seen[task] if seen[task] else math.nan
+        if task in smart:
+            record[f"{task}_smart_loss"] = adv_sums[task] / seen[task] if seen[task] else math.nan
     record["seconds"] = time.perf_counter() - started
     return record

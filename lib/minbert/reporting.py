@@ -139,12 +139,13 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], title: str,
 
 
 def multitask_table(runs: list[dict], study_rows: dict[str, str | None],
-                    study_figures: dict[str, tuple]) -> pd.DataFrame:
-    """Our dev scores per run beside the study's figure for the same idea (labelled as theirs)."""
+                    study_figures: dict[str, tuple], key: str = "strategy") -> pd.DataFrame:
+    """Our dev scores per run beside the study's figure for the same idea (labelled as theirs);
+    `study_rows` maps each run's `key` field (its strategy by default) to the study's row."""
     rows = []
     for run in runs:
         dev = run["dev"]
-        study_row = study_rows.get(run.get("strategy", run["name"])) or "-"
+        study_row = study_rows.get(run.get(key, run["name"])) or "-"
         theirs = study_figures.get(study_row, (None, None, None))
         sizes = run.get("train_sizes", {})
         rows.append({"run": run["name"], "SST acc": dev["sst_acc"], "QQP acc": dev["qqp_acc"],
@@ -153,6 +154,7 @@ def multitask_table(runs: list[dict], study_rows: dict[str, str | None],
                      "best epoch": run["best_epoch"],
                      "seconds": round(sum(h["seconds"] for h in run["history"])),
                      "train sst/qqp/sts": "/".join(str(sizes.get(t, "?")) for t in ("sst", "qqp", "sts")),
+                     "parameters": run.get("parameters"),
                      "study row (theirs)": study_row,
                      "study SST": theirs[0], "study QQP": theirs[1], "study STS": theirs[2]})
     return pd.DataFrame(rows).set_index("run")
@@ -175,3 +177,66 @@ def plot_task_losses(runs: list[dict], tasks: tuple[str, ...] = ("sst", "qqp", "
     axes[0][-1].legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return fig
+
+
+def overfitting_table(runs: list[dict], tasks: tuple[str, ...] = ("sst", "qqp", "sts")) -> pd.DataFrame:
+    """Per run and task at the last epoch: train loss, dev loss and their gap (dev - train), and
+    how much the dev loss rose from its lowest epoch: the signs of overfitting, in numbers."""
+    rows = []
+    for run in runs:
+        last = run["history"][-1]
+        row = {"run": run["name"], "epochs": last["epoch"]}
+        for task in tasks:
+            dev_losses = [h[f"{task}_dev_loss"] for h in run["history"]]
+            row[f"{task} train"] = last[f"{task}_train_loss"]
+            row[f"{task} dev"] = last[f"{task}_dev_loss"]
+            row[f"{task} gap"] = last[f"{task}_dev_loss"] - last[f"{task}_train_loss"]
+            row[f"{task} dev rise"] = dev_losses[-1] - min(dev_losses)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run")
+
+
+def plot_attention(maps: dict[str, np.ndarray], tokens: list[str], title: str = "") -> plt.Figure:
+    """Attention weights (query rows, key columns) of one sentence, one panel per model."""
+    side = 0.33 * len(tokens)
+    fig, axes = plt.subplots(1, len(maps), figsize=(side * len(maps) + 2, side + 1.5), squeeze=False)
+    for ax, (name, weights) in zip(axes[0], maps.items(), strict=True):
+        sns.heatmap(weights, vmin=0, vmax=1, cmap="viridis", square=True, cbar=False, ax=ax,
+                    xticklabels=tokens, yticklabels=tokens)
+        zeros = float((weights == 0).mean())
+        ax.set(title=f"{name}\n{zeros:.0%} exact zeros", xlabel="key", ylabel="query")
+        ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def delta_table(runs: list[dict], reference: str) -> pd.DataFrame:
+    """Each run's dev scores and mean train-dev loss gap minus those of the `reference` run."""
+    def numbers(run: dict) -> dict[str, float]:
+        gaps = overfitting_table([run]).filter(like=" gap").iloc[0]
+        dev = run["dev"]
+        return {"SST acc": dev["sst_acc"], "QQP acc": dev["qqp_acc"], "STS pearson": dev["sts_pearson"],
+                "mean": float(np.mean(list(dev.values()))), "loss gap": float(gaps.mean())}
+
+    base = numbers(next(r for r in runs if r["name"] == reference))
+    rows = [{"run": r["name"], **{f"Δ {k}": v - base[k] for k, v in numbers(r).items()}} for r in runs]
+    return pd.DataFrame(rows).set_index("run")
+
+
+def variant_findings(runs: list[dict], reference: str) -> list[str]:
+    """Plain sentences from the numbers: the best run, who beats `reference` on the mean dev
+    score, and whether the ones that do not have a wider dev-train loss gap (overfitting)."""
+    deltas = delta_table(runs, reference)
+    means = {r["name"]: float(np.mean(list(r["dev"].values()))) for r in runs}
+    best = max(means, key=means.get)
+    others = [name for name in deltas.index if name != reference]
+    better = [n for n in others if deltas.loc[n, "Δ mean"] > 0]
+    worse = [n for n in others if deltas.loc[n, "Δ mean"] <= 0]
+    wider = [n for n in worse if deltas.loc[n, "Δ loss gap"] > 0]
+    return [f"Best mean dev score: {best} ({means[best]:.3f}); {reference}: {means[reference]:.3f}.",
+            f"Above {reference} on the mean: {', '.join(better) or 'none'}; "
+            f"at or below: {', '.join(worse) or 'none'}.",
+            f"Of those at or below {reference}, {len(wider)} of {len(worse)} have a wider dev-train "
+            f"loss gap than {reference}: {', '.join(wider) or 'none'}."]

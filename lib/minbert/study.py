@@ -49,3 +49,29 @@ STUDY_ROW_FOR_RUN = {
     "pcgrad": None,  # their PCGrad run died with NaN logits
     "shared-similarity": "sBERT-Shared Similarity",
 }
+
+# Our attention variants -> the study's row for the same model.
+STUDY_ROW_FOR_VARIANT = {
+    "standard": "sBERT-BertSelfAttention",
+    "linear": "sBERT-LinearSelfAttention",
+    "linear-nobias": "sBERT-NoBiasLinearSelfAttention",
+    "sparsemax": "sBERT-SparsemaxSelfAttention",
+    "center": "sBERT-CenterMatrixSelfAttention",
+    "linear+sparsemax": "sBERT-LinearSelfAttentionWithSparsemax",
+    "center+sparsemax": "sBERT-CenterMatrixSelfAttentionWithSparsemax",
+    "center+linear": "sBERT-CenterMatrixLinearSelfAttention",
+    "center+linear+sparsemax": "sBERT-CenterMatrixLinearSelfAttentionWithSparsemax",
+}
+
+# Our optimizer runs (notebook 03) -> the study's row for the same idea.
+STUDY_ROW_FOR_OPTIMIZER_RUN = {
+    "sophia": "sBERT-Sophia Baseline",
+    "sophia-tuned": "sBERT-Sophia Tuned",
+    "sophia-regularised": "sBERT-Sophia dropout",
+}
+
+# Our SMART runs (notebook 04) -> the study's row for the same idea.
+STUDY_ROW_FOR_SMART_RUN = {
+    "smart": "sBERT-SMART Baseline",
+    "smart-tuned": "sBERT-SMART Tuned",
+}

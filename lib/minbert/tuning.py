@@ -1,0 +1,140 @@
+"""Optuna studies that several workers can share and a kill does not lose.
+
+A study lives in a database: SQLite under `runs/optuna/<study>.db` by default, or
+any SQLAlchemy URL (e.g. PostgreSQL, so workers on several machines share one
+study). Finished trials are in the database the moment they finish; a worker
+killed mid-trial leaves a "running" trial whose heartbeat stops, and the next
+worker to ask for a trial marks it failed and queues its parameters again. The
+sampler is TPE with a seed (plus the worker number, so that parallel workers do not
+propose the same first points); the pruner stops trials whose per-epoch dev score
+falls below the median of earlier trials at the same epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import matplotlib.pyplot as plt
+import optuna
+import sqlalchemy
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+
+from minbert import paths
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# A space turns a trial into (config updates, MultitaskRun options).
+Space = Callable[[optuna.Trial], tuple[dict[str, Any], dict[str, Any]]]
+
+
+def storage_url(study_name: str, storage: str | None = None) -> str:
+    """`storage` as given, or a SQLite file named after the study under runs/optuna/."""
+    if storage:
+        return storage
+    folder = paths.runs_dir() / "optuna"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / f'{study_name}.db'}"
+
+
+def open_study(study_name: str, storage: str | None = None, seed: int = 0, worker: int = 0,
+               direction: str = "maximize", startup_trials: int = 3, heartbeat_s: int = 30,
+               fresh: bool = False) -> optuna.Study:
+    """Create the study or join it where it exists (same name and storage); `fresh` deletes an
+    existing one first, for a report that must not mix in trials of an earlier run."""
+    url = storage_url(study_name, storage)
+    if fresh and study_name in optuna.get_all_study_names(url):
+        optuna.delete_study(study_name=study_name, storage=url)
+    engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+    sampler = optuna.samplers.TPESampler(seed=seed + worker, n_startup_trials=startup_trials)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=0)
+    for attempt in range(5):
+        try:
+            with _quiet_experimental():
+                rdb = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+                                 grace_period=4 * heartbeat_s,
+                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+            return optuna.create_study(study_name=study_name, storage=rdb, sampler=sampler, pruner=pruner,
+                                       direction=direction, load_if_exists=True)
+        except sqlalchemy.exc.SQLAlchemyError:
+            # Workers starting together race to create the tables or the study; the loser retries.
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
+
+
+def finished_trials(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int) -> None:
+    """Run trials until the study holds `n_trials` finished (completed or pruned) ones, counting
+    those from earlier or parallel workers: a resumed or second worker does only what is left."""
+    if finished_trials(study) >= n_trials:
+        return
+    study.optimize(objective, callbacks=[MaxTrialsCallback(n_trials, states=FINISHED)],
+                   gc_after_trial=True)
+
+
+def report_epoch(trial: optuna.Trial, epoch: int, score: float) -> None:
+    """Tell the pruner the dev score after an epoch; stop the trial if it says so."""
+    trial.report(score, epoch)
+    if trial.should_prune():
+        raise optuna.TrialPruned(f"pruned after epoch {epoch} (score {score:.4f})")
+
+
+def best_of(study: optuna.Study) -> dict[str, Any]:
+    """The best completed trial: number, value and parameters (empty if none completed)."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done:
+        return {}
+    best = study.best_trial
+    return {"number": best.number, "value": best.value, "params": best.params,
+            "user_attrs": best.user_attrs}
+
+
+def trials_table(study: optuna.Study):
+    """Every trial's number, state, value, parameters and duration, as a DataFrame."""
+    frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "duration"))
+    frame.columns = [c.removeprefix("params_") for c in frame.columns]
+    return frame.set_index("number")
+
+
+def plot_study(study: optuna.Study) -> plt.Figure | None:
+    """Optimisation history, slices, parameter importances and parallel coordinates, drawn by
+    `optuna.visualization.matplotlib` (importances need two completed trials; skipped otherwise)."""
+    from optuna.visualization import matplotlib as ovm
+
+    completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    plots = [("history", ovm.plot_optimization_history), ("slice", ovm.plot_slice)]
+    if completed >= 2 and len(study.best_params) >= 2:
+        plots += [("importances", ovm.plot_param_importances),
+                  ("parallel coordinates", ovm.plot_parallel_coordinate)]
+    if completed == 0:
+        return None
+    with _quiet_experimental():
+        for title, plot in plots:
+            result = plot(study)
+            axes = result if hasattr(result, "figure") else result.flat[0]
+            axes.figure.suptitle(f"{study.study_name}: {title}")
+            axes.figure.set_size_inches(max(axes.figure.get_size_inches()[0], 6), 3.6)
+            axes.figure.tight_layout()
+    return plt.gcf()
+
+
+class _quiet_experimental:
+    """Silence Optuna's 'experimental feature' warnings for the calls inside."""
+
+    def __enter__(self):
+        import warnings
+
+        self._catcher = warnings.catch_warnings()
+        self._catcher.__enter__()
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+    def __exit__(self, *exc):
+        return self._catcher.__exit__(*exc)
+

@@ -1,0 +1,110 @@
+"""Optuna studies in SQLite: two workers share one study; a killed worker loses no finished trial."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from minbert import paths
+from minbert.tuning import best_of, finished_trials, open_study, run_trials, storage_url
+
+WORKER = textwrap.dedent("""
+    import sys, time
+    import optuna
+    from minbert.tuning import open_study, report_epoch, run_trials
+
+    url, worker, n_trials, pause = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study("shared", storage=url, seed=7, worker=worker, heartbeat_s=1, startup_trials=2)
+
+    def objective(trial):
+        x = trial.suggest_float("x", -1.0, 1.0)
+        trial.set_user_attr("worker", worker)
+        for epoch in range(3):
+            time.sleep(pause)
+            report_epoch(trial, epoch, -(x - 0.3) ** 2 + 0.01 * epoch)
+        return -(x - 0.3) ** 2 + 0.02
+
+    run_trials(study, objective, n_trials)
+""")
+
+
+def start_worker(script: Path, url: str, worker: int, n_trials: int, pause: float) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(paths.PROJECT_ROOT / "lib")}
+    return subprocess.Popen([sys.executable, str(script), url, str(worker), str(n_trials), str(pause)],
+                            env=env, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def worker_script(tmp_path) -> Path:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    return script
+
+
+def test_default_storage_is_sqlite_under_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINBERT_RUNS_DIR", str(tmp_path))
+    assert storage_url("s1") == f"sqlite:///{tmp_path / 'optuna' / 's1.db'}"
+    assert storage_url("s1", "postgresql://host/db") == "postgresql://host/db"
+
+
+def test_two_workers_share_one_study(tmp_path, worker_script):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    workers = [start_worker(worker_script, url, i, 12, 0.05) for i in (0, 1)]
+    for proc in workers:
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+    trials = optuna.load_study(study_name="shared", storage=url).get_trials()
+    numbers = [t.number for t in trials]
+    assert numbers == list(range(len(trials)))  # each recorded once
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    # one more than asked at most: a worker may be mid-trial when the other reaches the count
+    assert 12 <= len(trials) <= 13
+    assert {t.user_attrs["worker"] for t in trials} == {0, 1}
+    assert any(t.state == TrialState.PRUNED for t in trials)
+    assert len({t.params["x"] for t in trials}) == len(trials)  # the workers did not repeat points
+
+
+def test_killed_worker_resumes_without_losing_finished_trials(tmp_path, worker_script):
+    url = f"sqlite:///{tmp_path / 'killed.db'}"
+    proc = start_worker(worker_script, url, 0, 10, 0.3)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        names = optuna.get_all_study_names(url) if (tmp_path / "killed.db").exists() else []
+        if names and finished_trials(optuna.load_study(study_name="shared", storage=url)) >= 3:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {t.number: (t.state, t.value) for t in optuna.load_study(study_name="shared", storage=url).trials
+              if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
+    assert len(before) >= 3
+    time.sleep(4.5)  # past the grace period: the killed worker's running trial is stale
+    resumed = start_worker(worker_script, url, 1, 10, 0.01)
+    _, err = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, err
+    trials = optuna.load_study(study_name="shared", storage=url).get_trials()
+    assert finished_trials(optuna.load_study(study_name="shared", storage=url)) == 10
+    for number, (state, value) in before.items():
+        assert (trials[number].state, trials[number].value) == (state, value)
+    stale = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(stale) <= 1  # the trial the kill interrupted, failed and queued again
+    assert all(t.state != TrialState.RUNNING for t in trials)
+
+
+def test_fresh_study_and_best_trial(tmp_path):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    study = open_study("f", storage=url, seed=0)
+    run_trials(study, lambda t: -abs(t.suggest_float("x", 0, 1) - 0.5), 4)
+    run_trials(study, lambda t: 0.0, 4)  # already has 4 finished trials: runs none
+    assert finished_trials(study) == 4 and best_of(study)["value"] == max(t.value for t in study.trials)
+    assert finished_trials(open_study("f", storage=url, fresh=True)) == 0
