@@ -56,3 +56,38 @@ def test_every_task_trains_the_shared_bert(tiny_checkpoint, pair):
         loss.backward()
         grad = model.bert.encoder.layer[0].attention.self.qkv.weight.grad
         assert grad is not None and grad.abs().sum() > 0
+
+
+def test_cross_encoder_reads_the_pair_as_one_sequence(tiny_checkpoint):
+    import transformers
+
+    from minbert.bert import load_tokenizer
+    from minbert.data import Example, TaskSplit, pad_batch
+    from minbert.multitask import embed_inputs, task_outputs, tensors_for
+
+    tokenizer = load_tokenizer(tiny_checkpoint)
+    texts = [("w1 w2 w3", "w4 w5"), ("w6", "w7 w8 w9 w10 w11 w12"), ("w13 w14", "w13 w14")]
+    split = TaskSplit("sts", "dev", "test", [Example(f"e{i}", t, 2.5) for i, t in enumerate(texts)], [])
+    tensors = tensors_for(split, tokenizer, max_length=8, cross_encoder=True)
+    assert tensors.b is None
+    reference = tokenizer([a for a, _ in texts], [b for _, b in texts], truncation="longest_first",
+                          max_length=8, padding=True, return_tensors="pt")
+    batch = pad_batch(tensors.a, second_starts=tensors.second_starts)
+    for key in ("input_ids", "attention_mask", "token_type_ids"):
+        assert torch.equal(batch[key], reference[key]), key
+    model = make(tiny_checkpoint, mode="cross-encoder")
+    full = tensors.batch([0, 1, 2], torch.device("cpu"))
+    (embedded,) = embed_inputs(model, full)
+    theirs = transformers.BertModel.from_pretrained(tiny_checkpoint).eval()
+    with torch.no_grad():
+        hidden = model.bert.encode(embedded)["last_hidden_state"]
+        expected = theirs(**{k: reference[k] for k in ("input_ids", "attention_mask", "token_type_ids")})
+    real = reference["attention_mask"].bool()
+    assert torch.allclose(hidden[real], expected.last_hidden_state[real], atol=1e-5)  # token types used
+    scores = task_outputs(model, "sts", full)
+    assert scores.shape == (3,) and ((0 <= scores) & (scores <= 5)).all()
+    assert task_outputs(model, "qqp", full).shape == (3,)
+    with pytest.raises(ValueError, match="bi-encoder mode only"):
+        make(tiny_checkpoint, mode="cross-encoder", shared_similarity=True)
+    with pytest.raises(ValueError, match="unknown mode"):
+        make(tiny_checkpoint, mode="poly-encoder")

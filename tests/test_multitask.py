@@ -187,3 +187,21 @@ def test_one_optimizer_per_task_uses_its_own_settings(tiny_checkpoint, tasks):
         MultitaskRun("p", task_optimizers=True, task_settings={"sst": {"beta": 0.5}})
     with pytest.raises(ValueError, match="unknown optimizer"):
         MultitaskRun("p", optimizer="sgd")
+
+
+def test_cross_encoder_trains_with_smart_and_sophia(tiny_checkpoint, tasks):
+    def joint(data: TaskTensors) -> TaskTensors:
+        if data.b is None:
+            return data
+        pairs = [x + y[1:] for x, y in zip(data.a, data.b, strict=True)]  # [CLS] a [SEP] b [SEP]
+        return TaskTensors(data.task, data.ids, pairs, None, data.labels, [len(x) for x in data.a])
+
+    train, dev = ({task: joint(t) for task, t in split.items()} for split in tasks)
+    torch.manual_seed(0)
+    model = MultitaskBert(BertModel.from_pretrained(tiny_checkpoint), mode="cross-encoder")
+    before = dev_metrics(model, dev, 32, CPU)
+    run = MultitaskRun("x", epochs=3, lr=1e-3, batch_size=8, optimizer="sophia", hessian_interval=2,
+                       smart={"qqp": {}, "sts": {"epsilon": 1e-3}})
+    history = train_multitask(model, train, dev, run, device=CPU)
+    assert all(math.isfinite(h["dev_mean"]) for h in history)
+    assert history[-1]["sts_dev_loss"] < before["sts_dev_loss"]

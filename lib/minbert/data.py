@@ -323,15 +323,32 @@ def encode(tokenizer, split: TaskSplit, max_length: int, text: int = 0) -> list[
                      add_special_tokens=True)["input_ids"]
 
 
-def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Pad to the longest sequence of this batch, not to a fixed length."""
+def encode_pairs(tokenizer, split: TaskSplit, max_length: int) -> tuple[list[list[int]], list[int]]:
+    """Both sentences of each pair as one sequence, [CLS] a [SEP] b [SEP] (cross-encoder), cut to
+    `max_length` by trimming the longer sentence first; and where the second segment starts."""
+    encoded = tokenizer([ex.texts[0] for ex in split.examples], [ex.texts[1] for ex in split.examples],
+                        truncation="longest_first", max_length=max_length, add_special_tokens=True,
+                        return_token_type_ids=True)
+    return encoded["input_ids"], [types.count(0) for types in encoded["token_type_ids"]]
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int = 0,
+              second_starts: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+    """Pad to the longest sequence of this batch, not to a fixed length. With `second_starts`
+    (pairs as one sequence), token type 1 from there to the end of each sequence."""
     longest = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), longest), dtype=torch.long)
     for i, seq in enumerate(sequences):
         ids[i, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
         mask[i, : len(seq)] = 1
-    return {"input_ids": ids, "attention_mask": mask}
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if second_starts is not None:
+        types = torch.zeros_like(ids)
+        for i, (seq, start) in enumerate(zip(sequences, second_starts, strict=True)):
+            types[i, start: len(seq)] = 1
+        batch["token_type_ids"] = types
+    return batch
 
 
 def batch_indices(lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0,

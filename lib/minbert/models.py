@@ -61,6 +61,7 @@ def make_head(in_features: int, out_features: int, hidden: int | None, dropout: 
 
 
 TASKS = ("sst", "qqp", "sts")
+MODES = ("bi-encoder", "cross-encoder")
 
 
 class MultitaskBert(nn.Module):
@@ -75,11 +76,20 @@ class MultitaskBert(nn.Module):
       than mapping -1..1 onto 0..5 would.
     `shared_similarity` adds one linear layer applied to u and v before both QQP and
     STS compare them; `dropout` is one rate or one per task, on each head's input.
+
+    In `cross-encoder` ("BERT") mode the two sentences of a pair go through BERT
+    together ([CLS] a [SEP] b [SEP], token types 0 and 1) and one vector of the pair
+    feeds a QQP head (1 logit) and an STS regression head, 5 sigmoid(x) on 0..5.
     """
 
     def __init__(self, bert: BertModel, pooling: str = "mean", head_hidden: int | None = None,
-                 dropout: float | dict[str, float] = 0.1, shared_similarity: bool = False) -> None:
+                 dropout: float | dict[str, float] = 0.1, shared_similarity: bool = False,
+                 mode: str = "bi-encoder") -> None:
         super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; known: {list(MODES)}")
+        if mode == "cross-encoder" and shared_similarity:
+            raise ValueError("shared_similarity compares two sentence vectors: bi-encoder mode only")
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; known: {list(POOLINGS)}")
         rates = dropout if isinstance(dropout, dict) else dict.fromkeys(TASKS, dropout)
@@ -89,9 +99,12 @@ class MultitaskBert(nn.Module):
         size = bert.config.hidden_size
         self.bert = bert
         self.pooling = pooling
+        self.mode = mode
         self.sst_head = make_head(size, 5, head_hidden, rates["sst"])
-        self.qqp_head = make_head(3 * size, 1, head_hidden, rates["qqp"])
+        cross = mode == "cross-encoder"
+        self.qqp_head = make_head(size if cross else 3 * size, 1, head_hidden, rates["qqp"])
         self.sts_dropout = nn.Dropout(rates["sts"])
+        self.sts_head = make_head(size, 1, head_hidden, rates["sts"]) if cross else None
         self.similarity = nn.Linear(size, size) if shared_similarity else None
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -105,6 +118,11 @@ class MultitaskBert(nn.Module):
         """The task's outputs from its sentence vectors: [u] for SST, [u, v] for pairs."""
         if task == "sst":
             return self.sst_head(vectors[0])
+        if self.mode == "cross-encoder":  # one vector of the pair read together
+            (joint,) = vectors
+            if task == "qqp":
+                return self.qqp_head(joint).squeeze(-1)
+            return 5.0 * torch.sigmoid(self.sts_head(joint).squeeze(-1).float())
         u, v = vectors
         if self.similarity is not None:
             u, v = self.similarity(u), self.similarity(v)

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from minbert.bert import Embedded
 from minbert.data import TASKS as TASK_SPECS
-from minbert.data import TaskSplit, batch_indices, encode, pad_batch
+from minbert.data import TaskSplit, batch_indices, encode, encode_pairs, pad_batch
 from minbert.files import atomic_path
 from minbert.models import TASKS, MultitaskBert
 from minbert.optim import AdamW, SophiaG
@@ -39,13 +39,15 @@ NUM_CLASSES = {"sst": 5, "qqp": 2}
 
 @dataclass
 class TaskTensors:
-    """One task split as token ids: sentence a, sentence b for pairs, and the labels."""
+    """One task split as token ids: sentence a, sentence b for pairs, and the labels. In
+    cross-encoder form a pair is one sequence in `a`, its second sentence from `second_starts`."""
 
     task: str
     ids: list[str]
     a: list[list[int]]
     b: list[list[int]] | None
     labels: list | None
+    second_starts: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.a)
@@ -56,7 +58,9 @@ class TaskTensors:
         return [max(len(x), len(y)) for x, y in zip(self.a, self.b, strict=True)]
 
     def batch(self, idx: list[int], device: torch.device) -> dict:
-        out = {"a": {k: v.to(device) for k, v in pad_batch([self.a[i] for i in idx]).items()}}
+        starts = None if self.second_starts is None else [self.second_starts[i] for i in idx]
+        out = {"a": {k: v.to(device) for k, v in pad_batch([self.a[i] for i in idx],
+                                                           second_starts=starts).items()}}
         if self.b is not None:
             out["b"] = {k: v.to(device) for k, v in pad_batch([self.b[i] for i in idx]).items()}
         if self.labels is not None:
@@ -65,11 +69,16 @@ class TaskTensors:
         return out
 
 
-def tensors_for(split: TaskSplit, tokenizer, max_length: int) -> TaskTensors:
-    """Token ids of a task split; each sentence of a pair encoded on its own (bi-encoder)."""
+def tensors_for(split: TaskSplit, tokenizer, max_length: int, cross_encoder: bool = False) -> TaskTensors:
+    """Token ids of a task split: each sentence of a pair on its own (bi-encoder), or the two
+    together as one sequence with token types (cross-encoder)."""
     pair = TASK_SPECS[split.task].is_pair
     labels = None if split.split == "test" else [e.label for e in split.examples]
-    return TaskTensors(split.task, [e.id for e in split.examples], encode(tokenizer, split, max_length),
+    ids = [e.id for e in split.examples]
+    if pair and cross_encoder:
+        joint, starts = encode_pairs(tokenizer, split, max_length)
+        return TaskTensors(split.task, ids, joint, None, labels, starts)
+    return TaskTensors(split.task, ids, encode(tokenizer, split, max_length),
                        encode(tokenizer, split, max_length, text=1) if pair else None, labels)
 
 
@@ -136,8 +145,8 @@ def class_weight_tensor(labels: list[int], num_classes: int) -> torch.Tensor:
 
 def embed_inputs(model: MultitaskBert, batch: dict) -> list[Embedded]:
     """The embedding layer's output for each input of the batch (one sentence, or a pair)."""
-    return [model.bert.embed(batch[s]["input_ids"], batch[s]["attention_mask"]) for s in ("a", "b")
-            if s in batch]
+    inputs = [batch[s] for s in ("a", "b") if s in batch]
+    return [model.bert.embed(x["input_ids"], x["attention_mask"], x.get("token_type_ids")) for x in inputs]
 
 
 def task_outputs(model: MultitaskBert, task: str, batch: dict) -> torch.Tensor:
