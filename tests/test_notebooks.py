@@ -147,3 +147,29 @@ def test_smart_smoke_run_compares_and_tunes(report_dirs):
     for task, study in studies.items():
         assert study["finished_trials"] >= 2
         assert by_name["smart-tuned"]["config"]["smart"][task]["norm"] == study["params"]["norm"]
+
+
+def test_results_notebook_gathers_every_results_file(report_dirs):
+    cli.main(["run", "01_part1_sst", "--profile", "smoke"])
+    cli.main(["run", "07_results", "--profile", "smoke"])
+    html = (report_dirs / "07_results.html").read_text()
+    assert "state of the art cited by the study" in html and "finetune" in html
+    index = (report_dirs / "index.html").read_text()
+    assert '<a href="01_part1_sst.html">' in index and '<a href="07_results.html">' in index
+
+
+def test_final_model_smoke_run_with_error_analysis(report_dirs):
+    cli.main(["run", "06_final_bert", "--profile", "smoke"])
+    results = json.loads((report_dirs / "results" / "06_final_bert.json").read_text())
+    (run,) = results["runs"]
+    assert run["config"]["mode"] == "cross-encoder" and run["config"]["order"] == ["qqp", "sts", "sst"]
+    assert run["config"]["smart"] == {"sts": {}}
+    assert [h["bert_frozen"] for h in run["history"]] == [False, False, True]
+    assert set(results["checks"]["aims_met"]) == {"sst_acc", "qqp_acc", "sts_pearson"}
+    predictions = report_dirs / "predictions" / "06_final_bert"
+    for task, column in (("sst", "sentiment"), ("qqp", "is_duplicate"), ("sts", "similarity")):
+        lines = (predictions / f"final-{task}-dev.csv").read_text().splitlines()
+        assert lines[0] == f"id\t{column}" and len(lines) == 33
+    assert (predictions / "final-sts-test.csv").is_file()
+    html = (report_dirs / "06_final_bert.html").read_text()
+    assert "most wrong" in html and "'label':" in html  # the tables and the headless predictor calls

@@ -180,23 +180,50 @@ class SmartConfig(TuningConfig):
                 "noise_var": self.smart_noise_var, "norm": self.smart_norm, "steps": self.smart_steps}
 
 
-NOTEBOOK_CONFIGS: dict[str, type[NotebookConfig]] = {
+class FinalConfig(MultitaskConfig):
+    """06_final_bert: the final multitask model (cross-encoder by default), its error analysis."""
+
+    mode: Literal["bi-encoder", "cross-encoder"]
+    strategy: Literal[STRATEGY_NAMES]
+    task_order: list[Literal["sst", "qqp", "sts"]] = Field(min_length=3, max_length=3,
+                                                           description="order of tasks within an epoch")
+    optimizer: Literal["adamw", "sophia"]
+    sophia_rho: float = Field(gt=0.0)
+    hessian_interval: int = Field(ge=1)
+    smart_tasks: list[Literal["sst", "qqp", "sts"]] = Field(description="tasks with SMART (paper defaults "
+                                                             "unless tuned settings are given)")
+    smart_settings: dict[Literal["sst", "qqp", "sts"], dict[str, float | int | str]] = Field(
+        description="per task SMART settings replacing the defaults, e.g. from notebook 04's studies")
+    examples_shown: int = Field(gt=0, description="rows of the least confident / most wrong tables")
+
+
+class ResultsConfig(BaseModel):
+    """07_results: gathers the other notebooks' results; it trains nothing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    profile: Literal["smoke", "quick", "full"]
+
+
+NOTEBOOK_CONFIGS: dict[str, type[BaseModel]] = {
     "01_part1_sst": Part1Config,
     "02_sbert_baseline": SbertConfig,
     "03_sophia": SophiaConfig,
     "04_smart": SmartConfig,
     "05_attention": AttentionConfig,
+    "06_final_bert": FinalConfig,
+    "07_results": ResultsConfig,
 }
 
 
-def config_class(notebook: str) -> type[NotebookConfig]:
+def config_class(notebook: str) -> type[BaseModel]:
     try:
         return NOTEBOOK_CONFIGS[notebook]
     except KeyError:
         raise ConfigError(f"unknown notebook {notebook!r}; known: {sorted(NOTEBOOK_CONFIGS)}") from None
 
 
-def validate(notebook: str, values: dict[str, Any]) -> NotebookConfig:
+def validate(notebook: str, values: dict[str, Any]) -> BaseModel:
     """The notebook's config from plain values; errors name each offending key."""
     cls = config_class(notebook)
     try:

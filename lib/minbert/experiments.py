@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -120,26 +120,29 @@ class MultitaskData:
     dev: dict[str, TaskTensors]
     test: dict[str, TaskTensors]
     summary: dict
+    dev_splits: dict[str, TaskSplit] = field(default_factory=dict)  # the dev rows, for error analysis
 
 
-def load_multitask(cfg: MultitaskConfig, tokenizer) -> MultitaskData:
-    """Parse, subsample (seeded, per the config's limits) and tokenise SST, QQP and STS."""
+def load_multitask(cfg: MultitaskConfig, tokenizer, cross_encoder: bool = False) -> MultitaskData:
+    """Parse, subsample (seeded, per the config's limits) and tokenise SST, QQP and STS; pairs
+    as one sequence each with `cross_encoder`."""
     limits = {"sst": cfg.sst_train_limit, "qqp": cfg.qqp_train_limit, "sts": cfg.sts_train_limit}
-    train, dev, test, summary = {}, {}, {}, {}
+    train, dev, test, summary, dev_splits = {}, {}, {}, {}, {}
     for task in MULTITASK:
         splits = {"train": load_split(task, "train", strict=cfg.strict_data).subset(limits[task], cfg.seed),
                   "dev": load_split(task, "dev", strict=cfg.strict_data).subset(cfg.dev_limit, cfg.seed)}
         if resolve_file(task, "test").is_file():
             splits["test"] = load_split(task, "test", strict=cfg.strict_data)
         summary[task] = {name: split.summary() for name, split in splits.items()}
+        dev_splits[task] = splits["dev"]
         if "test" not in splits:
             summary[task]["test"] = {"source": TASK_SPECS[task].files["test"], "size": 0,
                                      "skipped": 0, "note": "file not available"}
-        train[task] = tensors_for(splits["train"], tokenizer, cfg.max_length)
-        dev[task] = tensors_for(splits["dev"], tokenizer, cfg.max_length)
+        train[task] = tensors_for(splits["train"], tokenizer, cfg.max_length, cross_encoder)
+        dev[task] = tensors_for(splits["dev"], tokenizer, cfg.max_length, cross_encoder)
         if "test" in splits:
-            test[task] = tensors_for(splits["test"], tokenizer, cfg.max_length)
-    return MultitaskData(train, dev, test, summary)
+            test[task] = tensors_for(splits["test"], tokenizer, cfg.max_length, cross_encoder)
+    return MultitaskData(train, dev, test, summary, dev_splits)
 
 
 def strategy_run(cfg: MultitaskConfig, name: str) -> tuple[MultitaskRun, dict]:
@@ -171,11 +174,12 @@ def strategy_run(cfg: MultitaskConfig, name: str) -> tuple[MultitaskRun, dict]:
 
 def run_strategy(cfg: MultitaskConfig, name: str, data: MultitaskData, notebook: str,
                  device: torch.device, run_name: str | None = None, attention: str = "standard",
-                 run_options: dict | None = None, checkpoints: bool = True,
+                 run_options: dict | None = None, checkpoints: bool = True, mode: str = "bi-encoder",
                  on_epoch: Callable[[dict], None] | None = None) -> tuple[dict, MultitaskBert]:
     """Train one strategy from the pretrained checkpoint; its results record and model (best epoch).
 
-    `attention` picks the attention variant; `run_options` replace fields of the
+    `attention` picks the attention variant, `mode` bi- or cross-encoder (the data must be
+    tokenised to match); `run_options` replace fields of the
     strategy's MultitaskRun (optimizer, rho, ...). Checkpoints go to
     runs/<notebook>/<profile>/<run name>/, TensorBoard logs to runs/tensorboard/;
     `run_name` (default: the strategy) tells apart runs of one strategy with other settings.
@@ -189,7 +193,7 @@ def run_strategy(cfg: MultitaskConfig, name: str, data: MultitaskData, notebook:
     model = MultitaskBert(BertModel.from_pretrained(cfg.checkpoint, attention=attention), pooling=cfg.pooling,
                           head_hidden=cfg.head_hidden,
                           dropout={"sst": cfg.dropout_sst, "qqp": cfg.dropout_qqp, "sts": cfg.dropout_sts},
-                          **model_options)
+                          mode=mode, **model_options)
     checkpoint_dir = paths.runs_dir() / notebook / cfg.profile / run_name if checkpoints else None
     if checkpoint_dir is not None and not cfg.resume and checkpoint_dir.exists():
         shutil.rmtree(checkpoint_dir)
@@ -200,8 +204,9 @@ def run_strategy(cfg: MultitaskConfig, name: str, data: MultitaskData, notebook:
     best = max(history, key=lambda h: h["dev_mean"])
     record = {"name": run_name, "strategy": name,
               "train_sizes": {task: len(tensors) for task, tensors in data.train.items()},
-              "config": {**asdict(run), **model_options, "attention": model.bert.config.attention,
-                         "pooling": cfg.pooling, "head_hidden": cfg.head_hidden,
+              "config": {**asdict(run), **model_options, "mode": mode,
+                         "attention": model.bert.config.attention, "pooling": cfg.pooling,
+                         "head_hidden": cfg.head_hidden,
                          "precision": str(dtype).removeprefix("torch.")},
               "parameters": count_parameters(model),
               "dev": {"sst_acc": best["sst_acc"], "qqp_acc": best["qqp_acc"],

@@ -70,7 +70,7 @@ def describe_device(device: torch.device) -> str:
 class RunStamp:
     """What produced a run: commit, params, seed, device, versions, start and wall time."""
 
-    def __init__(self, params: dict[str, Any], seed: int, device: torch.device) -> None:
+    def __init__(self, params: dict[str, Any], seed: int | None, device: torch.device) -> None:
         self.commit, self.dirty = git_state()
         self.params = params
         self.seed = seed

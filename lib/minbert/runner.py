@@ -21,6 +21,7 @@ from nbconvert import HTMLExporter
 from minbert import paths
 from minbert.config import load_params
 from minbert.files import atomic_path, atomic_write_text
+from minbert.results import write_index
 
 
 class NotebookRunError(RuntimeError):
@@ -75,5 +76,6 @@ def run_notebook(name: str, profile: str = "quick", overrides: dict[str, Any] | 
                 f"notebook {name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
             ) from None
         html = render_html(executed, reports / f"{name}.html")
+    write_index(reports)
     print(f"{name}: rendered {html} in {time.perf_counter() - started:.0f} s")
     return html

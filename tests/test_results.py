@@ -1,0 +1,62 @@
+"""The results table across notebooks, the study's table beside it, and reports/index.html."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from minbert import results
+from minbert.study import STATE_OF_THE_ART, STUDY_FIGURES
+
+
+def write_result(folder, notebook, runs, dirty=False):
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = {"commit": "abcdef1234567", "dirty": dirty, "params": {}, "seed": 1, "device": "cpu (test)",
+             "versions": {}, "started": "2026-01-01T00:00:00+00:00", "wall_s": 90.0}
+    payload = {"notebook": notebook, "profile": "quick", "stamp": stamp, "data": {}, "runs": runs,
+               "checks": {}}
+    (folder / f"{notebook}.json").write_text(json.dumps(payload))
+
+
+@pytest.fixture
+def reports(tmp_path):
+    folder = tmp_path / "reports"
+    write_result(folder / "results", "01_part1_sst", [{"name": "finetune", "dev": {"sst_acc": 0.47}}])
+    write_result(folder / "results", "02_sbert_baseline",
+                 [{"name": "baseline", "dev": {"sst_acc": 0.40, "qqp_acc": 0.76, "sts_pearson": 0.84}},
+                  {"name": "qqp-first", "dev": {"sst_acc": 0.46, "qqp_acc": 0.79, "sts_pearson": 0.83}}],
+                 dirty=True)
+    for name in ("01_part1_sst", "02_sbert_baseline"):
+        (folder / f"{name}.html").write_text("<html></html>")
+    return folder
+
+
+def test_runs_table_has_one_row_per_run_with_its_stamp(reports):
+    table = results.runs_table(results.load_all(reports / "results"))
+    assert list(table.index) == [("01_part1_sst", "finetune"), ("02_sbert_baseline", "baseline"),
+                                 ("02_sbert_baseline", "qqp-first")]
+    row = table.loc[("02_sbert_baseline", "qqp-first")]
+    assert row["mean"] == pytest.approx((0.46 + 0.79 + 0.83) / 3)
+    assert row["commit"] == "abcdef1+" and row["profile"] == "quick" and row["device"] == "cpu (test)"
+    part1 = table.loc[("01_part1_sst", "finetune")]
+    assert part1["mean"] == pytest.approx(0.47) and pd.isna(part1["QQP acc"])
+    best = results.best_per_notebook(table)
+    assert list(best.index) == [("01_part1_sst", "finetune"), ("02_sbert_baseline", "qqp-first")]
+
+
+def test_study_table_is_theirs_and_complete():
+    table = results.study_table()
+    assert len(table) == len(STUDY_FIGURES) + 1
+    assert tuple(table.loc["state of the art cited by the study"]) == STATE_OF_THE_ART
+    assert table.index.name == "model (theirs)"
+
+
+def test_index_links_every_report_with_a_summary(reports):
+    page = results.write_index(reports).read_text()
+    assert '<a href="01_part1_sst.html">' in page and '<a href="02_sbert_baseline.html">' in page
+    assert "best run <code>qqp-first</code>: SST acc 0.460, QQP acc 0.790, STS pearson 0.830" in page
+    assert "state of the art cited by the study" in page and "(theirs)" in page
+    fig = results.plot_tasks(results.runs_table(results.load_all(reports / "results")))
+    assert [ax.get_title() for ax in fig.axes] == ["SST acc", "QQP acc", "STS pearson"]
