@@ -108,3 +108,19 @@ def test_fresh_study_and_best_trial(tmp_path):
     run_trials(study, lambda t: 0.0, 4)  # already has 4 finished trials: runs none
     assert finished_trials(study) == 4 and best_of(study)["value"] == max(t.value for t in study.trials)
     assert finished_trials(open_study("f", storage=url, fresh=True)) == 0
+
+
+def test_a_diverged_trial_fails_and_the_study_goes_on(tmp_path):
+    from minbert.training import TrainingError
+
+    study = open_study("d", storage=f"sqlite:///{tmp_path / 'd.db'}", seed=0)
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 1)
+        if trial.number == 1:
+            raise TrainingError("loss is nan at step 3")
+        return x
+
+    run_trials(study, objective, 3)
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]

@@ -24,6 +24,7 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from minbert import paths
+from minbert.training import TrainingError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # A space turns a trial into (config updates, MultitaskRun options).
@@ -72,11 +73,12 @@ def finished_trials(study: optuna.Study) -> int:
 
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int) -> None:
     """Run trials until the study holds `n_trials` finished (completed or pruned) ones, counting
-    those from earlier or parallel workers: a resumed or second worker does only what is left."""
+    those from earlier or parallel workers: a resumed or second worker does only what is left.
+    A trial whose training diverged (NaN or Inf loss) is recorded as failed and the study goes on."""
     if finished_trials(study) >= n_trials:
         return
     study.optimize(objective, callbacks=[MaxTrialsCallback(n_trials, states=FINISHED)],
-                   gc_after_trial=True)
+                   gc_after_trial=True, catch=(TrainingError,))
 
 
 def report_epoch(trial: optuna.Trial, epoch: int, score: float) -> None:
