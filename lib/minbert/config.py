@@ -86,6 +86,11 @@ class MultitaskConfig(NotebookConfig):
     dev_limit: int | None = Field(gt=0, description="seeded subsample of each dev set; null for all")
     resume: bool = Field(description="continue each run from its last checkpoint under runs/")
 
+    def resized(self, epochs: int, sst: int | None, qqp: int | None, sts: int | None, **more: Any):
+        """The same settings with other epochs and train sizes (and any other fields in `more`)."""
+        return self.model_copy(update={"epochs": epochs, "baseline_epochs": epochs, "sst_train_limit": sst,
+                                       "qqp_train_limit": qqp, "sts_train_limit": sts, **more})
+
 
 class SbertConfig(MultitaskConfig):
     """02_sbert_baseline: multitask bi-encoder on SST, QQP and STS, one run per strategy."""
@@ -101,10 +106,8 @@ class SbertConfig(MultitaskConfig):
 
     def for_final_run(self) -> SbertConfig:
         """The same settings with the final run's epochs and train sizes."""
-        return self.model_copy(update={
-            "epochs": self.final_epochs, "baseline_epochs": self.final_epochs,
-            "sst_train_limit": self.final_sst_train_limit, "qqp_train_limit": self.final_qqp_train_limit,
-            "sts_train_limit": self.final_sts_train_limit})
+        return self.resized(self.final_epochs, self.final_sst_train_limit, self.final_qqp_train_limit,
+                            self.final_sts_train_limit)
 
 
 class AttentionConfig(MultitaskConfig):
@@ -139,10 +142,8 @@ class TuningConfig(MultitaskConfig):
 
     def for_trials(self) -> TuningConfig:
         """The same settings with the tuning trials' epochs and data sizes."""
-        return self.model_copy(update={
-            "epochs": self.trial_epochs, "baseline_epochs": self.trial_epochs,
-            "sst_train_limit": self.trial_sst_train_limit, "qqp_train_limit": self.trial_qqp_train_limit,
-            "sts_train_limit": self.trial_sts_train_limit, "dev_limit": self.trial_dev_limit})
+        return self.resized(self.trial_epochs, self.trial_sst_train_limit, self.trial_qqp_train_limit,
+                            self.trial_sts_train_limit, dev_limit=self.trial_dev_limit)
 
 
 class SophiaConfig(TuningConfig):
