@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 
 from minbert import paths
@@ -42,6 +43,17 @@ def start_worker(script: Path, url: str, worker: int, n_trials: int, pause: floa
     env = {**os.environ, "PYTHONPATH": str(paths.PROJECT_ROOT / "lib")}
     return subprocess.Popen([sys.executable, str(script), url, str(worker), str(n_trials), str(pause)],
                             env=env, stderr=subprocess.PIPE, text=True)
+
+
+def finished_so_far(url: str) -> int:
+    """Finished trials of the worker's study, 0 while the worker is still creating the tables:
+    the poll must not race it to create them (that race is the worker's to handle, not ours)."""
+    if not Path(url.removeprefix("sqlite:///")).exists():
+        return 0
+    try:
+        return finished_trials(optuna.load_study(study_name="shared", storage=url))
+    except (sqlalchemy.exc.SQLAlchemyError, KeyError):
+        return 0
 
 
 @pytest.fixture
@@ -80,8 +92,7 @@ def test_killed_worker_resumes_without_losing_finished_trials(tmp_path, worker_s
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         time.sleep(0.3)
-        names = optuna.get_all_study_names(url) if (tmp_path / "killed.db").exists() else []
-        if names and finished_trials(optuna.load_study(study_name="shared", storage=url)) >= 3:
+        if finished_so_far(url) >= 3:
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
