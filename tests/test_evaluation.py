@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from scipy import stats
 
-from minbert.evaluation import accuracy, normalised_confusion, per_class_report, write_predictions
+from minbert.evaluation import (
+    accuracy,
+    margin_of_error,
+    normalised_confusion,
+    per_class_report,
+    write_predictions,
+)
 
 
 def test_accuracy_and_normalised_confusion():
@@ -36,3 +44,25 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+def test_margin_of_error_for_an_accuracy_is_the_normal_interval():
+    assert margin_of_error("sst_acc", 0.5, 100) == pytest.approx(1.96 * 0.05)
+    assert margin_of_error("qqp_acc", 0.8, 1000) == pytest.approx(1.96 * (0.8 * 0.2 / 1000) ** 0.5)
+
+
+def test_margin_of_error_for_a_correlation_matches_scipys_interval():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=400)
+    y = x + rng.normal(scale=0.6, size=400)
+    result = stats.pearsonr(x, y)
+    low, high = result.confidence_interval(0.95)
+    assert margin_of_error("sts_pearson", result.statistic, 400) == pytest.approx((high - low) / 2, rel=1e-3)
+
+
+def test_margin_of_error_refuses_unknown_metrics_and_tiny_sets():
+    with pytest.raises(ValueError, match="sts_spearman"):
+        margin_of_error("sts_spearman", 0.8, 100)
+    with pytest.raises(ValueError, match="at least 4"):
+        margin_of_error("sst_acc", 0.5, 3)
+

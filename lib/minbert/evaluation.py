@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,19 @@ from minbert.files import atomic_write_text
 
 def accuracy(gold: Sequence[int], predicted: Sequence[int]) -> float:
     return float(accuracy_score(gold, predicted))
+
+
+def margin_of_error(metric: str, value: float, n: int, z: float = 1.96) -> float:
+    """Half-width of the 95% interval of one dev score on `n` rows (normal approximation for an
+    accuracy, Fisher's z for a Pearson correlation): the yardstick for whether two runs differ."""
+    if n < 4:
+        raise ValueError(f"a margin of error needs at least 4 dev rows, got {n}")
+    if metric.endswith("_acc"):
+        return z * math.sqrt(value * (1 - value) / n)
+    if metric.endswith("_pearson"):
+        centre, half = math.atanh(value), z / math.sqrt(n - 3)
+        return (math.tanh(centre + half) - math.tanh(centre - half)) / 2
+    raise ValueError(f"no margin of error for metric {metric!r}: expected a name ending in _acc or _pearson")
 
 
 def per_class_report(gold: Sequence[int], predicted: Sequence[int],

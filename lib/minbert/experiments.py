@@ -122,6 +122,11 @@ class MultitaskData:
     summary: dict
     dev_splits: dict[str, TaskSplit] = field(default_factory=dict)  # the dev rows, for error analysis
 
+    @property
+    def dev_sizes(self) -> dict[str, int]:
+        """Dev rows per task: what a score's margin of error depends on."""
+        return {task: splits["dev"]["size"] for task, splits in self.summary.items()}
+
 
 def load_multitask(cfg: MultitaskConfig, tokenizer, cross_encoder: bool = False) -> MultitaskData:
     """Parse, subsample (seeded, per the config's limits) and tokenise SST, QQP and STS; pairs

@@ -24,6 +24,7 @@ import seaborn as sns
 import torch
 
 from minbert import paths
+from minbert.evaluation import margin_of_error
 from minbert.files import atomic_write_text
 
 VERSIONED_PACKAGES = ("minbert", "torch", "transformers", "tokenizers", "numpy", "pandas",
@@ -225,9 +226,10 @@ def delta_table(runs: list[dict], reference: str) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("run")
 
 
-def variant_findings(runs: list[dict], reference: str) -> list[str]:
+def variant_findings(runs: list[dict], reference: str, dev_sizes: dict[str, int] | None = None) -> list[str]:
     """Plain sentences from the numbers: the best run, who beats `reference` on the mean dev
-    score, and whether the ones that do not have a wider dev-train loss gap (overfitting)."""
+    score, and whether the ones that do not have a wider dev-train loss gap (overfitting).
+    With `dev_sizes` (rows per task), also which differences exceed the 95% margin of one score."""
     deltas = delta_table(runs, reference)
     means = {r["name"]: float(np.mean(list(r["dev"].values()))) for r in runs}
     best = max(means, key=means.get)
@@ -239,4 +241,38 @@ def variant_findings(runs: list[dict], reference: str) -> list[str]:
             f"Above {reference} on the mean: {', '.join(better) or 'none'}; "
             f"at or below: {', '.join(worse) or 'none'}.",
             f"Of those at or below {reference}, {len(wider)} of {len(worse)} have a wider dev-train "
-            f"loss gap than {reference}: {', '.join(wider) or 'none'}."]
+            f"loss gap than {reference}: {', '.join(wider) or 'none'}."] + (
+        [beyond_margin(runs, reference, dev_sizes)] if dev_sizes else [])
+
+
+def aim_findings(record: dict, aims: dict[str, float]) -> list[str]:
+    """Per aimed metric, one sentence: met or by how much it fell short, with the dev score by
+    epoch (* = BERT frozen), so a reader sees whether training had stopped gaining."""
+    lines = []
+    for metric, aim in aims.items():
+        scores = [h[metric] for h in record["history"]]
+        trend = " -> ".join(f"{h[metric]:.3f}" + ("*" if h.get("bert_frozen") else "")
+                            for h in record["history"])
+        final = record["dev"][metric]
+        if final >= aim:
+            lines.append(f"{metric}: {final:.3f}, aim {aim} met (by epoch: {trend}).")
+            continue
+        rising = len(scores) > 1 and scores[-1] > scores[-2]
+        state = "still rising" if rising else "no longer rising"
+        lines.append(f"{metric}: {final:.3f}, {aim - final:.3f} short of the aim {aim} (by epoch: {trend}); "
+                     f"{state} at the last epoch.")
+    return lines
+
+
+def beyond_margin(runs: list[dict], reference: str, dev_sizes: dict[str, int]) -> str:
+    """One sentence: the per-task differences from `reference` larger than the 95% margin of the
+    reference's score on that many dev rows (a paired test would be tighter; this is the plain one)."""
+    base = next(r for r in runs if r["name"] == reference)["dev"]
+    margins = {metric: margin_of_error(metric, value, dev_sizes[metric.split("_")[0]])
+               for metric, value in base.items()}
+    clear = [f"{r['name']} {metric.split('_')[0].upper()} {r['dev'][metric] - base[metric]:+.3f}"
+             for r in runs if r["name"] != reference
+             for metric in margins if abs(r["dev"][metric] - base[metric]) > margins[metric]]
+    yardstick = ", ".join(f"{m.split('_')[0].upper()} ±{v:.3f}" for m, v in margins.items())
+    return (f"95% margin of one dev score here: {yardstick}. Differences from {reference} beyond it: "
+            f"{'; '.join(clear) or 'none'}.")

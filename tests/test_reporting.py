@@ -1,0 +1,32 @@
+"""Sentences the notebooks print from the numbers, against hand-computed cases."""
+
+from __future__ import annotations
+
+from minbert.reporting import aim_findings, variant_findings
+
+
+def test_findings_name_only_differences_beyond_the_margin():
+    def run(name, sst, qqp, sts):
+        losses = {f"{t}_{s}_loss": 0.5 for t in ("sst", "qqp", "sts") for s in ("train", "dev")}
+        history = [{"epoch": 1, **losses}]
+        return {"name": name, "dev": {"sst_acc": sst, "qqp_acc": qqp, "sts_pearson": sts}, "history": history}
+
+    runs = [run("base", 0.50, 0.80, 0.85), run("close", 0.52, 0.81, 0.855), run("far", 0.40, 0.80, 0.70)]
+    line = variant_findings(runs, "base", {"sst": 1000, "qqp": 1000, "sts": 1000})[-1]
+    # SST ±0.031, QQP ±0.025, STS ±0.017 on 1,000 rows: only "far" differs beyond them
+    assert "SST ±0.031, QQP ±0.025, STS ±0.017" in line
+    assert line.endswith("beyond it: far SST -0.100; far STS -0.150.")
+    assert len(variant_findings(runs, "base")) == 3  # no sizes, no margin line
+
+
+def test_aim_findings_say_met_or_short_and_the_trend():
+    history = [{"epoch": 1, "sst_acc": 0.40, "sts_pearson": 0.85},
+               {"epoch": 2, "sst_acc": 0.45, "sts_pearson": 0.87},
+               {"epoch": 3, "sst_acc": 0.47, "sts_pearson": 0.86, "bert_frozen": True}]
+    record = {"dev": {"sst_acc": 0.47, "sts_pearson": 0.87}, "history": history}
+    sst, sts = aim_findings(record, {"sst_acc": 0.52, "sts_pearson": 0.86})
+    assert sst == ("sst_acc: 0.470, 0.050 short of the aim 0.52 (by epoch: 0.400 -> 0.450 -> 0.470*); "
+                   "still rising at the last epoch.")
+    assert sts == "sts_pearson: 0.870, aim 0.86 met (by epoch: 0.850 -> 0.870 -> 0.860*)."
+    (flat,) = aim_findings(record | {"dev": {"sts_pearson": 0.87}}, {"sts_pearson": 0.9})
+    assert flat.endswith("no longer rising at the last epoch.")
