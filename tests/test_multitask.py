@@ -205,3 +205,26 @@ def test_cross_encoder_trains_with_smart_and_sophia(tiny_checkpoint, tasks):
     history = train_multitask(model, train, dev, run, device=CPU)
     assert all(math.isfinite(h["dev_mean"]) for h in history)
     assert history[-1]["sts_dev_loss"] < before["sts_dev_loss"]
+
+
+def test_a_fresh_run_replaces_its_tensorboard_log_and_a_resumed_one_continues_it(tiny_checkpoint, tasks,
+                                                                                  tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train, dev = tasks
+    run = MultitaskRun("t", epochs=2, lr=1e-3, batch_size=8)
+    logs, checkpoints = tmp_path / "tb", tmp_path / "ckpt"
+
+    def logged_epochs() -> list[int]:
+        events = EventAccumulator(str(logs), purge_orphaned_data=False)  # keep repeated steps visible
+        events.Reload()
+        return [event.step for event in events.Scalars("dev/mean")]
+
+    train_multitask(make_model(tiny_checkpoint), train, dev, run, device=CPU, log_dir=logs)
+    assert logged_epochs() == [1, 2]
+    train_multitask(make_model(tiny_checkpoint), train, dev, run, device=CPU, log_dir=logs,
+                    checkpoint_dir=checkpoints, stop_after_epoch=1)
+    assert logged_epochs() == [1]
+    train_multitask(make_model(tiny_checkpoint), train, dev, run, device=CPU, log_dir=logs,
+                    checkpoint_dir=checkpoints, resume=True)
+    assert logged_epochs() == [1, 2]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -243,7 +244,8 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     """Train following the run's strategy; keep the weights of the best epoch (mean dev score).
 
     With `checkpoint_dir`, `last.pt` (model, optimizer, random state, history) and
-    `best.pt` are written after every epoch; `resume` continues from `last.pt`.
+    `best.pt` are written after every epoch; `resume` continues from `last.pt`. TensorBoard
+    scalars go to `log_dir`: replaced by a fresh run, continued by a resumed one.
     `stop_after_epoch` ends the run early, as a kill would (for tests). A NaN or
     infinite loss raises TrainingError and leaves the last good checkpoint in place.
     """
@@ -266,6 +268,8 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     if log_dir is not None:
         from torch.utils.tensorboard import SummaryWriter
 
+        if start_epoch == 1 and log_dir.exists():
+            shutil.rmtree(log_dir)  # a fresh run's curves must not mix with an earlier run's
         writer = SummaryWriter(str(log_dir))
     try:
         for epoch in range(start_epoch, run.epochs + 1):

@@ -99,9 +99,11 @@ def best_of(study: optuna.Study) -> dict[str, Any]:
 
 
 def trials_table(study: optuna.Study):
-    """Every trial's number, state, value, parameters and duration, as a DataFrame."""
+    """Every trial's number, state, value, parameters and duration in seconds, as a DataFrame
+    (seconds rather than a timedelta, so the notebooks can round the whole table)."""
     frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "duration"))
     frame.columns = [c.removeprefix("params_") for c in frame.columns]
+    frame["seconds"] = frame.pop("duration").dt.total_seconds()
     return frame.set_index("number")
 
 
