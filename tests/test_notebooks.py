@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -173,3 +174,17 @@ def test_final_model_smoke_run_with_error_analysis(report_dirs):
     assert (predictions / "final-sts-test.csv").is_file()
     html = (report_dirs / "06_final_bert.html").read_text()
     assert "most wrong" in html and "'label':" in html  # the tables and the headless predictor calls
+
+
+def test_report_names_the_failed_notebook_and_cell_and_runs_the_others(report_dirs, tmp_path, monkeypatch,
+                                                                        capsys):
+    report_dirs.mkdir(parents=True)
+    (report_dirs / "01_part1_sst.html").write_text("the previous report")
+    monkeypatch.setenv("MINBERT_DATA_DIR", str(tmp_path / "no-data"))  # 01 fails where it reads SST
+    monkeypatch.setattr(cli, "notebook_names", lambda: ["01_part1_sst", "07_results"])
+    with pytest.raises(SystemExit, match=r"^1 notebook\(s\) failed: 01_part1_sst$"):
+        cli.main(["report", "--profile", "smoke"])
+    err = capsys.readouterr().err
+    assert re.search(r"FAILED notebook 01_part1_sst failed in cell \d+: \w+Error: .*ids-sst", err), err
+    assert (report_dirs / "01_part1_sst.html").read_text() == "the previous report"
+    assert (report_dirs / "07_results.html").is_file() and (report_dirs / "index.html").is_file()

@@ -46,6 +46,15 @@ def test_runs_table_has_one_row_per_run_with_its_stamp(reports):
     assert list(best.index) == [("01_part1_sst", "finetune"), ("02_sbert_baseline", "qqp-first")]
 
 
+def test_no_results_yet_gives_empty_tables_and_the_study_bars(tmp_path):
+    table = results.runs_table(results.load_all(tmp_path))
+    assert table.empty and list(table.columns) == ["SST acc", "QQP acc", "STS pearson", "mean", "profile",
+                                                   "device", "commit"]
+    assert results.best_per_notebook(table).empty
+    fig = results.plot_tasks(table)
+    assert [len(ax.patches) for ax in fig.axes] == [2, 2, 2]  # the study's best and the state of the art
+
+
 def test_study_table_is_theirs_and_complete():
     table = results.study_table()
     assert len(table) == len(STUDY_FIGURES) + 1

@@ -41,7 +41,8 @@ def runs_table(results: list[dict]) -> pd.DataFrame:
                          "mean": float(np.mean(present)) if present else None,
                          "profile": result["profile"], "device": stamp["device"],
                          "commit": (stamp["commit"] or "?")[:7] + ("+" if stamp["dirty"] else "")})
-    return pd.DataFrame(rows).set_index(["notebook", "run"])
+    columns = ["notebook", "run", *METRICS.values(), "mean", "profile", "device", "commit"]
+    return pd.DataFrame(rows, columns=columns).set_index(["notebook", "run"])  # columns even when empty
 
 
 def study_table() -> pd.DataFrame:
