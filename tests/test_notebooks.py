@@ -188,3 +188,23 @@ def test_report_names_the_failed_notebook_and_cell_and_runs_the_others(report_di
     assert re.search(r"FAILED notebook 01_part1_sst failed in cell \d+: \w+Error: .*ids-sst", err), err
     assert (report_dirs / "01_part1_sst.html").read_text() == "the previous report"
     assert (report_dirs / "07_results.html").is_file() and (report_dirs / "index.html").is_file()
+
+
+@pytest.mark.filterwarnings("ignore:skipped malformed row")
+def test_final_model_script_without_jupyter(report_dirs, capsys):
+    import importlib.util
+
+    from minbert import paths
+
+    path = paths.PROJECT_ROOT / "scripts" / "train_final.py"
+    spec = importlib.util.spec_from_file_location("train_final", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--profile", "smoke", "-p", "epochs", "1"])
+    results = json.loads((report_dirs / "results" / "06_final_bert.json").read_text())
+    (run,) = results["runs"]
+    assert results["profile"] == "smoke" and [h["bert_frozen"] for h in run["history"]] == [False, True]
+    aims = results["checks"]["aims"]
+    assert results["checks"]["aims_met"] == {k: run["dev"][k] >= v for k, v in aims.items()}
+    assert (report_dirs / "predictions" / "06_final_bert" / "final-sst-test.csv").is_file()
+    assert "short of the aim" in capsys.readouterr().out

@@ -30,3 +30,12 @@ def test_aim_findings_say_met_or_short_and_the_trend():
     assert sts == "sts_pearson: 0.870, aim 0.86 met (by epoch: 0.850 -> 0.870 -> 0.860*)."
     (flat,) = aim_findings(record | {"dev": {"sts_pearson": 0.87}}, {"sts_pearson": 0.9})
     assert flat.endswith("no longer rising at the last epoch.")
+
+
+def test_a_tree_without_git_takes_its_commit_from_the_environment(tmp_path, monkeypatch):
+    from minbert.reporting import git_state
+
+    monkeypatch.setenv("MINBERT_COMMIT", "0123abc")
+    assert git_state(tmp_path) == ("0123abc", None)
+    monkeypatch.delenv("MINBERT_COMMIT")
+    assert git_state(tmp_path) == (None, None)

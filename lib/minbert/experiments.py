@@ -15,7 +15,7 @@ import torch
 
 from minbert import paths
 from minbert.bert import BertModel, count_parameters
-from minbert.config import MultitaskConfig, Part1Config
+from minbert.config import FinalConfig, MultitaskConfig, Part1Config
 from minbert.data import TASKS as TASK_SPECS
 from minbert.data import TaskSplit, encode, load_split, resolve_file
 from minbert.evaluation import write_predictions
@@ -218,6 +218,13 @@ def run_strategy(cfg: MultitaskConfig, name: str, data: MultitaskData, notebook:
                       "sts_pearson": best["sts_pearson"]},
               "best_epoch": best["epoch"], "history": history}
     return record, model
+
+
+def final_run_options(cfg: FinalConfig) -> dict:
+    """The final model's run settings from its config: task order, optimizer, SMART per task."""
+    return {"order": tuple(cfg.task_order), "optimizer": cfg.optimizer, "rho": cfg.sophia_rho,
+            "hessian_interval": cfg.hessian_interval,
+            "smart": {task: dict(cfg.smart_settings.get(task, {})) for task in cfg.smart_tasks}}
 
 
 PREDICTION_COLUMNS = {"sst": "sentiment", "qqp": "is_duplicate", "sts": "similarity"}

@@ -9,6 +9,7 @@ config, dev, history}], "checks": {...}}.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import time
@@ -32,7 +33,10 @@ VERSIONED_PACKAGES = ("minbert", "torch", "transformers", "tokenizers", "numpy",
 
 
 def git_state(root: Path = paths.PROJECT_ROOT) -> tuple[str | None, bool | None]:
-    """The commit checked out and whether the source (reports aside) has uncommitted changes."""
+    """The commit checked out and whether the source (reports aside) has uncommitted changes.
+    A copy of the tree without git (a lent GPU machine) names its commit in MINBERT_COMMIT."""
+    if not (root / ".git").exists() and os.environ.get("MINBERT_COMMIT"):
+        return os.environ["MINBERT_COMMIT"], None
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, check=True).stdout.strip()
