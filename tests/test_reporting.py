@@ -32,10 +32,11 @@ def test_aim_findings_say_met_or_short_and_the_trend():
     assert flat.endswith("no longer rising at the last epoch.")
 
 
-def test_a_tree_without_git_takes_its_commit_from_the_environment(tmp_path, monkeypatch):
+def test_a_copy_run_elsewhere_takes_its_commit_from_the_environment(tmp_path, monkeypatch):
     from minbert.reporting import git_state
 
     monkeypatch.setenv("MINBERT_COMMIT", "0123abc")
     assert git_state(tmp_path) == ("0123abc", None)
+    assert git_state()[0] == "0123abc"  # explicit beats this checkout's own .git
     monkeypatch.delenv("MINBERT_COMMIT")
     assert git_state(tmp_path) == (None, None)

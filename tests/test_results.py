@@ -11,13 +11,13 @@ from minbert import results
 from minbert.study import STATE_OF_THE_ART, STUDY_FIGURES
 
 
-def write_result(folder, notebook, runs, dirty=False):
+def write_result(folder, notebook, runs, dirty=False, profile="quick", file_name=None):
     folder.mkdir(parents=True, exist_ok=True)
     stamp = {"commit": "abcdef1234567", "dirty": dirty, "params": {}, "seed": 1, "device": "cpu (test)",
              "versions": {}, "started": "2026-01-01T00:00:00+00:00", "wall_s": 90.0}
-    payload = {"notebook": notebook, "profile": "quick", "stamp": stamp, "data": {}, "runs": runs,
+    payload = {"notebook": notebook, "profile": profile, "stamp": stamp, "data": {}, "runs": runs,
                "checks": {}}
-    (folder / f"{notebook}.json").write_text(json.dumps(payload))
+    (folder / f"{file_name or notebook}.json").write_text(json.dumps(payload))
 
 
 @pytest.fixture
@@ -44,6 +44,16 @@ def test_runs_table_has_one_row_per_run_with_its_stamp(reports):
     assert part1["mean"] == pytest.approx(0.47) and pd.isna(part1["QQP acc"])
     best = results.best_per_notebook(table)
     assert list(best.index) == [("01_part1_sst", "finetune"), ("02_sbert_baseline", "qqp-first")]
+
+
+def test_runs_of_several_profiles_carry_the_profile_in_their_name(reports):
+    write_result(reports / "results", "01_part1_sst", [{"name": "finetune", "dev": {"sst_acc": 0.5}}],
+                 profile="full", file_name="01_part1_sst-full")
+    table = results.runs_table(results.load_all(reports / "results"))
+    assert [run for notebook, run in table.index if notebook == "01_part1_sst"] == [
+        "finetune (full)", "finetune (quick)"]
+    assert table.loc[("01_part1_sst", "finetune (full)"), "profile"] == "full"
+    assert table.loc["02_sbert_baseline"].index.tolist() == ["baseline", "qqp-first"]
 
 
 def test_no_results_yet_gives_empty_tables_and_the_study_bars(tmp_path):

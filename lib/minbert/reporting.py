@@ -34,8 +34,8 @@ VERSIONED_PACKAGES = ("minbert", "torch", "transformers", "tokenizers", "numpy",
 
 def git_state(root: Path = paths.PROJECT_ROOT) -> tuple[str | None, bool | None]:
     """The commit checked out and whether the source (reports aside) has uncommitted changes.
-    A copy of the tree without git (a lent GPU machine) names its commit in MINBERT_COMMIT."""
-    if not (root / ".git").exists() and os.environ.get("MINBERT_COMMIT"):
+    A copy of the tree run elsewhere (a lent GPU machine) names its commit in MINBERT_COMMIT."""
+    if os.environ.get("MINBERT_COMMIT"):  # the copy's own .git, if any, may be stale
         return os.environ["MINBERT_COMMIT"], None
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,

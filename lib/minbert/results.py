@@ -29,15 +29,21 @@ def load_all(results_dir: Path | None = None) -> list[dict]:
 
 def runs_table(results: list[dict]) -> pd.DataFrame:
     """One row per run of every notebook: its dev scores (blank where a task was not run), the
-    mean of those it has, and the stamp's profile, device and commit."""
+    mean of those it has, and the stamp's profile, device and commit. Where a notebook has
+    results of several profiles, each run's name carries its profile."""
+    profiles: dict[str, set[str]] = {}
+    for result in results:
+        profiles.setdefault(result["notebook"], set()).add(result["profile"])
     rows = []
     for result in results:
         stamp = result["stamp"]
+        several = len(profiles[result["notebook"]]) > 1  # e.g. a quick run here and a full one on a GPU
         for run in result["runs"]:
             dev = run.get("dev", {})
             scores = {label: dev.get(key) for key, label in METRICS.items()}
             present = [v for v in scores.values() if v is not None]
-            rows.append({"notebook": result["notebook"], "run": run["name"], **scores,
+            name = f"{run['name']} ({result['profile']})" if several else run["name"]
+            rows.append({"notebook": result["notebook"], "run": name, **scores,
                          "mean": float(np.mean(present)) if present else None,
                          "profile": result["profile"], "device": stamp["device"],
                          "commit": (stamp["commit"] or "?")[:7] + ("+" if stamp["dirty"] else "")})
