@@ -79,3 +79,10 @@ def test_index_links_every_report_with_a_summary(reports):
     assert "state of the art cited by the study" in page and "(theirs)" in page
     fig = results.plot_tasks(results.runs_table(results.load_all(reports / "results")))
     assert [ax.get_title() for ax in fig.axes] == ["SST acc", "QQP acc", "STS pearson"]
+
+
+def test_index_lists_the_runs_of_every_profile(reports):
+    write_result(reports / "results", "01_part1_sst", [{"name": "finetune", "dev": {"sst_acc": 0.5}}],
+                 profile="full", file_name="01_part1_sst-full")
+    page = results.write_index(reports).read_text()
+    assert "finetune (full)" in page and "finetune (quick)" in page

@@ -268,6 +268,11 @@ def aim_findings(record: dict, aims: dict[str, float]) -> list[str]:
     return lines
 
 
+def aims_met(record: dict, aims: dict[str, float]) -> dict[str, bool]:
+    """Per aimed metric, whether the run's dev score reached it."""
+    return {metric: bool(record["dev"][metric] >= aim) for metric, aim in aims.items()}
+
+
 def beyond_margin(runs: list[dict], reference: str, dev_sizes: dict[str, int]) -> str:
     """One sentence: the per-task differences from `reference` larger than the 95% margin of the
     reference's score on that many dev rows (a paired test would be tighter; this is the plain one)."""

@@ -102,7 +102,8 @@ def _summary_line(result: dict) -> str:
 def write_index(reports_dir: Path | None = None) -> Path:
     """reports/index.html: a link and a one-line summary per report, and the results tables."""
     folder = reports_dir or paths.reports_dir()
-    results = {r["notebook"]: r for r in load_all(folder / "results")}
+    every = load_all(folder / "results")
+    results = {r["notebook"]: r for r in every}  # one summary line per report
     items = []
     for report in sorted(folder.glob("[0-9][0-9]_*.html")):
         result = results.get(report.stem)
@@ -112,8 +113,8 @@ def write_index(reports_dir: Path | None = None) -> Path:
             "<p>Rendered notebooks; each carries its run stamp (commit, parameters, device, versions). "
             "Dev-set figures. The study's figures are theirs (BERT-base), shown apart.</p>",
             "<ul>", *items, "</ul>"]
-    if results:
-        body += ["<h2>Our runs</h2>", runs_table(list(results.values())).round(3).to_html(na_rep="")]
+    if every:  # every run, of every profile
+        body += ["<h2>Our runs</h2>", runs_table(every).round(3).to_html(na_rep="")]
     body += ["<h2>The study's published figures and the state of the art it cites (theirs)</h2>",
              study_table().to_html(na_rep="")]
     page = ("<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>minbert reports</title>"
