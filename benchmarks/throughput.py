@@ -34,7 +34,7 @@ from minbert.bert import BertModel, default_checkpoint, load_tokenizer
 from minbert.data import batch_indices, encode, load_split, pad_batch
 from minbert.models import SentenceClassifier
 from minbert.optim import AdamW
-from minbert.precision import autocast, cpu_has_bfloat16, resolve_precision
+from minbert.runtime import Runtime, cpu_has_bfloat16, resolve_precision
 
 
 def parse_args() -> argparse.Namespace:
@@ -112,7 +112,7 @@ class Candidate:
 
     def train_step(self, batch: dict, device: torch.device, dtype: torch.dtype) -> None:
         self.bert.train()
-        with autocast(device, dtype):
+        with Runtime(device, dtype).autocast():
             logits = self.head(self.pooled(batch))
         loss = F.cross_entropy(logits.float(), batch["labels"])
         self.optimizer.zero_grad(set_to_none=True)
@@ -122,7 +122,7 @@ class Candidate:
     @torch.no_grad()
     def infer(self, batch: dict, device: torch.device, dtype: torch.dtype) -> None:
         self.bert.eval()
-        with autocast(device, dtype):
+        with Runtime(device, dtype).autocast():
             self.head(self.pooled(batch))
 
 
@@ -212,7 +212,7 @@ def epoch_table(args: argparse.Namespace, device: torch.device) -> pd.DataFrame:
                 extra = fixed - batch["input_ids"].shape[1]
                 batch = {k: F.pad(v, (0, extra)) for k, v in batch.items()}
             padded_tokens += batch["input_ids"].numel()
-            with autocast(device, dtype):
+            with Runtime(device, dtype).autocast():
                 logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
             loss = F.cross_entropy(logits.float(), labels[idx].to(device))
             optimizer.zero_grad(set_to_none=True)

@@ -9,8 +9,8 @@ import torch
 from minbert import analysis
 from minbert.bert import BertModel, load_tokenizer
 from minbert.data import Example, TaskSplit
-from minbert.experiments import SST_LABELS
 from minbert.models import MultitaskBert
+from minbert.tasks import SENTIMENT, TASKS
 
 
 def split_of(task, rows):
@@ -40,7 +40,7 @@ def test_qqp_confidence_and_sts_errors():
                                   torch.tensor([1.5, 1.0]))
     assert analysis.most_wrong(sts, 1)["id"].tolist() == ["e1"] and sts["error"].tolist() == [0.5, 3.0]
     with pytest.raises(ValueError, match="regression"):
-        analysis.confidence("sts", torch.zeros(2))
+        TASKS["sts"].confidence(torch.zeros(2))
 
 
 def test_metric_by_length_bins():
@@ -54,9 +54,9 @@ def test_metric_by_length_bins():
 def test_predictor_on_raw_text(tiny_checkpoint, mode):
     torch.manual_seed(0)
     model = MultitaskBert(BertModel.from_pretrained(tiny_checkpoint), mode=mode)
-    predictor = analysis.Predictor(model, load_tokenizer(tiny_checkpoint), torch.device("cpu"))
+    predictor = analysis.Predictor(model, load_tokenizer(tiny_checkpoint))
     sst = predictor.predict("sst", "w1 w2 w3")
-    assert sst["label"] in SST_LABELS
+    assert sst["label"] in SENTIMENT
     assert sum(sst["probabilities"].values()) == pytest.approx(1, abs=0.01)
     assert 0 <= predictor.predict("qqp", "w1 w2", "w3")["probability"] <= 1
     assert 0 <= predictor.predict("sts", "w1 w2", "w1 w2")["similarity"] <= 5

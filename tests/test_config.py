@@ -12,9 +12,13 @@ from minbert.config import (
     NOTEBOOK_CONFIGS,
     PROFILES,
     ConfigError,
+    config_class,
+    load_config,
     load_params,
+    notebook_config,
     notebook_parameters,
     parse_override,
+    read_yaml,
     validate,
 )
 
@@ -39,11 +43,11 @@ def test_wrong_values_are_named(key, value, message):
         load_params("01_part1_sst", "quick", {key: value})
 
 
-def test_missing_parameter_is_named():
+def test_a_parameter_not_given_takes_its_one_default():
     values = quick_values()
     del values["seed"]
-    with pytest.raises(ConfigError, match="parameter 'seed': Field required"):
-        validate("01_part1_sst", values)
+    assert validate("01_part1_sst", values).seed == 11711
+    assert validate("02_sbert_baseline", {}).lr == validate("06_final_bert", {}).lr == 5e-5
 
 
 def test_unknown_notebook_and_profile():
@@ -60,25 +64,68 @@ def test_every_profile_file_is_valid(notebook, profile):
 
 
 @pytest.mark.parametrize("notebook", sorted(NOTEBOOK_CONFIGS))
-def test_parameters_cell_equals_the_quick_profile(notebook):
-    """The notebook opened in JupyterLab runs the quick profile as it stands."""
+def test_parameters_cell_names_only_the_profile(notebook):
+    """The notebook opened in JupyterLab loads the quick profile's file over the defaults, as papermill
+    would: its parameters cell holds the profile and nothing else."""
     nb = json.loads((paths.notebooks_dir() / f"{notebook}.ipynb").read_text())
     cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(cells) == 1
     namespace: dict = {}
     exec("".join(cells[0]["source"]), {}, namespace)
-    assert validate(notebook, namespace).model_dump() == quick_values(notebook)
+    assert namespace == {"profile": "quick"}
+    assert notebook_config(notebook, set(), namespace).model_dump() == quick_values(notebook)
 
 
-def test_overrides_are_read_as_yaml():
+@pytest.mark.parametrize("notebook", sorted(NOTEBOOK_CONFIGS))
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profile_files_list_only_what_they_change(notebook, profile):
+    path = paths.params_dir() / profile / f"{notebook}.yaml"
+    values = read_yaml(path.read_text()) or {}
+    defaults = config_class(notebook)().model_dump()
+    assert {k: v for k, v in values.items() if defaults.get(k) == v} == {}, path
+
+
+def test_overrides_and_profile_files_read_numbers_as_numbers():
     assert parse_override("0.001") == 0.001
     assert parse_override("null") is None
     assert parse_override("[finetune]") == ["finetune"]
     assert parse_override("true") is True
-    # PyYAML reads 1e-5 without a dot as a string; validation turns it into the float
-    assert parse_override("1e-5") == "1e-5"
-    params = load_params("01_part1_sst", "quick", {"finetune_lr": parse_override("1e-5")})
-    assert params["finetune_lr"] == 1e-5
+    # PyYAML alone reads 1e-5 (no dot) as a string; ours reads it as YAML 1.2 does
+    assert yaml.safe_load("1e-5") == "1e-5" and parse_override("1e-5") == 1e-5
+    assert parse_override("5e-05") == 5e-05 and parse_override("-2E+3") == -2000.0
+    assert parse_override("1_000") == 1000 and parse_override("v1e5") == "v1e5"
+    values = load_params("01_part1_sst", "quick", {"finetune_lr": parse_override("1e-5")})
+    assert values["finetune_lr"] == 1e-5
+
+
+def test_a_string_is_not_a_number_nor_a_boolean_an_integer():
+    with pytest.raises(ConfigError, match="parameter 'lr': Input should be a valid number"):
+        load_params("06_final_bert", "quick", {"lr": "5e-05"})
+    with pytest.raises(ConfigError, match="parameter 'finetune_epochs': Input should be a valid integer"):
+        load_params("01_part1_sst", "quick", {"finetune_epochs": True})
+
+
+def test_knob_combinations_and_arms_are_checked():
+    with pytest.raises(ConfigError, match="task_optimizers needs one task per step"):
+        load_params("03_sophia", "smoke", {"schedule": "pcgrad", "task_optimizers": True})
+    with pytest.raises(ConfigError, match="parameter 'arms'.*unknown arm 'qqp-last'"):
+        load_params("02_sbert_baseline", "smoke", {"arms": ["baseline", "qqp-last"]})
+    with pytest.raises(ConfigError, match="parameter 'dropout'.*one value for each"):
+        load_params("02_sbert_baseline", "smoke", {"dropout": {"sst": 0.2}})
+    with pytest.raises(ConfigError, match="parameter 'smart'.*unknown SMART norm"):
+        load_params("06_final_bert", "smoke", {"smart": {"sst": {"norm": "l3"}}})
+
+
+def test_an_arm_is_its_knob_updates_over_the_notebook_settings():
+    from minbert.experiments import ARMS, arm_settings
+
+    cfg = load_config("06_final_bert", "quick")
+    frozen = arm_settings(cfg, "freeze")
+    assert frozen.freeze_epochs == 1 and frozen.total_epochs == cfg.epochs + 1
+    assert frozen.task_order == cfg.task_order == ["qqp", "sts", "sst"]  # the arm leaves the order alone
+    assert arm_settings(cfg, "round-robin").schedule == "round-robin"
+    for name in ARMS:  # every entry is a valid set of knob updates
+        assert arm_settings(load_config("02_sbert_baseline", "smoke"), name).model_dump() is not None, name
 
 
 def test_notebook_parameters_are_the_names_defined_after_the_snapshot():
@@ -88,14 +135,22 @@ def test_notebook_parameters_are_the_names_defined_after_the_snapshot():
     assert notebook_parameters(before, namespace) == {"seed": 1, "typo_param": 2}
 
 
-def test_yaml_floats_in_the_profiles_are_floats():
-    for profile in PROFILES:
-        raw = yaml.safe_load((paths.params_dir() / profile / "01_part1_sst.yaml").read_text())
-        assert isinstance(raw["finetune_lr"], float) and isinstance(raw["pretrain_lr"], float)
-
-
 def test_attention_variants_are_checked_and_made_canonical():
     values = load_params("05_attention", "smoke", {"variants": ["sparsemax+center", "standard"]})
     assert values["variants"] == ["center+sparsemax", "standard"]
     with pytest.raises(ConfigError, match="parameter 'variants'.*unknown attention variant 'softmax'"):
         load_params("05_attention", "smoke", {"variants": ["softmax"]})
+
+
+def test_a_new_arm_is_one_table_entry(monkeypatch):
+    """An arm built from existing knobs is one entry in ARMS: validation and `arm_settings` read the table."""
+    from minbert import experiments
+
+    with pytest.raises(ConfigError, match="unknown arm 'round-robin-weighted'"):
+        load_params("02_sbert_baseline", "smoke", {"arms": ["round-robin-weighted"]})
+    arm = experiments.Arm("round-robin-weighted", "round-robin, class-weighted losses",
+                          {"schedule": "round-robin", "class_weights": True})
+    monkeypatch.setitem(experiments.ARMS, arm.name, arm)
+    cfg = load_config("02_sbert_baseline", "smoke", {"arms": ["round-robin-weighted"]})
+    settings = experiments.arm_settings(cfg, "round-robin-weighted")
+    assert settings.schedule == "round-robin" and settings.class_weights and settings.lr == cfg.lr

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from minbert.data import (
-    TASKS,
     DataError,
     batch_indices,
     fetch_data,
@@ -19,6 +18,7 @@ from minbert.data import (
     pad_batch,
     parse_task_file,
 )
+from minbert.tasks import TASKS
 
 HEADER = "\tid\tsentence1\tsentence2\tis_duplicate\n"
 

@@ -12,8 +12,10 @@ from tests.test_bert import padded_batch
 
 @pytest.fixture
 def pair(tiny_checkpoint):
+    """Two padded batches as `TaskTensors.batch` gives them: sentences a and b."""
     a, b = padded_batch(1000, seed=1), padded_batch(1000, seed=2)
-    return a["input_ids"], a["attention_mask"], b["input_ids"], b["attention_mask"]
+    return {"a": {k: a[k] for k in ("input_ids", "attention_mask")},
+            "b": {k: b[k] for k in ("input_ids", "attention_mask")}}
 
 
 def make(tiny_checkpoint, **kwargs):
@@ -23,18 +25,17 @@ def make(tiny_checkpoint, **kwargs):
 
 def test_output_shapes_and_sts_range(tiny_checkpoint, pair):
     model = make(tiny_checkpoint)
-    ids_a, mask_a, ids_b, mask_b = pair
-    assert model.sst_logits(ids_a, mask_a).shape == (4, 5)
-    assert model.qqp_logits(*pair).shape == (4,)
-    scores = model.sts_scores(*pair)
+    assert model.task_outputs("sst", {"a": pair["a"]}).shape == (4, 5)
+    assert model.task_outputs("qqp", pair).shape == (4,)
+    scores = model.task_outputs("sts", pair)
     assert scores.shape == (4,) and bool(((scores >= 0) & (scores <= 5)).all())
 
 
 def test_identical_sentences_score_five_and_sts_is_symmetric(tiny_checkpoint, pair):
     model = make(tiny_checkpoint, shared_similarity=True)
-    ids_a, mask_a, ids_b, mask_b = pair
-    torch.testing.assert_close(model.sts_scores(ids_a, mask_a, ids_a, mask_a), torch.full((4,), 5.0))
-    torch.testing.assert_close(model.sts_scores(*pair), model.sts_scores(ids_b, mask_b, ids_a, mask_a))
+    same, swapped = {"a": pair["a"], "b": pair["a"]}, {"a": pair["b"], "b": pair["a"]}
+    torch.testing.assert_close(model.task_outputs("sts", same), torch.full((4,), 5.0))
+    torch.testing.assert_close(model.task_outputs("sts", pair), model.task_outputs("sts", swapped))
 
 
 def test_options_build_the_described_heads(tiny_checkpoint):
@@ -49,9 +50,8 @@ def test_options_build_the_described_heads(tiny_checkpoint):
 
 def test_every_task_trains_the_shared_bert(tiny_checkpoint, pair):
     model = make(tiny_checkpoint).train()
-    ids_a, mask_a, _, _ = pair
-    for loss in (model.sst_logits(ids_a, mask_a).sum(), model.qqp_logits(*pair).sum(),
-                 model.sts_scores(*pair).sum()):
+    for loss in (model.task_outputs("sst", {"a": pair["a"]}).sum(), model.task_outputs("qqp", pair).sum(),
+                 model.task_outputs("sts", pair).sum()):
         model.zero_grad()
         loss.backward()
         grad = model.bert.encoder.layer[0].attention.self.qkv.weight.grad
@@ -62,8 +62,7 @@ def test_cross_encoder_reads_the_pair_as_one_sequence(tiny_checkpoint):
     import transformers
 
     from minbert.bert import load_tokenizer
-    from minbert.data import Example, TaskSplit, pad_batch
-    from minbert.multitask import embed_inputs, task_outputs, tensors_for
+    from minbert.data import Example, TaskSplit, pad_batch, tensors_for
 
     tokenizer = load_tokenizer(tiny_checkpoint)
     texts = [("w1 w2 w3", "w4 w5"), ("w6", "w7 w8 w9 w10 w11 w12"), ("w13 w14", "w13 w14")]
@@ -77,16 +76,16 @@ def test_cross_encoder_reads_the_pair_as_one_sequence(tiny_checkpoint):
         assert torch.equal(batch[key], reference[key]), key
     model = make(tiny_checkpoint, mode="cross-encoder")
     full = tensors.batch([0, 1, 2], torch.device("cpu"))
-    (embedded,) = embed_inputs(model, full)
+    (embedded,) = model.embed_inputs(full)
     theirs = transformers.BertModel.from_pretrained(tiny_checkpoint).eval()
     with torch.no_grad():
         hidden = model.bert.encode(embedded)["last_hidden_state"]
         expected = theirs(**{k: reference[k] for k in ("input_ids", "attention_mask", "token_type_ids")})
     real = reference["attention_mask"].bool()
     assert torch.allclose(hidden[real], expected.last_hidden_state[real], atol=1e-5)  # token types used
-    scores = task_outputs(model, "sts", full)
+    scores = model.task_outputs("sts", full)
     assert scores.shape == (3,) and ((0 <= scores) & (scores <= 5)).all()
-    assert task_outputs(model, "qqp", full).shape == (3,)
+    assert model.task_outputs("qqp", full).shape == (3,)
     with pytest.raises(ValueError, match="bi-encoder mode only"):
         make(tiny_checkpoint, mode="cross-encoder", shared_similarity=True)
     with pytest.raises(ValueError, match="unknown mode"):

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from minbert.bert import BertModel
+from minbert.config import MultitaskSettings
+from minbert.data import TaskTensors
+from minbert.evaluation import dev_metrics
 from minbert.models import MultitaskBert
-from minbert.multitask import MultitaskRun, TaskTensors, class_weight_tensor, dev_metrics, train_multitask
-from minbert.training import TrainingError
-
-CPU = torch.device("cpu")
+from minbert.runtime import CPU
+from minbert.training import TrainingError, class_weight_tensor, train_multitask
 
 
 def toy_tasks(n: int, seed: int) -> dict[str, TaskTensors]:
@@ -51,8 +52,8 @@ def make_model(tiny_checkpoint, **kwargs) -> MultitaskBert:
 def test_every_strategy_trains_and_reports_all_metrics(tiny_checkpoint, tasks, strategy):
     train, dev = tasks
     model = make_model(tiny_checkpoint)
-    history = train_multitask(model, train, dev, MultitaskRun("t", strategy=strategy, epochs=1, lr=1e-3,
-                                                            batch_size=8), device=CPU)
+    history = train_multitask(model, train, dev, MultitaskSettings(schedule=strategy, epochs=1, lr=1e-3,
+                                                            batch_size=8), runtime=CPU)
     record = history[0]
     for key in ("sst_acc", "qqp_acc", "sts_pearson", "sst_train_loss", "qqp_train_loss",
                 "sts_train_loss", "sst_dev_loss", "dev_mean"):
@@ -64,7 +65,7 @@ def test_training_improves_the_dev_losses(tiny_checkpoint, tasks):
     train, dev = tasks
     model = make_model(tiny_checkpoint)
     before = dev_metrics(model, dev, 32, CPU)
-    train_multitask(model, train, dev, MultitaskRun("t", epochs=4, lr=1e-3, batch_size=8), device=CPU)
+    train_multitask(model, train, dev, MultitaskSettings(epochs=4, lr=1e-3, batch_size=8), runtime=CPU)
     after = dev_metrics(model, dev, 32, CPU)
     assert after["sts_dev_loss"] < before["sts_dev_loss"]
     assert after["sst_dev_loss"] < before["sst_dev_loss"]
@@ -72,15 +73,15 @@ def test_training_improves_the_dev_losses(tiny_checkpoint, tasks):
 
 def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_checkpoint, tasks, tmp_path):
     train, dev = tasks
-    run = MultitaskRun("r", strategy="round-robin", epochs=3, lr=1e-3, batch_size=8)
+    run = MultitaskSettings(schedule="round-robin", epochs=3, lr=1e-3, batch_size=8)
     whole = make_model(tiny_checkpoint)
-    expected = train_multitask(whole, train, dev, run, device=CPU, checkpoint_dir=tmp_path / "a")
+    expected = train_multitask(whole, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "a")
 
     first = make_model(tiny_checkpoint)
-    train_multitask(first, train, dev, run, device=CPU, checkpoint_dir=tmp_path / "b", stop_after_epoch=1)
+    train_multitask(first, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "b", stop_after_epoch=1)
     torch.manual_seed(12345)  # a new process: another random state, which resume must restore
     resumed = make_model(tiny_checkpoint)
-    got = train_multitask(resumed, train, dev, run, device=CPU, checkpoint_dir=tmp_path / "b", resume=True)
+    got = train_multitask(resumed, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "b", resume=True)
     drop = ("seconds",)
     assert [{k: v for k, v in h.items() if k not in drop} for h in got] == [
         {k: v for k, v in h.items() if k not in drop} for h in expected]
@@ -91,9 +92,9 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_checkpoint, 
 def test_freeze_last_epoch_and_separate_qqp_phase(tiny_checkpoint, tasks):
     train, dev = tasks
     model = make_model(tiny_checkpoint)
-    run = MultitaskRun("f", epochs=3, lr=1e-3, batch_size=8, qqp_only_epochs=1, freeze_last_epochs=1)
+    run = MultitaskSettings(epochs=1, lr=1e-3, batch_size=8, qqp_only_epochs=1, freeze_epochs=1)
     snapshots = []
-    history = train_multitask(model, train, dev, run, device=CPU,
+    history = train_multitask(model, train, dev, run, runtime=CPU,
                               on_epoch=lambda r: snapshots.append(
                                   {k: v.clone() for k, v in model.bert.state_dict().items()}))
     assert [h["qqp_only"] for h in history] == [True, False, False]
@@ -106,22 +107,22 @@ def test_freeze_last_epoch_and_separate_qqp_phase(tiny_checkpoint, tasks):
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_checkpoint, tasks, tmp_path):
     train, dev = tasks
     model = make_model(tiny_checkpoint)
-    run = MultitaskRun("n", epochs=2, lr=1e-3, batch_size=8)
-    train_multitask(model, train, dev, run, device=CPU, checkpoint_dir=tmp_path, stop_after_epoch=1)
+    run = MultitaskSettings(epochs=2, lr=1e-3, batch_size=8)
+    train_multitask(model, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path, stop_after_epoch=1)
     good = torch.load(tmp_path / "last.pt", weights_only=True)
     with torch.no_grad():
         model.sst_head[1].bias.fill_(float("nan"))
     with pytest.raises(TrainingError, match=r"loss became nan at n, epoch 1, step \d+, task sst"):
-        train_multitask(model, train, dev, run, device=CPU)
+        train_multitask(model, train, dev, run, name="n", runtime=CPU)
     assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == good["epoch"] == 1
 
 
 def test_class_weights_and_bad_runs():
     torch.testing.assert_close(class_weight_tensor([0, 0, 0, 1], 2), torch.tensor([4 / 6, 2.0]))
-    with pytest.raises(ValueError, match="unknown strategy"):
-        MultitaskRun("x", strategy="shuffle")
+    with pytest.raises(ValueError, match="schedule"):
+        MultitaskSettings(schedule="shuffle")
     with pytest.raises(ValueError, match="must name each"):
-        MultitaskRun("x", order=("sst", "qqp"))
+        MultitaskSettings(task_order=["sst", "qqp"])
 
 
 @pytest.mark.filterwarnings("ignore:skipped malformed row")
@@ -129,22 +130,22 @@ def test_resume_on_the_smoke_profile_with_real_data(data_dir, tmp_path):
     """The smoke profile's data and the embedded MiniLM: killed after one epoch and resumed,
     the run ends with the same metrics as one that ran straight through."""
     from minbert.bert import load_tokenizer
-    from minbert.config import load_params, validate
-    from minbert.experiments import load_multitask, strategy_run
+    from minbert.config import load_config
+    from minbert.experiments import arm_settings, load_multitask
 
-    cfg = validate("02_sbert_baseline", load_params("02_sbert_baseline", "smoke"))
+    cfg = load_config("02_sbert_baseline", "smoke")
     data = load_multitask(cfg, load_tokenizer())
-    run, _ = strategy_run(cfg, "baseline")
+    run = arm_settings(cfg, "baseline", cfg.arm_updates("baseline"))
 
     def fresh():
         torch.manual_seed(cfg.seed)
         return MultitaskBert(BertModel.from_pretrained(), pooling=cfg.pooling)
 
-    straight = train_multitask(fresh(), data.train, data.dev, run, device=CPU,
+    straight = train_multitask(fresh(), data.train, data.dev, run, runtime=CPU,
                                checkpoint_dir=tmp_path / "straight")
-    train_multitask(fresh(), data.train, data.dev, run, device=CPU, checkpoint_dir=tmp_path / "killed",
+    train_multitask(fresh(), data.train, data.dev, run, runtime=CPU, checkpoint_dir=tmp_path / "killed",
                     stop_after_epoch=1)
-    resumed = train_multitask(fresh(), data.train, data.dev, run, device=CPU,
+    resumed = train_multitask(fresh(), data.train, data.dev, run, runtime=CPU,
                               checkpoint_dir=tmp_path / "killed", resume=True)
     assert len(straight) == 2
     metrics = ("sst_acc", "qqp_acc", "sts_pearson", "sst_train_loss", "qqp_train_loss", "sts_train_loss")
@@ -153,11 +154,11 @@ def test_resume_on_the_smoke_profile_with_real_data(data_dir, tmp_path):
 
 def test_sophia_trains_with_hessian_refreshes_and_resumes(tiny_checkpoint, tasks, tmp_path):
     train, dev = tasks
-    run = MultitaskRun("s", epochs=2, lr=1e-3, batch_size=8, optimizer="sophia", hessian_interval=2,
+    run = MultitaskSettings(epochs=2, lr=1e-3, batch_size=8, optimizer="sophia", hessian_interval=2,
                        weight_decay=0.1)
     model = make_model(tiny_checkpoint)
     before = dev_metrics(model, dev, 32, CPU)
-    expected = train_multitask(model, train, dev, run, device=CPU, checkpoint_dir=tmp_path / "a")
+    expected = train_multitask(model, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "a")
     assert expected[-1]["sts_dev_loss"] < before["sts_dev_loss"]
     state = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["optimizers"]["all"]["state"]
     hessians = [s["hessian"] for s in state.values()]
@@ -165,28 +166,28 @@ def test_sophia_trains_with_hessian_refreshes_and_resumes(tiny_checkpoint, tasks
     assert sum(int((h > 0).sum()) for h in hessians) > 0  # the refresh ran and left curvature
 
     first = make_model(tiny_checkpoint)
-    train_multitask(first, train, dev, run, device=CPU, checkpoint_dir=tmp_path / "b", stop_after_epoch=1)
+    train_multitask(first, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "b", stop_after_epoch=1)
     resumed = make_model(tiny_checkpoint)
-    history = train_multitask(resumed, train, dev, run, device=CPU, checkpoint_dir=tmp_path / "b",
+    history = train_multitask(resumed, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "b",
                               resume=True)
     assert [h["dev_mean"] for h in history] == [h["dev_mean"] for h in expected]
 
 
 def test_one_optimizer_per_task_uses_its_own_settings(tiny_checkpoint, tasks):
     train, dev = tasks
-    run = MultitaskRun("p", epochs=1, lr=1e-3, batch_size=8, optimizer="sophia", task_optimizers=True,
+    run = MultitaskSettings(epochs=1, lr=1e-3, batch_size=8, optimizer="sophia", task_optimizers=True,
                        task_settings={"sst": {"lr": 0.0}, "qqp": {"lr": 0.0}, "sts": {"lr": 0.0}})
     model = make_model(tiny_checkpoint)
     bert_before = {k: v.clone() for k, v in model.bert.state_dict().items()}
-    train_multitask(model, train, dev, run, device=CPU)
+    train_multitask(model, train, dev, run, runtime=CPU)
     # lr 0 for every task: nothing moves (weight decay is scaled by lr)
     assert all(torch.equal(bert_before[k], v) for k, v in model.bert.state_dict().items())
     with pytest.raises(ValueError, match="one task per step"):
-        MultitaskRun("p", strategy="combined", task_optimizers=True)
+        MultitaskSettings(schedule="combined", task_optimizers=True)
     with pytest.raises(ValueError, match="task_settings"):
-        MultitaskRun("p", task_optimizers=True, task_settings={"sst": {"beta": 0.5}})
-    with pytest.raises(ValueError, match="unknown optimizer"):
-        MultitaskRun("p", optimizer="sgd")
+        MultitaskSettings(task_optimizers=True, task_settings={"sst": {"beta": 0.5}})
+    with pytest.raises(ValueError, match="optimizer"):
+        MultitaskSettings(optimizer="sgd")
 
 
 def test_cross_encoder_trains_with_smart_and_sophia(tiny_checkpoint, tasks):
@@ -200,9 +201,9 @@ def test_cross_encoder_trains_with_smart_and_sophia(tiny_checkpoint, tasks):
     torch.manual_seed(0)
     model = MultitaskBert(BertModel.from_pretrained(tiny_checkpoint), mode="cross-encoder")
     before = dev_metrics(model, dev, 32, CPU)
-    run = MultitaskRun("x", epochs=3, lr=1e-3, batch_size=8, optimizer="sophia", hessian_interval=2,
+    run = MultitaskSettings(epochs=3, lr=1e-3, batch_size=8, optimizer="sophia", hessian_interval=2,
                        smart={"qqp": {}, "sts": {"epsilon": 1e-3}})
-    history = train_multitask(model, train, dev, run, device=CPU)
+    history = train_multitask(model, train, dev, run, runtime=CPU)
     assert all(math.isfinite(h["dev_mean"]) for h in history)
     assert history[-1]["sts_dev_loss"] < before["sts_dev_loss"]
 
@@ -212,7 +213,7 @@ def test_a_fresh_run_replaces_its_tensorboard_log_and_a_resumed_one_continues_it
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     train, dev = tasks
-    run = MultitaskRun("t", epochs=2, lr=1e-3, batch_size=8)
+    run = MultitaskSettings(epochs=2, lr=1e-3, batch_size=8)
     logs, checkpoints = tmp_path / "tb", tmp_path / "ckpt"
 
     def logged_epochs() -> list[int]:
@@ -220,11 +221,11 @@ def test_a_fresh_run_replaces_its_tensorboard_log_and_a_resumed_one_continues_it
         events.Reload()
         return [event.step for event in events.Scalars("dev/mean")]
 
-    train_multitask(make_model(tiny_checkpoint), train, dev, run, device=CPU, log_dir=logs)
+    train_multitask(make_model(tiny_checkpoint), train, dev, run, runtime=CPU, log_dir=logs)
     assert logged_epochs() == [1, 2]
-    train_multitask(make_model(tiny_checkpoint), train, dev, run, device=CPU, log_dir=logs,
+    train_multitask(make_model(tiny_checkpoint), train, dev, run, runtime=CPU, log_dir=logs,
                     checkpoint_dir=checkpoints, stop_after_epoch=1)
     assert logged_epochs() == [1]
-    train_multitask(make_model(tiny_checkpoint), train, dev, run, device=CPU, log_dir=logs,
+    train_multitask(make_model(tiny_checkpoint), train, dev, run, runtime=CPU, log_dir=logs,
                     checkpoint_dir=checkpoints, resume=True)
     assert logged_epochs() == [1, 2]

@@ -20,7 +20,7 @@ def report_dirs(tmp_path, monkeypatch, data_dir):
 
 def test_part1_smoke_run_writes_report_results_and_predictions(report_dirs):
     cli.main(["run", "01_part1_sst", "--profile", "smoke", "-p", "finetune_epochs", "2"])
-    results = json.loads((report_dirs / "results" / "01_part1_sst.json").read_text())
+    results = json.loads((report_dirs / "results" / "01_part1_sst.smoke.json").read_text())
     assert set(results) == {"notebook", "profile", "stamp", "data", "runs", "checks"}
     assert results["notebook"] == "01_part1_sst" and results["profile"] == "smoke"
     stamp = results["stamp"]
@@ -38,7 +38,7 @@ def test_part1_smoke_run_writes_report_results_and_predictions(report_dirs):
     assert trainable["pretrain"] < trainable["finetune"]
     parity = results["checks"]["bert_parity"]
     assert parity["max_abs_diff_last_hidden_state"] < 1e-5 and parity["max_abs_diff_pooler_output"] < 1e-5
-    predictions = report_dirs / "predictions" / "01_part1_sst"
+    predictions = report_dirs / "predictions" / "01_part1_sst.smoke"
     for mode in ("pretrain", "finetune"):
         for split in ("dev", "test"):
             lines = (predictions / f"{mode}-sst-{split}.csv").read_text().splitlines()
@@ -72,19 +72,19 @@ def test_notebooks_are_numbered_and_stored_without_outputs():
                 assert cell["outputs"] == [] and cell["execution_count"] is None, name
 
 
-def test_sbert_smoke_run_reports_every_strategy(report_dirs):
+def test_sbert_smoke_run_reports_every_arm(report_dirs):
     cli.main(["run", "02_sbert_baseline", "--profile", "smoke"])
-    results = json.loads((report_dirs / "results" / "02_sbert_baseline.json").read_text())
+    results = json.loads((report_dirs / "results" / "02_sbert_baseline.smoke.json").read_text())
     names = [r["name"] for r in results["runs"]]
-    best_strategy = results["checks"]["best_strategy"]
-    assert names == ["baseline", "round-robin", "pcgrad", "qqp-separate", "freeze", f"{best_strategy}-final"]
+    best_arm = results["checks"]["best_arm"]
+    assert names == ["baseline", "round-robin", "pcgrad", "qqp-separate", "freeze", f"{best_arm}-final"]
     comparison, final = results["data"]["comparison"], results["data"]["final"]
     assert comparison["qqp"]["train"]["source"] in ("quora-train.csv", "quora-train-subset.csv")
     assert comparison["qqp"]["dev"] == final["qqp"]["dev"] == {"source": "quora-dev.csv", "size": 32,
                                                                "skipped": 2}
     assert comparison["sst"]["train"]["size"] == 48 and final["sst"]["train"]["size"] == 64
     assert results["runs"][-1]["train_sizes"] == {"sst": 64, "qqp": 64, "sts": 64}
-    assert results["runs"][-1]["strategy"] == best_strategy
+    assert results["runs"][-1]["arm"] == best_arm
     for run in results["runs"]:
         assert set(run["dev"]) == {"sst_acc", "qqp_acc", "sts_pearson"}
         assert all(-1.0 <= v <= 1.0 for v in run["dev"].values())
@@ -93,14 +93,14 @@ def test_sbert_smoke_run_reports_every_strategy(report_dirs):
     assert [h["qqp_only"] for h in by_name["qqp-separate"]["history"]] == [True, False]
     assert [h["bert_frozen"] for h in by_name["freeze"]["history"]] == [False, True]
     best = results["checks"]["best_run"]
-    dev_sst = (report_dirs / "predictions" / "02_sbert_baseline" / f"{best}-sst-dev.csv").read_text()
+    dev_sst = (report_dirs / "predictions" / "02_sbert_baseline.smoke" / f"{best}-sst-dev.csv").read_text()
     assert dev_sst.splitlines()[0] == "id\tsentiment" and len(dev_sst.splitlines()) == 33
     assert "study SST" in (report_dirs / "02_sbert_baseline.html").read_text()
 
 
 def test_attention_smoke_run_compares_variants(report_dirs):
     cli.main(["run", "05_attention", "--profile", "smoke"])
-    results = json.loads((report_dirs / "results" / "05_attention.json").read_text())
+    results = json.loads((report_dirs / "results" / "05_attention.smoke.json").read_text())
     runs = {r["name"]: r for r in results["runs"]}
     assert list(runs) == ["standard", "center+linear+sparsemax"]
     assert {r["config"]["attention"] for r in runs.values()} == set(runs)
@@ -115,7 +115,7 @@ def test_attention_smoke_run_compares_variants(report_dirs):
 
 def test_sophia_smoke_run_tunes_and_compares_optimizers(report_dirs):
     cli.main(["run", "03_sophia", "--profile", "smoke"])
-    results = json.loads((report_dirs / "results" / "03_sophia.json").read_text())
+    results = json.loads((report_dirs / "results" / "03_sophia.smoke.json").read_text())
     names = [r["name"] for r in results["runs"]]
     assert names == ["adamw", "sophia", "adamw-tuned", "sophia-tuned", "sophia-tuned-qqp-separate",
                      "sophia-tuned-class-weights", "sophia-per-task-tuned", "sophia-regularised"]
@@ -135,7 +135,7 @@ def test_sophia_smoke_run_tunes_and_compares_optimizers(report_dirs):
 
 def test_smart_smoke_run_compares_and_tunes(report_dirs):
     cli.main(["run", "04_smart", "--profile", "smoke"])
-    results = json.loads((report_dirs / "results" / "04_smart.json").read_text())
+    results = json.loads((report_dirs / "results" / "04_smart.smoke.json").read_text())
     by_name = {r["name"]: r for r in results["runs"]}
     assert list(by_name) == ["no-smart", "smart", "smart-naive-sts", "smart-tuned"]
     assert by_name["no-smart"]["config"]["smart"] == {}
@@ -161,13 +161,13 @@ def test_results_notebook_gathers_every_results_file(report_dirs):
 
 def test_final_model_smoke_run_with_error_analysis(report_dirs):
     cli.main(["run", "06_final_bert", "--profile", "smoke"])
-    results = json.loads((report_dirs / "results" / "06_final_bert.json").read_text())
+    results = json.loads((report_dirs / "results" / "06_final_bert.smoke.json").read_text())
     (run,) = results["runs"]
-    assert run["config"]["mode"] == "cross-encoder" and run["config"]["order"] == ["qqp", "sts", "sst"]
+    assert run["config"]["mode"] == "cross-encoder" and run["config"]["task_order"] == ["qqp", "sts", "sst"]
     assert run["config"]["smart"] == {"sts": {}}
     assert [h["bert_frozen"] for h in run["history"]] == [False, False, True]
     assert set(results["checks"]["aims_met"]) == {"sst_acc", "qqp_acc", "sts_pearson"}
-    predictions = report_dirs / "predictions" / "06_final_bert"
+    predictions = report_dirs / "predictions" / "06_final_bert.smoke"
     for task, column in (("sst", "sentiment"), ("qqp", "is_duplicate"), ("sts", "similarity")):
         lines = (predictions / f"final-{task}-dev.csv").read_text().splitlines()
         assert lines[0] == f"id\t{column}" and len(lines) == 33
@@ -201,10 +201,10 @@ def test_final_model_script_without_jupyter(report_dirs, capsys):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     script.main(["--profile", "smoke", "-p", "epochs", "1"])
-    results = json.loads((report_dirs / "results" / "06_final_bert.json").read_text())
+    results = json.loads((report_dirs / "results" / "06_final_bert.smoke.json").read_text())
     (run,) = results["runs"]
     assert results["profile"] == "smoke" and [h["bert_frozen"] for h in run["history"]] == [False, True]
     aims = results["checks"]["aims"]
     assert results["checks"]["aims_met"] == {k: run["dev"][k] >= v for k, v in aims.items()}
-    assert (report_dirs / "predictions" / "06_final_bert" / "final-sst-test.csv").is_file()
+    assert (report_dirs / "predictions" / "06_final_bert.smoke" / "final-sst-test.csv").is_file()
     assert "short of the aim" in capsys.readouterr().out

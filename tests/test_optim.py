@@ -157,7 +157,7 @@ def test_sophia_on_a_badly_conditioned_quadratic():
 
 def test_sophia_gauss_newton_bartlett_estimates_the_hessian_diagonal():
     """E[bs * g^2] of the sampled-label loss equals the Gauss-Newton diagonal of the real loss."""
-    from minbert.multitask import sampled_label_loss
+    from minbert.tasks import TASKS
 
     torch.manual_seed(0)
     x = torch.randn(6, 3, dtype=torch.float64)
@@ -166,7 +166,7 @@ def test_sophia_gauss_newton_bartlett_estimates_the_hessian_diagonal():
         w = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
         draws = []
         for _ in range(5000):
-            (g,) = torch.autograd.grad(sampled_label_loss(task, outputs_of(w)).double(), w)
+            (g,) = torch.autograd.grad(TASKS[task].sampled_label_loss(outputs_of(w)).double(), w)
             draws.append(len(x) * g.square())
         estimate = torch.stack(draws).mean(0)
         out = outputs_of(w).detach()

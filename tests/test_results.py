@@ -1,4 +1,5 @@
-"""The results table across notebooks, the study's table beside it, and reports/index.html."""
+"""Results files keyed by notebook and profile, the results table across notebooks, the study's table
+beside it, and reports/index.html."""
 
 from __future__ import annotations
 
@@ -7,26 +8,30 @@ import json
 import pandas as pd
 import pytest
 
-from minbert import results
-from minbert.study import STATE_OF_THE_ART, STUDY_FIGURES
+from minbert import records, reporting
+from minbert.published import STATE_OF_THE_ART, STUDY_FIGURES
 
 
-def write_result(folder, notebook, runs, dirty=False, profile="quick", file_name=None):
+def run(name, **dev):
+    return {"name": name, "dev": dev, "best_epoch": 1, "history": []}
+
+
+def write_result(folder, notebook, runs, dirty=False, profile="quick"):
     folder.mkdir(parents=True, exist_ok=True)
     stamp = {"commit": "abcdef1234567", "dirty": dirty, "params": {}, "seed": 1, "device": "cpu (test)",
              "versions": {}, "started": "2026-01-01T00:00:00+00:00", "wall_s": 90.0}
     payload = {"notebook": notebook, "profile": profile, "stamp": stamp, "data": {}, "runs": runs,
                "checks": {}}
-    (folder / f"{file_name or notebook}.json").write_text(json.dumps(payload))
+    (folder / f"{notebook}.{profile}.json").write_text(json.dumps(payload))
 
 
 @pytest.fixture
 def reports(tmp_path):
     folder = tmp_path / "reports"
-    write_result(folder / "results", "01_part1_sst", [{"name": "finetune", "dev": {"sst_acc": 0.47}}])
+    write_result(folder / "results", "01_part1_sst", [run("finetune", sst_acc=0.47)])
     write_result(folder / "results", "02_sbert_baseline",
-                 [{"name": "baseline", "dev": {"sst_acc": 0.40, "qqp_acc": 0.76, "sts_pearson": 0.84}},
-                  {"name": "qqp-first", "dev": {"sst_acc": 0.46, "qqp_acc": 0.79, "sts_pearson": 0.83}}],
+                 [run("baseline", sst_acc=0.40, qqp_acc=0.76, sts_pearson=0.84),
+                  run("qqp-first", sst_acc=0.46, qqp_acc=0.79, sts_pearson=0.83)],
                  dirty=True)
     for name in ("01_part1_sst", "02_sbert_baseline"):
         (folder / f"{name}.html").write_text("<html></html>")
@@ -34,7 +39,7 @@ def reports(tmp_path):
 
 
 def test_runs_table_has_one_row_per_run_with_its_stamp(reports):
-    table = results.runs_table(results.load_all(reports / "results"))
+    table = reporting.runs_table(records.load_all(reports / "results"))
     assert list(table.index) == [("01_part1_sst", "finetune"), ("02_sbert_baseline", "baseline"),
                                  ("02_sbert_baseline", "qqp-first")]
     row = table.loc[("02_sbert_baseline", "qqp-first")]
@@ -42,14 +47,13 @@ def test_runs_table_has_one_row_per_run_with_its_stamp(reports):
     assert row["commit"] == "abcdef1+" and row["profile"] == "quick" and row["device"] == "cpu (test)"
     part1 = table.loc[("01_part1_sst", "finetune")]
     assert part1["mean"] == pytest.approx(0.47) and pd.isna(part1["QQP acc"])
-    best = results.best_per_notebook(table)
+    best = reporting.headline_runs(table)
     assert list(best.index) == [("01_part1_sst", "finetune"), ("02_sbert_baseline", "qqp-first")]
 
 
 def test_runs_of_several_profiles_carry_the_profile_in_their_name(reports):
-    write_result(reports / "results", "01_part1_sst", [{"name": "finetune", "dev": {"sst_acc": 0.5}}],
-                 profile="full", file_name="01_part1_sst-full")
-    table = results.runs_table(results.load_all(reports / "results"))
+    write_result(reports / "results", "01_part1_sst", [run("finetune", sst_acc=0.5)], profile="full")
+    table = reporting.runs_table(records.load_all(reports / "results"))
     assert [run for notebook, run in table.index if notebook == "01_part1_sst"] == [
         "finetune (full)", "finetune (quick)"]
     assert table.loc[("01_part1_sst", "finetune (full)"), "profile"] == "full"
@@ -57,32 +61,45 @@ def test_runs_of_several_profiles_carry_the_profile_in_their_name(reports):
 
 
 def test_no_results_yet_gives_empty_tables_and_the_study_bars(tmp_path):
-    table = results.runs_table(results.load_all(tmp_path))
+    table = reporting.runs_table(records.load_all(tmp_path))
     assert table.empty and list(table.columns) == ["SST acc", "QQP acc", "STS pearson", "mean", "profile",
-                                                   "device", "commit"]
-    assert results.best_per_notebook(table).empty
-    fig = results.plot_tasks(table)
+                                                   "device", "commit", "headline"]
+    assert reporting.headline_runs(table).empty
+    fig = reporting.plot_tasks(table)
     assert [len(ax.patches) for ax in fig.axes] == [2, 2, 2]  # the study's best and the state of the art
 
 
 def test_study_table_is_theirs_and_complete():
-    table = results.study_table()
+    table = reporting.study_table()
     assert len(table) == len(STUDY_FIGURES) + 1
     assert tuple(table.loc["state of the art cited by the study"]) == STATE_OF_THE_ART
     assert table.index.name == "model (theirs)"
 
 
 def test_index_links_every_report_with_a_summary(reports):
-    page = results.write_index(reports).read_text()
+    page = reporting.write_index(reports).read_text()
     assert '<a href="01_part1_sst.html">' in page and '<a href="02_sbert_baseline.html">' in page
-    assert "best run <code>qqp-first</code>: SST acc 0.460, QQP acc 0.790, STS pearson 0.830" in page
+    assert "headline run <code>qqp-first</code>: SST acc 0.460, QQP acc 0.790, STS pearson 0.830" in page
     assert "state of the art cited by the study" in page and "(theirs)" in page
-    fig = results.plot_tasks(results.runs_table(results.load_all(reports / "results")))
+    fig = reporting.plot_tasks(reporting.runs_table(records.load_all(reports / "results")))
     assert [ax.get_title() for ax in fig.axes] == ["SST acc", "QQP acc", "STS pearson"]
 
 
 def test_index_lists_the_runs_of_every_profile(reports):
-    write_result(reports / "results", "01_part1_sst", [{"name": "finetune", "dev": {"sst_acc": 0.5}}],
-                 profile="full", file_name="01_part1_sst-full")
-    page = results.write_index(reports).read_text()
+    write_result(reports / "results", "01_part1_sst", [run("finetune", sst_acc=0.5)], profile="full")
+    page = reporting.write_index(reports).read_text()
     assert "finetune (full)" in page and "finetune (quick)" in page
+
+
+def test_quick_and_full_results_of_one_notebook_live_side_by_side(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINBERT_REPORTS_DIR", str(tmp_path))
+    stamp = {"commit": None, "dirty": None, "device": "cpu (test)", "wall_s": 1.0}
+    for profile, score in (("quick", 0.4), ("full", 0.5)):
+        runs = [records.RunRecord("a", {"sst_acc": score}, 1, []),
+                records.RunRecord("b", {"sst_acc": 0.1}, 1, [])]
+        records.Results("01_part1_sst", profile, stamp, {}, runs).save()
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["01_part1_sst.full.json",
+                                                                       "01_part1_sst.quick.json"]
+    quick, full = records.load_results("01_part1_sst", "quick"), records.load_results("01_part1_sst", "full")
+    assert quick.run("a").dev == {"sst_acc": 0.4} and full.headline().dev == {"sst_acc": 0.5}
+    assert records.predictions_dir("01_part1_sst", "full").name == "01_part1_sst.full"

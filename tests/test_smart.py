@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from minbert.bert import BertModel
+from minbert.config import MultitaskSettings
 from minbert.models import MultitaskBert
-from minbert.multitask import MultitaskRun, embed_inputs, train_multitask
 from minbert.smart import SmartSettings, divergence, normalise, project, smart_loss
+from minbert.training import train_multitask
 from tests.test_bert import padded_batch
 from tests.test_multitask import CPU, toy_tasks
 
@@ -66,7 +67,7 @@ def sst_setup(tiny_checkpoint):
 
 
 def run_smart(model, batch, task, kind, settings, seen=None):
-    embedded = embed_inputs(model, batch if task != "sst" else {"a": batch["a"]})
+    embedded = model.embed_inputs(batch if task != "sst" else {"a": batch["a"]})
     clean = model.outputs_from_embedded(task, embedded)
 
     def forward(deltas):
@@ -115,14 +116,14 @@ def test_training_with_smart_on_every_task_is_finite(tiny_checkpoint):
     train, dev = toy_tasks(32, 0), toy_tasks(16, 1)
     torch.manual_seed(0)
     model = MultitaskBert(BertModel.from_pretrained(tiny_checkpoint))
-    run = MultitaskRun("smart", epochs=1, lr=1e-3, batch_size=8,
+    run = MultitaskSettings(epochs=1, lr=1e-3, batch_size=8,
                        smart={"sst": {}, "qqp": {"norm": "l2", "epsilon": 1e-3},
                               "sts": {"steps": 2, "epsilon": 1e-3}})
-    record = train_multitask(model, train, dev, run, device=CPU)[0]
+    record = train_multitask(model, train, dev, run, runtime=CPU)[0]
     for task in ("sst", "qqp", "sts"):
         assert math.isfinite(record[f"{task}_train_loss"]) and record[f"{task}_smart_loss"] >= 0
     assert math.isfinite(record["dev_mean"])
     with pytest.raises(ValueError, match="smart"):
-        MultitaskRun("bad", smart={"sst": {"norm": "l3"}})
+        MultitaskSettings(smart={"sst": {"norm": "l3"}})
     with pytest.raises(ValueError, match="smart"):
-        MultitaskRun("bad", smart={"sst": {"radius": 1.0}})
+        MultitaskSettings(smart={"sst": {"radius": 1.0}})

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from minbert.bert import BertModel
+from minbert.evaluation import predict_logits
 from minbert.models import SentenceClassifier, pool
-from minbert.training import TrainingError, predict_logits, train_classifier
+from minbert.training import TrainingError, train_classifier
 
 
 def toy_task(n=96, seed=0):
@@ -37,7 +38,7 @@ def test_finetuning_learns_a_token_marker_task(tiny_checkpoint):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert max(h["dev_acc"] for h in history) >= 0.9
     # the model keeps the best epoch's weights
-    logits = predict_logits(model, tokens[:48], 32, torch.device("cpu"))
+    logits = predict_logits(model, tokens[:48], 32)
     accuracy = (logits.argmax(-1) == torch.tensor(labels[:48])).float().mean().item()
     assert accuracy == pytest.approx(max(h["dev_acc"] for h in history))
 

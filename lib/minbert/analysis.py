@@ -13,33 +13,23 @@ import numpy as np
 import pandas as pd
 import torch
 
+from minbert import tasks
 from minbert.data import TaskSplit, pad_batch
-from minbert.experiments import SST_LABELS
 from minbert.models import MultitaskBert
-from minbert.multitask import labels_from_outputs, task_outputs
-from minbert.precision import autocast
-
-
-def confidence(task: str, outputs: torch.Tensor) -> np.ndarray:
-    """The model's probability for its own prediction (classification tasks)."""
-    if task == "sst":
-        return outputs.float().softmax(-1).max(-1).values.numpy()
-    if task == "qqp":
-        p = torch.sigmoid(outputs.float())
-        return torch.maximum(p, 1 - p).numpy()
-    raise ValueError("a regression output has no class probability; use the error instead")
+from minbert.runtime import CPU, Runtime
 
 
 def examples_table(task: str, split: TaskSplit, outputs: torch.Tensor) -> pd.DataFrame:
     """Every dev example with its text(s), gold label, prediction, and confidence or error."""
-    predicted = labels_from_outputs(task, outputs)
+    spec = tasks.get(task)
     frame = pd.DataFrame({"id": [e.id for e in split.examples],
                           "text": [" || ".join(e.texts) for e in split.examples],
-                          "gold": [e.label for e in split.examples], "predicted": predicted})
-    if task == "sts":
+                          "gold": [e.label for e in split.examples],
+                          "predicted": spec.predicted_labels(outputs)})
+    if spec.kind == "regression":
         frame["error"] = (frame["predicted"] - frame["gold"]).abs()
     else:
-        frame["confidence"] = confidence(task, outputs)
+        frame["confidence"] = spec.confidence(outputs)
         frame["correct"] = frame["predicted"] == frame["gold"]
     return frame
 
@@ -61,9 +51,10 @@ def metric_by_length(task: str, table: pd.DataFrame, lengths: list[int], bins: i
     frame = table.assign(length=lengths)
     frame["bin"] = pd.qcut(frame["length"], q=bins, duplicates="drop")
     rows = []
+    spec = tasks.get(task)
     for interval, group in frame.groupby("bin", observed=True):
-        if task == "sts":
-            value = float(np.corrcoef(group["predicted"], group["gold"])[0, 1]) if len(group) > 2 else np.nan
+        if spec.kind == "regression":
+            value = spec.score(group["predicted"], group["gold"]) if len(group) > 2 else np.nan
         else:
             value = float(group["correct"].mean())
         rows.append({"tokens": f"{int(interval.left) + 1}-{int(interval.right)}", "examples": len(group),
@@ -77,7 +68,7 @@ def plot_metric_by_length(per_task: dict[str, pd.DataFrame]) -> plt.Figure:
         ax.bar(frame["tokens"], frame["metric"], color="tab:blue")
         for x, (value, n) in enumerate(zip(frame["metric"], frame["examples"], strict=True)):
             ax.text(x, value, f"{value:.2f}\nn={n}", ha="center", va="bottom", fontsize=7)
-        ax.set(title=f"{task.upper()} {'pearson' if task == 'sts' else 'accuracy'} by length",
+        ax.set(title=f"{tasks.get(task).metric_label} by length",
                xlabel="tokens", ylim=(0, 1.1))
     fig.tight_layout()
     return fig
@@ -97,12 +88,11 @@ def plot_sts_scatter(table: pd.DataFrame) -> plt.Figure:
 class Predictor:
     """The trained model as plain calls on raw text, for the panel and for headless runs."""
 
-    def __init__(self, model: MultitaskBert, tokenizer, device: torch.device, max_length: int = 128,
-                 dtype: torch.dtype = torch.float32) -> None:
-        self.model, self.tokenizer, self.device = model, tokenizer, device
-        self.max_length, self.dtype = max_length, dtype
+    def __init__(self, model: MultitaskBert, tokenizer, runtime: Runtime = CPU,
+                 max_length: int = 128) -> None:
+        self.model, self.tokenizer, self.runtime, self.max_length = model, tokenizer, runtime, max_length
 
-    def _batch(self, task: str, a: str, b: str | None) -> dict:
+    def _batch(self, a: str, b: str | None) -> dict:
         def encoded(*texts):
             out = self.tokenizer(*texts, truncation=True, max_length=self.max_length)
             return pad_batch([out["input_ids"]], second_starts=[out["token_type_ids"].count(0)]
@@ -114,24 +104,18 @@ class Predictor:
             parts = {"a": encoded(a, b)}
         else:
             parts = {"a": encoded(a), "b": encoded(b)}
-        return {key: {k: v.to(self.device) for k, v in part.items()} for key, part in parts.items()}
+        return {key: {k: v.to(self.runtime.device) for k, v in part.items()} for key, part in parts.items()}
 
     @torch.no_grad()
     def predict(self, task: str, a: str, b: str | None = None) -> dict:
         """SST: the label and its probabilities; QQP: duplicate probability; STS: the 0..5 score."""
-        if (task == "sst") != (b is None):
-            raise ValueError(f"{task} takes {'one sentence' if task == 'sst' else 'two sentences'}")
+        spec = tasks.get(task)
+        if spec.is_pair == (b is None):
+            raise ValueError(f"{task} takes {'two sentences' if spec.is_pair else 'one sentence'}")
         self.model.eval()
-        with autocast(self.device, self.dtype):
-            outputs = task_outputs(self.model, task, self._batch(task, a, b)).float().cpu()
-        if task == "sst":
-            probs = outputs.softmax(-1)[0]
-            return {"label": SST_LABELS[int(probs.argmax())],
-                    "probabilities": dict(zip(SST_LABELS, [round(float(p), 3) for p in probs], strict=True))}
-        if task == "qqp":
-            p = float(torch.sigmoid(outputs[0]))
-            return {"duplicate": p > 0.5, "probability": round(p, 3)}
-        return {"similarity": round(float(outputs[0]), 2)}
+        with self.runtime.autocast():
+            outputs = self.model.task_outputs(task, self._batch(a, b)).float().cpu()
+        return spec.explain(outputs[0])
 
 
 def prediction_panel(predictor: Predictor):
@@ -139,7 +123,7 @@ def prediction_panel(predictor: Predictor):
     Under papermill nothing is typed; the panel renders and the notebook goes on."""
     import ipywidgets as widgets
 
-    task = widgets.Dropdown(options=["sst", "qqp", "sts"], value="sst", description="task")
+    task = widgets.Dropdown(options=list(tasks.MULTITASK), value=tasks.MULTITASK[0], description="task")
     first = widgets.Text(value="A gripping, beautifully acted film.", description="sentence",
                          layout=widgets.Layout(width="60%"))
     second = widgets.Text(value="", description="second", placeholder="pairs only (QQP, STS)",
@@ -157,3 +141,12 @@ def prediction_panel(predictor: Predictor):
 
     button.on_click(run)
     return widgets.VBox([task, first, second, button, out])
+
+
+def sentence_attention(model: MultitaskBert, tokenizer, sentence: str, runtime: Runtime = CPU,
+                       layer: int = -1, head: int = 0) -> tuple[list[str], np.ndarray]:
+    """One sentence's tokens and the attention weights of one layer and head, (query, key)."""
+    ids = tokenizer(sentence)["input_ids"]
+    model.eval()
+    maps = model.bert.attention_maps(torch.tensor([ids], device=runtime.device))
+    return tokenizer.convert_ids_to_tokens(ids), maps[layer][0, head].float().cpu().numpy()

@@ -1,20 +1,28 @@
-"""Notebook parameters: one validated config object per notebook.
+"""Notebook parameters: every knob with its default in one place, one validated config per notebook.
 
-A run's parameters come from `params/<profile>/<notebook>.yaml`, then `-p key
-value` overrides, then papermill's injection into the notebook. Each notebook
-validates what it received against its config class: an unknown key or a value
-of the wrong type is an error that names the key.
+A run's parameters are the defaults below, then `params/<profile>/<notebook>.yaml`
+(which lists only what the profile changes), then `-p key value` overrides. Each
+notebook's parameters cell holds only `profile`; papermill injects the overrides
+after it and the notebook loads the rest itself, so JupyterLab and papermill read
+the same files. Validation is strict: an unknown key, a value of the wrong type
+(a string for a number, a boolean for an integer) or an impossible combination is
+an error that names the key.
+
+A new training knob is one field of `MultitaskSettings` (with its default) and its
+use in `minbert.training`; a new study arm is one entry of `minbert.experiments.ARMS`.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from minbert import paths
+from minbert.tasks import MULTITASK, TaskName
 
 PROFILES = ("smoke", "quick", "full")
 
@@ -23,99 +31,224 @@ class ConfigError(ValueError):
     """Parameters that do not fit a notebook: unknown key, wrong type, missing file."""
 
 
-class NotebookConfig(BaseModel):
-    """Base of every notebook's parameters: unknown keys are refused."""
+class _Settings(BaseModel):
+    """Strict, frozen, and no unknown keys."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    profile: Literal["smoke", "quick", "full"]
-    seed: int = Field(ge=0)
-    device: Literal["auto", "cpu", "cuda"]
+    def with_updates(self, *updates: dict[str, Any] | None):
+        """The same settings with the given fields replaced, validated again (later dicts win)."""
+        merged: dict[str, Any] = {}
+        for update in updates:
+            merged.update(update or {})
+        if not merged:
+            return self
+        try:
+            return type(self).model_validate({**self.model_dump(), **merged})
+        except ValidationError as exc:
+            raise ConfigError(describe(type(self), exc)) from None
+
+
+class NotebookConfig(_Settings):
+    """What every training notebook has: profile, seed, where it computes, checkpoint, data policy."""
+
+    profile: Literal["smoke", "quick", "full"] = "quick"
+    seed: int = Field(11711, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "float32", "bfloat16"] = Field(
-        description="auto: bfloat16 autocast where the processor or GPU supports it, else float32")
+        "auto", description="auto: bfloat16 autocast where the processor or GPU supports it, else float32")
     checkpoint: str | None = Field(
-        description="Hugging Face BERT checkpoint folder or hub id; null for the embedded MiniLM")
-    strict_data: bool = Field(description="stop at the first malformed CSV row instead of skipping")
+        None, description="Hugging Face BERT checkpoint folder or hub id; null for the embedded MiniLM")
+    strict_data: bool = Field(False, description="stop at the first malformed CSV row instead of skipping")
 
 
 class Part1Config(NotebookConfig):
     """01_part1_sst: SST-5 sentiment with BERT frozen (`pretrain`) or trained (`finetune`)."""
 
-    modes: list[Literal["pretrain", "finetune"]] = Field(min_length=1)
-    pooling: Literal["cls", "mean"]
-    max_length: int = Field(gt=2, le=512)
-    batch_size: int = Field(gt=0)
-    eval_batch_size: int = Field(gt=0)
-    dropout: float = Field(ge=0.0, lt=1.0)
-    pretrain_epochs: int = Field(gt=0)
-    pretrain_lr: float = Field(gt=0.0)
-    finetune_epochs: int = Field(gt=0)
-    finetune_lr: float = Field(gt=0.0)
-    weight_decay: float = Field(ge=0.0)
-    train_limit: int | None = Field(gt=0, description="seeded subsample of train; null for all")
-    dev_limit: int | None = Field(gt=0, description="seeded subsample of dev; null for all")
+    modes: list[Literal["pretrain", "finetune"]] = Field(["pretrain", "finetune"], min_length=1)
+    pooling: Literal["cls", "mean"] = "mean"
+    max_length: int = Field(128, gt=2, le=512)
+    batch_size: int = Field(32, gt=0)
+    eval_batch_size: int = Field(128, gt=0)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    pretrain_epochs: int = Field(10, gt=0)
+    pretrain_lr: float = Field(1e-3, gt=0.0)
+    finetune_epochs: int = Field(3, gt=0)
+    finetune_lr: float = Field(5e-5, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    train_limit: int | None = Field(None, gt=0, description="seeded subsample of train; null for all")
+    dev_limit: int | None = Field(None, gt=0, description="seeded subsample of dev and test; null for all")
 
 
-STRATEGY_NAMES = ("baseline", "qqp-first", "round-robin", "combined", "pcgrad", "qqp-separate",
-                  "class-weights", "freeze", "shared-similarity")
+def _per_task(value: float) -> dict[str, float]:
+    return dict.fromkeys(MULTITASK, value)
 
 
-class MultitaskConfig(NotebookConfig):
-    """What every multitask notebook shares: model, data sizes, training and the strategies' knobs."""
+class MultitaskSettings(NotebookConfig):
+    """Every knob of a multitask run (data, model, training) with its default: the standard recipe.
 
-    pooling: Literal["cls", "mean"]
-    head_hidden: int | None = Field(gt=0, description="hidden units of the heads; null for linear")
-    dropout_sst: float = Field(ge=0.0, lt=1.0)
-    dropout_qqp: float = Field(ge=0.0, lt=1.0)
-    dropout_sts: float = Field(ge=0.0, lt=1.0)
-    max_length: int = Field(gt=2, le=512)
-    batch_size: int = Field(gt=0)
-    eval_batch_size: int = Field(gt=0)
-    epochs: int = Field(gt=0, description="epochs of every strategy")
-    baseline_epochs: int = Field(gt=0, description="epochs of the baseline, whose curves show overfitting")
-    lr: float = Field(gt=0.0)
-    weight_decay: float = Field(ge=0.0)
-    loss_weight_sst: float = Field(gt=0.0, description="combined and pcgrad: weight of SST's loss")
-    loss_weight_qqp: float = Field(gt=0.0, description="combined and pcgrad: weight of QQP's loss")
-    loss_weight_sts: float = Field(gt=0.0, description="combined and pcgrad: weight of STS's loss")
-    qqp_only_epochs: int = Field(ge=1, description="qqp-separate: QQP-only epochs before the others")
-    freeze_last_epochs: int = Field(ge=1, description="freeze: extra epochs with BERT frozen")
-    sst_train_limit: int | None = Field(gt=0)
-    qqp_train_limit: int | None = Field(gt=0)
-    sts_train_limit: int | None = Field(gt=0)
-    dev_limit: int | None = Field(gt=0, description="seeded subsample of each dev set; null for all")
-    resume: bool = Field(description="continue each run from its last checkpoint under runs/")
+    The trainer reads its knobs from here, a study arm is a set of updates to them
+    (`minbert.experiments.ARMS`), and an Optuna space proposes updates to them.
+    """
 
-    def resized(self, epochs: int, sst: int | None, qqp: int | None, sts: int | None, **more: Any):
+    # data
+    max_length: int = Field(64, gt=2, le=512)
+    train_limits: dict[TaskName, int] = Field(
+        {}, description="seeded train subsample per task; a task not named keeps all its rows")
+    dev_limit: int | None = Field(None, gt=0, description="seeded subsample of each dev set; null for all")
+    # model
+    mode: Literal["bi-encoder", "cross-encoder"] = Field(
+        "bi-encoder", description="sentences of a pair encoded apart (sBERT) or read together (BERT)")
+    attention: str = Field("standard", description="attention variant, e.g. center+linear+sparsemax")
+    pooling: Literal["cls", "mean"] = "mean"
+    head_hidden: int | None = Field(None, gt=0, description="hidden units of the heads; null for linear")
+    dropout: dict[TaskName, float] = Field(_per_task(0.1), description="dropout before each task's head")
+    shared_similarity: bool = Field(False, description="bi-encoder: one linear layer shared by QQP and STS")
+    # training
+    schedule: Literal["sequential", "round-robin", "combined", "pcgrad"] = Field(
+        "sequential", description="which tasks train at each step (minbert.schedules)")
+    task_order: list[TaskName] = Field(["sts", "sst", "qqp"], description="order of tasks within an epoch")
+    epochs: int = Field(1, gt=0, description="epochs on every task")
+    qqp_only_epochs: int = Field(0, ge=0, description="extra epochs on QQP alone before the others")
+    freeze_epochs: int = Field(0, ge=0, description="extra epochs at the end with BERT frozen: heads only")
+    lr: float = Field(5e-5, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(32, gt=0)
+    eval_batch_size: int = Field(128, gt=0)
+    loss_weights: dict[TaskName, float] = Field(_per_task(1.0), description="combined and pcgrad: "
+                                                "weights of the tasks' losses")
+    class_weights: bool = Field(False, description="inverse-frequency class weights in the losses")
+    optimizer: Literal["adamw", "sophia"] = "adamw"
+    rho: float = Field(0.04, gt=0.0, description="sophia: clipping scale")
+    hessian_interval: int = Field(10, ge=1, description="sophia: steps between Hessian refreshes (k)")
+    task_optimizers: bool = Field(False, description="one optimizer per task, as the study did")
+    task_settings: dict[TaskName, dict[Literal["lr", "rho", "weight_decay"], float]] = Field(
+        {}, description="with task_optimizers: a task's own lr, rho and weight decay")
+    smart: dict[TaskName, dict[str, float | int | str | bool]] = Field(
+        {}, description="SMART per task: minbert.smart.SmartSettings fields ({} for the paper's)")
+    resume: bool = Field(False, description="continue each run from its last checkpoint under runs/")
+
+    @field_validator("attention")
+    @classmethod
+    def _known_variant(cls, variant: str) -> str:
+        from minbert.attention import canonical_variant
+
+        return canonical_variant(variant)
+
+    @field_validator("dropout", "loss_weights")
+    @classmethod
+    def _every_task(cls, values: dict[str, float]) -> dict[str, float]:
+        if sorted(values) != sorted(MULTITASK):
+            raise ValueError(f"needs one value for each of {list(MULTITASK)}, got {sorted(values)}")
+        return values
+
+    @field_validator("task_order")
+    @classmethod
+    def _each_task_once(cls, order: list[str]) -> list[str]:
+        if sorted(order) != sorted(MULTITASK):
+            raise ValueError(f"must name each of {list(MULTITASK)} once, got {order}")
+        return order
+
+    @field_validator("smart")
+    @classmethod
+    def _smart_settings(cls, smart: dict[str, dict]) -> dict[str, dict]:
+        from minbert.smart import SmartSettings
+
+        for task, settings in smart.items():
+            try:
+                SmartSettings(**settings)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{task}: {exc}") from None
+        return smart
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MultitaskSettings:
+        if self.task_optimizers and self.schedule in ("combined", "pcgrad"):
+            raise ValueError(f"task_optimizers needs one task per step (sequential or round-robin), "
+                             f"not schedule {self.schedule!r}")
+        if self.task_settings and not self.task_optimizers:
+            raise ValueError("task_settings need task_optimizers: true")
+        if self.shared_similarity and self.mode == "cross-encoder":
+            raise ValueError("shared_similarity compares two sentence vectors: bi-encoder mode only")
+        return self
+
+    @property
+    def total_epochs(self) -> int:
+        return self.qqp_only_epochs + self.epochs + self.freeze_epochs
+
+    def resized(self, epochs: int, train_limits: dict[str, int], **more: Any):
         """The same settings with other epochs and train sizes (and any other fields in `more`)."""
-        return self.model_copy(update={"epochs": epochs, "baseline_epochs": epochs, "sst_train_limit": sst,
-                                       "qqp_train_limit": qqp, "sts_train_limit": sts, **more})
+        return self.with_updates({"epochs": epochs, "train_limits": train_limits, **more})
 
 
-class SbertConfig(MultitaskConfig):
-    """02_sbert_baseline: multitask bi-encoder on SST, QQP and STS, one run per strategy."""
+def _known_arm(name: str | None) -> str | None:
+    from minbert.experiments import ARMS
 
-    strategies: list[Literal[STRATEGY_NAMES]] = Field(min_length=1)
-    final_epochs: int = Field(ge=0, description="epochs of the final run, a strategy retrained on the "
+    if name is not None and name not in ARMS:
+        raise ValueError(f"unknown arm {name!r}; known: {list(ARMS)}")
+    return name
+
+
+class OneArmConfig(MultitaskSettings):
+    """A notebook whose runs all follow one study arm."""
+
+    arm: str = "qqp-first"
+
+    @field_validator("arm")
+    @classmethod
+    def _known(cls, arm: str) -> str:
+        return _known_arm(arm)
+
+
+class SbertConfig(MultitaskSettings):
+    """02_sbert_baseline: multitask bi-encoder on SST, QQP and STS, one run per study arm."""
+
+    arms: list[str] = Field(["baseline", "qqp-first", "round-robin", "combined", "pcgrad", "qqp-separate",
+                             "class-weights", "freeze"], min_length=1)
+    arm_epochs: dict[str, int] = Field({}, description="epochs of named arms where they differ from `epochs`")
+    final_epochs: int = Field(0, ge=0, description="epochs of the final run, an arm retrained on the "
                               "final train sizes after the comparison; 0 for none")
-    final_strategy: Literal[STRATEGY_NAMES] | None = Field(
-        description="strategy of the final run; null for the comparison's best")
-    final_sst_train_limit: int | None = Field(gt=0)
-    final_qqp_train_limit: int | None = Field(gt=0)
-    final_sts_train_limit: int | None = Field(gt=0)
+    final_arm: str | None = Field(None, description="arm of the final run; null for the comparison's "
+                                  "best")
+    final_train_limits: dict[TaskName, int] = Field({}, description="train sizes of the final run")
+
+    @field_validator("arms")
+    @classmethod
+    def _known_arms(cls, arms: list[str]) -> list[str]:
+        return [_known_arm(a) for a in arms]
+
+    @field_validator("final_arm")
+    @classmethod
+    def _known_final_arm(cls, arm: str | None) -> str | None:
+        return _known_arm(arm)
+
+    @field_validator("arm_epochs")
+    @classmethod
+    def _known_arm_epochs(cls, epochs: dict[str, int]) -> dict[str, int]:
+        for arm, n in epochs.items():
+            _known_arm(arm)
+            if n < 1:
+                raise ValueError(f"{arm}: epochs must be >= 1, got {n}")
+        return epochs
+
+    def arm_updates(self, arm: str) -> dict[str, Any]:
+        """What this notebook changes for one arm of its comparison: its own epochs, if any."""
+        return {"epochs": self.arm_epochs[arm]} if arm in self.arm_epochs else {}
 
     def for_final_run(self) -> SbertConfig:
         """The same settings with the final run's epochs and train sizes."""
-        return self.resized(self.final_epochs, self.final_sst_train_limit, self.final_qqp_train_limit,
-                            self.final_sts_train_limit)
+        return self.resized(self.final_epochs, self.final_train_limits)
 
 
-class AttentionConfig(MultitaskConfig):
-    """05_attention: one multitask run per attention variant, same strategy, budget and seed."""
+class AttentionConfig(OneArmConfig):
+    """05_attention: one multitask run per attention variant, same arm, budget and seed."""
 
-    strategy: Literal[STRATEGY_NAMES]
-    variants: list[str] = Field(min_length=1, description="attention variants, e.g. center+linear+sparsemax")
-    heatmap_sentence: str = Field(min_length=1, description="the sentence whose attention is drawn")
+    variants: list[str] = Field(["standard", "linear", "linear-nobias", "center", "sparsemax",
+                                 "center+linear", "linear+sparsemax", "center+sparsemax",
+                                 "center+linear+sparsemax"],
+                                min_length=1, description="attention variants, e.g. center+linear+sparsemax")
+    heatmap_sentence: str = Field("The acting is superb, but the plot never quite comes together.",
+                                  min_length=1, description="the sentence whose attention is drawn")
 
     @field_validator("variants")
     @classmethod
@@ -125,55 +258,50 @@ class AttentionConfig(MultitaskConfig):
         return [canonical_variant(v) for v in variants]
 
 
-STUDY_NAMES = ("adamw", "sophia", "sophia-per-task", "regularisation")
-
-
-class TuningConfig(MultitaskConfig):
+class TuningConfig(OneArmConfig):
     """A multitask notebook with Optuna studies: their size, storage and trial data."""
 
-    strategy: Literal[STRATEGY_NAMES]
-    n_trials: int = Field(ge=1, description="finished trials per study")
-    storage: str | None = Field(description="Optuna storage URL; null for SQLite under runs/optuna/")
-    trial_epochs: int = Field(ge=1)
-    trial_sst_train_limit: int | None = Field(gt=0)
-    trial_qqp_train_limit: int | None = Field(gt=0)
-    trial_sts_train_limit: int | None = Field(gt=0)
-    trial_dev_limit: int | None = Field(gt=0)
+    n_trials: int = Field(5, ge=1, description="finished trials per study")
+    storage: str | None = Field(None, description="Optuna storage URL; null for SQLite under runs/optuna/")
+    trial_epochs: int = Field(2, ge=1)
+    trial_train_limits: dict[TaskName, int] = Field({"sst": 300, "qqp": 300, "sts": 300})
+    trial_dev_limit: int | None = Field(250, gt=0)
 
     def for_trials(self) -> TuningConfig:
         """The same settings with the tuning trials' epochs and data sizes."""
-        return self.resized(self.trial_epochs, self.trial_sst_train_limit, self.trial_qqp_train_limit,
-                            self.trial_sts_train_limit, dev_limit=self.trial_dev_limit)
+        return self.resized(self.trial_epochs, self.trial_train_limits, dev_limit=self.trial_dev_limit)
+
+
+STUDY_NAMES = ("adamw", "sophia", "sophia-per-task", "regularisation")
 
 
 class SophiaConfig(TuningConfig):
     """03_sophia: SophiaG against AdamW on the multitask model, and the Optuna studies."""
 
-    sophia_lr: float = Field(gt=0.0)
-    sophia_rho: float = Field(gt=0.0)
-    sophia_weight_decay: float = Field(ge=0.0)
-    hessian_interval: int = Field(ge=1, description="Sophia: steps between Hessian refreshes (k)")
-    studies: list[Literal[STUDY_NAMES]]
-    objective: Literal["mean", "sst", "qqp", "sts"] = Field(description="mean of the three dev scores, "
-                                                            "or one task's")
+    sophia_lr: float = Field(1e-4, gt=0.0, description="Sophia's reference default")
+    sophia_rho: float = Field(0.04, gt=0.0)
+    sophia_weight_decay: float = Field(0.1, ge=0.0)
+    studies: list[Literal[STUDY_NAMES]] = list(STUDY_NAMES)
+    objective: Literal["mean", "sst", "qqp", "sts"] = Field("mean", description="mean of the three dev "
+                                                            "scores, or one task's")
 
     def sophia_defaults(self) -> dict:
-        """MultitaskRun options for Sophia at this config's default settings."""
+        """Knob updates for Sophia at this config's default settings."""
         return {"optimizer": "sophia", "lr": self.sophia_lr, "rho": self.sophia_rho,
-                "weight_decay": self.sophia_weight_decay, "hessian_interval": self.hessian_interval}
+                "weight_decay": self.sophia_weight_decay}
 
 
 class SmartConfig(TuningConfig):
     """04_smart: multitask training without and with SMART, and SMART tuned per task."""
 
-    smart_tasks: list[Literal["sst", "qqp", "sts"]] = Field(min_length=1, description="tasks with SMART")
-    smart_weight: float = Field(ge=0.0)
-    smart_epsilon: float = Field(ge=0.0)
-    smart_step_size: float = Field(ge=0.0)
-    smart_noise_var: float = Field(ge=0.0)
-    smart_norm: Literal["inf", "l2", "l1"]
-    smart_steps: int = Field(ge=0)
-    studies: list[Literal["sst", "qqp", "sts"]] = Field(description="one SMART study per task named")
+    smart_tasks: list[TaskName] = Field(list(MULTITASK), min_length=1, description="tasks with SMART")
+    smart_weight: float = Field(1.0, ge=0.0)
+    smart_epsilon: float = Field(1e-5, ge=0.0)
+    smart_step_size: float = Field(1e-3, ge=0.0)
+    smart_noise_var: float = Field(1e-5, ge=0.0)
+    smart_norm: Literal["inf", "l2", "l1"] = "inf"
+    smart_steps: int = Field(1, ge=0)
+    studies: list[TaskName] = Field(list(MULTITASK), description="one SMART study per task named")
 
     def smart_defaults(self) -> dict:
         """SmartSettings fields at this config's default settings."""
@@ -181,32 +309,20 @@ class SmartConfig(TuningConfig):
                 "noise_var": self.smart_noise_var, "norm": self.smart_norm, "steps": self.smart_steps}
 
 
-class FinalConfig(MultitaskConfig):
+class FinalConfig(OneArmConfig):
     """06_final_bert: the final multitask model (cross-encoder by default), its error analysis."""
 
-    mode: Literal["bi-encoder", "cross-encoder"]
-    strategy: Literal[STRATEGY_NAMES]
-    task_order: list[Literal["sst", "qqp", "sts"]] = Field(min_length=3, max_length=3,
-                                                           description="order of tasks within an epoch")
-    optimizer: Literal["adamw", "sophia"]
-    sophia_rho: float = Field(gt=0.0)
-    hessian_interval: int = Field(ge=1)
-    smart_tasks: list[Literal["sst", "qqp", "sts"]] = Field(description="tasks with SMART (paper defaults "
-                                                             "unless tuned settings are given)")
-    smart_settings: dict[Literal["sst", "qqp", "sts"], dict[str, float | int | str]] = Field(
-        description="per task SMART settings replacing the defaults, e.g. from notebook 04's studies")
-    examples_shown: int = Field(gt=0, description="rows of the least confident / most wrong tables")
+    arm: str = "freeze"
+    examples_shown: int = Field(8, gt=0, description="rows of the least confident / most wrong tables")
 
 
-class ResultsConfig(BaseModel):
+class ResultsConfig(_Settings):
     """07_results: gathers the other notebooks' results; it trains nothing."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    profile: Literal["smoke", "quick", "full"]
+    profile: Literal["smoke", "quick", "full"] = "quick"
 
 
-NOTEBOOK_CONFIGS: dict[str, type[BaseModel]] = {
+NOTEBOOK_CONFIGS: dict[str, type[_Settings]] = {
     "01_part1_sst": Part1Config,
     "02_sbert_baseline": SbertConfig,
     "03_sophia": SophiaConfig,
@@ -217,27 +333,49 @@ NOTEBOOK_CONFIGS: dict[str, type[BaseModel]] = {
 }
 
 
-def config_class(notebook: str) -> type[BaseModel]:
+def config_class(notebook: str) -> type[_Settings]:
     try:
         return NOTEBOOK_CONFIGS[notebook]
     except KeyError:
         raise ConfigError(f"unknown notebook {notebook!r}; known: {sorted(NOTEBOOK_CONFIGS)}") from None
 
 
-def validate(notebook: str, values: dict[str, Any]) -> BaseModel:
-    """The notebook's config from plain values; errors name each offending key."""
+def describe(cls: type[BaseModel], exc: ValidationError) -> str:
+    """A validation error as one line per offending key."""
+    problems, unknown = [], False
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(parameters)"
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown parameter {key!r}")
+            unknown = True
+        else:
+            problems.append(f"parameter {key!r}: {err['msg']} (got {err.get('input')!r})")
+    known = f" (known: {', '.join(cls.model_fields)})" if unknown else ""
+    return "; ".join(problems) + known
+
+
+def validate(notebook: str, values: dict[str, Any]) -> _Settings:
+    """The notebook's config from plain values over the defaults; errors name each offending key."""
     cls = config_class(notebook)
     try:
-        return cls(**values)
+        return cls.model_validate(values)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(part) for part in err["loc"]) or "(parameters)"
-            if err["type"] == "extra_forbidden":
-                problems.append(f"unknown parameter {key!r} (known: {', '.join(cls.model_fields)})")
-            else:
-                problems.append(f"parameter {key!r}: {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError(f"{notebook}: " + "; ".join(problems)) from None
+        raise ConfigError(f"{notebook}: {describe(cls, exc)}") from None
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `5e-05` as the number it is (YAML 1.2), not as a string."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^[-+]?(?:\d[\d_]*\.[\d_]*(?:[eE][-+]?\d+)?|\.\d[\d_]*(?:[eE][-+]?\d+)?|\d[\d_]*[eE][-+]?\d+
+                 |\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def params_file(notebook: str, profile: str) -> Path:
@@ -246,26 +384,37 @@ def params_file(notebook: str, profile: str) -> Path:
     return paths.params_dir() / profile / f"{notebook}.yaml"
 
 
-def load_params(notebook: str, profile: str, overrides: dict[str, Any] | None = None) -> dict:
-    """Profile file plus overrides, validated; returned as plain values for papermill."""
+def profile_values(notebook: str, profile: str) -> dict[str, Any]:
+    """What the profile's file changes from the defaults (a missing file changes nothing)."""
     config_class(notebook)
     path = params_file(notebook, profile)
     if not path.is_file():
-        raise ConfigError(f"{path}: no parameter file for {notebook} in profile {profile!r}")
+        return {}
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = read_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of parameter names to values")
-    values = {**values, **(overrides or {}), "profile": profile}
-    return validate(notebook, values).model_dump()
+    return values
+
+
+def load_config(notebook: str, profile: str = "quick", overrides: dict[str, Any] | None = None) -> _Settings:
+    """Defaults, then the profile's file, then the overrides, validated."""
+    overrides = dict(overrides or {})
+    overrides.pop("profile", None)
+    return validate(notebook, {**profile_values(notebook, profile), **overrides, "profile": profile})
+
+
+def load_params(notebook: str, profile: str, overrides: dict[str, Any] | None = None) -> dict:
+    """The whole validated parameter set as plain values (what a run stamp records)."""
+    return load_config(notebook, profile, overrides).model_dump()
 
 
 def parse_override(text: str) -> Any:
-    """A `-p key value` value as YAML would read it (numbers, booleans, null, lists)."""
+    """A `-p key value` value as the profile files read it (numbers, booleans, null, lists)."""
     try:
-        return yaml.safe_load(text)
+        return read_yaml(text)
     except yaml.YAMLError:
         return text
 
@@ -279,3 +428,9 @@ def notebook_parameters(before: set[str], namespace: dict[str, Any]) -> dict[str
     """
     return {k: v for k, v in namespace.items()
             if k not in before and not k.startswith("_") and k not in {"In", "Out"}}
+
+
+def notebook_config(notebook: str, before: set[str], namespace: dict[str, Any]) -> _Settings:
+    """A notebook's config: its `profile` parameter's file plus whatever else was injected."""
+    values = notebook_parameters(before, namespace)
+    return load_config(notebook, values.get("profile", "quick"), values)

@@ -1,4 +1,4 @@
-"""The minBERT tasks: their files, fetching them, parsing every row, and batching.
+"""The minBERT data: fetching the files, parsing every row, token ids, and batching.
 
 The CSV files are tab-separated with a header. Each physical line is parsed on
 its own, so a stray quote can break only its own row and never swallows the rows
@@ -10,70 +10,26 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import math
 import random
 import shutil
 import urllib.request
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import torch
 
-from minbert import paths
+from minbert import paths, tasks
 from minbert.files import atomic_path
+from minbert.tasks import MULTITASK, Task
 
 DEFAULT_URL_BASE = "https://raw.githubusercontent.com/gpoesia/minbert-default-final-project/main/data/"
 
 
 class DataError(ValueError):
     """A data file is missing, fails its checksum, or holds a malformed row."""
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What a task's files look like and what its labels may be."""
-
-    name: str
-    files: dict[str, str]
-    text_columns: tuple[str, ...]
-    label_column: str
-    label_kind: str  # "class" (integer 0..num_classes-1) or "score" (real in [low, high])
-    num_classes: int = 0
-    score_range: tuple[float, float] = (0.0, 0.0)
-    fallback_files: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def is_pair(self) -> bool:
-        return len(self.text_columns) == 2
-
-
-TASKS: dict[str, TaskSpec] = {
-    "sst": TaskSpec(
-        "sst",
-        {"train": "ids-sst-train.csv", "dev": "ids-sst-dev.csv", "test": "ids-sst-test-student.csv"},
-        ("sentence",), "sentiment", "class", num_classes=5,
-    ),
-    "cfimdb": TaskSpec(
-        "cfimdb",
-        {"train": "ids-cfimdb-train.csv", "dev": "ids-cfimdb-dev.csv",
-         "test": "ids-cfimdb-test-student.csv"},
-        ("sentence",), "sentiment", "class", num_classes=2,
-    ),
-    "qqp": TaskSpec(
-        "qqp",
-        {"train": "quora-train.csv", "dev": "quora-dev.csv", "test": "quora-test-student.csv"},
-        ("sentence1", "sentence2"), "is_duplicate", "class", num_classes=2,
-        fallback_files={"train": "quora-train-subset.csv"},
-    ),
-    "sts": TaskSpec(
-        "sts",
-        {"train": "sts-train.csv", "dev": "sts-dev.csv", "test": "sts-test-student.csv"},
-        ("sentence1", "sentence2"), "similarity", "score", score_range=(0.0, 5.0),
-    ),
-}
 
 
 # ----------------------------------------------------------------------------- fetching
@@ -198,28 +154,7 @@ class TaskSplit:
                          [self.examples[i] for i in keep], self.skipped)
 
 
-def _parse_label(spec: TaskSpec, raw: str) -> tuple[float | int | None, str | None]:
-    value = raw.strip()
-    if value == "":
-        return None, f"missing label ({spec.label_column})"
-    try:
-        number = float(value)
-    except ValueError:
-        return None, f"non-numeric {spec.label_column} {value!r}"
-    if not math.isfinite(number):
-        return None, f"non-finite {spec.label_column} {value!r}"
-    if spec.label_kind == "class":
-        if number != int(number) or not 0 <= number < spec.num_classes:
-            return None, (f"{spec.label_column} {value!r} out of range "
-                          f"(classes 0..{spec.num_classes - 1})")
-        return int(number), None
-    low, high = spec.score_range
-    if not low <= number <= high:
-        return None, f"{spec.label_column} {value!r} out of range [{low}, {high}]"
-    return number, None
-
-
-def parse_task_file(path: Path, spec: TaskSpec, labelled: bool = True,
+def parse_task_file(path: Path, spec: Task, labelled: bool = True,
                     strict: bool = False) -> tuple[list[Example], list[RowProblem]]:
     """Parse and check every row of one task file.
 
@@ -276,7 +211,7 @@ def parse_task_file(path: Path, spec: TaskSpec, labelled: bool = True,
             continue
         label = None
         if labelled:
-            label, reason = _parse_label(spec, row[column[spec.label_column]])
+            label, reason = spec.parse_label(row[column[spec.label_column]])
             if reason:
                 problem(line_no, reason)
                 continue
@@ -290,7 +225,7 @@ def parse_task_file(path: Path, spec: TaskSpec, labelled: bool = True,
 
 def resolve_file(task: str, split: str, data_dir: Path | None = None) -> Path:
     """The file a split reads, using the task's fallback when the main file is absent."""
-    spec = TASKS[task]
+    spec = tasks.get(task)
     data_dir = data_dir or paths.data_dir()
     main = data_dir / spec.files[split]
     if main.is_file() or split not in spec.fallback_files:
@@ -301,9 +236,10 @@ def resolve_file(task: str, split: str, data_dir: Path | None = None) -> Path:
 def load_split(task: str, split: str, data_dir: Path | None = None,
                strict: bool = False) -> TaskSplit:
     """Parse one split of one task; warns once per skipped row."""
-    if task not in TASKS:
-        raise DataError(f"unknown task {task!r}; known: {sorted(TASKS)}")
-    spec = TASKS[task]
+    try:
+        spec = tasks.get(task)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     if split not in spec.files:
         raise DataError(f"unknown split {split!r} for {task}; known: {sorted(spec.files)}")
     path = resolve_file(task, split, data_dir)
@@ -374,3 +310,107 @@ def batch_indices(lengths: Sequence[int], batch_size: int, shuffle: bool, seed: 
     if shuffle and bucket:
         rng.shuffle(batches)
     yield from batches
+
+
+# ----------------------------------------------------------------------------- token ids
+
+@dataclass
+class TaskTensors:
+    """One task split as token ids: sentence a, sentence b for pairs, and the labels. In
+    cross-encoder form a pair is one sequence in `a`, its second sentence from `second_starts`."""
+
+    task: str
+    ids: list[str]
+    a: list[list[int]]
+    b: list[list[int]] | None
+    labels: list | None
+    second_starts: list[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def lengths(self) -> list[int]:
+        if self.b is None:
+            return [len(t) for t in self.a]
+        return [max(len(x), len(y)) for x, y in zip(self.a, self.b, strict=True)]
+
+    def batch(self, idx: list[int], device: torch.device) -> dict:
+        starts = None if self.second_starts is None else [self.second_starts[i] for i in idx]
+        out = {"a": {k: v.to(device) for k, v in pad_batch([self.a[i] for i in idx],
+                                                           second_starts=starts).items()}}
+        if self.b is not None:
+            out["b"] = {k: v.to(device) for k, v in pad_batch([self.b[i] for i in idx]).items()}
+        if self.labels is not None:
+            dtype = tasks.get(self.task).label_dtype
+            out["labels"] = torch.tensor([self.labels[i] for i in idx], dtype=dtype, device=device)
+        return out
+
+
+def tensors_for(split: TaskSplit, tokenizer, max_length: int, cross_encoder: bool = False) -> TaskTensors:
+    """Token ids of a task split: each sentence of a pair on its own (bi-encoder), or the two
+    together as one sequence with token types (cross-encoder)."""
+    pair = tasks.get(split.task).is_pair
+    labels = None if split.split == "test" else [e.label for e in split.examples]
+    ids = [e.id for e in split.examples]
+    if pair and cross_encoder:
+        joint, starts = encode_pairs(tokenizer, split, max_length)
+        return TaskTensors(split.task, ids, joint, None, labels, starts)
+    return TaskTensors(split.task, ids, encode(tokenizer, split, max_length),
+                       encode(tokenizer, split, max_length, text=1) if pair else None, labels)
+
+
+@dataclass
+class TaskData:
+    """The rows and token ids of the tasks a run uses, per split, and what was loaded."""
+
+    splits: dict[str, dict[str, TaskSplit]]  # split -> task -> parsed rows
+    tensors: dict[str, dict[str, TaskTensors]]  # split -> task -> token ids
+    summary: dict  # task -> split -> {source, size, skipped[, note]}
+
+    @property
+    def train(self) -> dict[str, TaskTensors]:
+        return self.tensors["train"]
+
+    @property
+    def dev(self) -> dict[str, TaskTensors]:
+        return self.tensors["dev"]
+
+    @property
+    def test(self) -> dict[str, TaskTensors]:
+        return self.tensors["test"]
+
+    @property
+    def dev_splits(self) -> dict[str, TaskSplit]:
+        """The dev rows, for error analysis."""
+        return self.splits["dev"]
+
+    @property
+    def dev_sizes(self) -> dict[str, int]:
+        """Dev rows per task: what a score's margin of error depends on."""
+        return {task: len(split) for task, split in self.splits["dev"].items()}
+
+
+def load_tasks(tokenizer, max_length: int, *, names: tuple[str, ...] = MULTITASK,
+               train_limits: dict[str, int | None] | None = None, dev_limit: int | None = None,
+               seed: int = 0, strict: bool = False, cross_encoder: bool = False,
+               test_limit: int | None = None) -> TaskData:
+    """Parse, subsample (seeded; a task missing from `train_limits` keeps all its rows) and
+    tokenise the tasks' train, dev and test-student splits; pairs as one sequence each with
+    `cross_encoder`. A test file that is not there is noted in the summary, not an error."""
+    limits = {"train": train_limits or {}, "dev": dict.fromkeys(names, dev_limit),
+              "test": dict.fromkeys(names, test_limit)}
+    splits: dict[str, dict[str, TaskSplit]] = {"train": {}, "dev": {}, "test": {}}
+    summary: dict = {}
+    for task in names:
+        summary[task] = {}
+        for split_name in ("train", "dev", "test"):
+            if split_name == "test" and not resolve_file(task, "test").is_file():
+                summary[task]["test"] = {"source": tasks.get(task).files["test"], "size": 0, "skipped": 0,
+                                         "note": "file not available"}
+                continue
+            split = load_split(task, split_name, strict=strict).subset(limits[split_name].get(task), seed)
+            splits[split_name][task] = split
+            summary[task][split_name] = split.summary()
+    tensors = {name: {task: tensors_for(split, tokenizer, max_length, cross_encoder)
+                      for task, split in by_task.items()} for name, by_task in splits.items()}
+    return TaskData(splits, tensors, summary)

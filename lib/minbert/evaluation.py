@@ -1,22 +1,24 @@
-"""Metrics and prediction files."""
+"""Every metric, prediction and interval: model outputs in input order, dev metrics, the margin
+of one score, confusion matrices, and prediction files."""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+import torch
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from minbert import tasks
+from minbert.data import TaskTensors, batch_indices, pad_batch
 from minbert.files import atomic_write_text
-
-
-def accuracy(gold: Sequence[int], predicted: Sequence[int]) -> float:
-    return float(accuracy_score(gold, predicted))
+from minbert.models import MultitaskBert, SentenceClassifier
+from minbert.runtime import CPU, Runtime
 
 
 def margin_of_error(metric: str, value: float, n: int, z: float = 1.96) -> float:
@@ -56,3 +58,94 @@ def write_predictions(path: Path, ids: Sequence[str], predictions: Sequence, col
     writer.writerow(["id", column])
     writer.writerows(zip(ids, predictions, strict=True))
     return atomic_write_text(path, buffer.getvalue())
+
+
+# ----------------------------------------------------------------------------- model outputs
+
+def outputs_in_order(lengths: Sequence[int], batch_size: int,
+                     compute: Callable[[list[int]], torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
+    """Run `compute` on batches of similar length (least padding) and return its outputs,
+    as float32 on the CPU, in the original order."""
+    out = torch.empty(shape)
+    for idx in batch_indices(lengths, batch_size, shuffle=False):
+        out[idx] = compute(idx).float().cpu()
+    return out
+
+
+def _padded(sequences: Sequence[Sequence[int]], runtime: Runtime) -> dict[str, torch.Tensor]:
+    return {k: v.to(runtime.device) for k, v in pad_batch(sequences).items()}
+
+
+@torch.no_grad()
+def sentence_embeddings(model: SentenceClassifier, tokens: Sequence[Sequence[int]], batch_size: int,
+                        runtime: Runtime = CPU) -> torch.Tensor:
+    """Embeddings of every sentence in input order (model in eval mode, no dropout)."""
+    model.eval()
+
+    def embed(idx: list[int]) -> torch.Tensor:
+        batch = _padded([tokens[i] for i in idx], runtime)
+        with runtime.autocast():
+            return model.embed(batch["input_ids"], batch["attention_mask"])
+
+    return outputs_in_order([len(t) for t in tokens], batch_size, embed,
+                            (len(tokens), model.bert.config.hidden_size))
+
+
+@torch.no_grad()
+def predict_logits(model: SentenceClassifier, tokens: Sequence[Sequence[int]], batch_size: int,
+                   runtime: Runtime = CPU, features: torch.Tensor | None = None) -> torch.Tensor:
+    """Class logits in input order; from cached `features` when BERT is frozen."""
+    model.eval()
+    if features is not None:
+        return model.classify(features.to(runtime.device)).float().cpu()
+
+    def logits(idx: list[int]) -> torch.Tensor:
+        batch = _padded([tokens[i] for i in idx], runtime)
+        with runtime.autocast():
+            return model(batch["input_ids"], batch["attention_mask"])
+
+    return outputs_in_order([len(t) for t in tokens], batch_size, logits,
+                            (len(tokens), model.head.out_features))
+
+
+@torch.no_grad()
+def predict(model: MultitaskBert, data: TaskTensors, batch_size: int,
+            runtime: Runtime = CPU) -> torch.Tensor:
+    """Raw outputs in input order: SST logits (N, 5), QQP logits (N,), STS scores (N,)."""
+    model.eval()
+
+    def outputs(idx: list[int]) -> torch.Tensor:
+        with runtime.autocast():
+            return model.task_outputs(data.task, data.batch(idx, runtime.device))
+
+    return outputs_in_order(data.lengths(), batch_size, outputs, tasks.get(data.task).output_shape(len(data)))
+
+
+def dev_metrics(model: MultitaskBert, dev: dict[str, TaskTensors], batch_size: int,
+                runtime: Runtime = CPU) -> dict[str, float]:
+    """Each task's dev metric (accuracy, Pearson correlation) and dev loss."""
+    metrics = {}
+    for name, data in dev.items():
+        task = tasks.get(name)
+        outputs = predict(model, data, batch_size, runtime)
+        gold = torch.tensor(data.labels, dtype=task.label_dtype)
+        metrics[f"{name}_dev_loss"] = float(task.loss(outputs, gold))
+        predicted = outputs if task.kind == "regression" else task.predicted_labels(outputs)
+        metrics[task.metric] = task.score(predicted, gold)
+    return metrics
+
+
+def save_predictions(model: MultitaskBert, data: dict[str, dict[str, TaskTensors]], out_dir: Path, name: str,
+                     batch_size: int, runtime: Runtime = CPU) -> dict[str, list]:
+    """Predictions of every task and split given (split -> task -> token ids) as CSV files
+    `<name>-<task>-<split>.csv` (id, label) in `out_dir`; returns the dev predictions per task."""
+    dev_predictions = {}
+    for split_name, split in data.items():
+        for name_, tensors in split.items():
+            task = tasks.get(name_)
+            labels = task.predicted_labels(predict(model, tensors, batch_size, runtime))
+            write_predictions(out_dir / f"{name}-{name_}-{split_name}.csv", tensors.ids, labels,
+                              task.label_column)
+            if split_name == "dev":
+                dev_predictions[name_] = labels
+    return dev_predictions

@@ -1,4 +1,4 @@
-"""Task models on top of our BertModel."""
+"""Task models on top of our BertModel: the heads, the one place that knows which task gets which."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minbert.bert import BertModel, Embedded
+from minbert.tasks import MULTITASK as TASKS
 
 POOLINGS = ("cls", "mean")
 
@@ -60,7 +61,6 @@ def make_head(in_features: int, out_features: int, hidden: int | None, dropout: 
                          nn.Dropout(dropout), nn.Linear(hidden, out_features))
 
 
-TASKS = ("sst", "qqp", "sts")
 MODES = ("bi-encoder", "cross-encoder")
 
 
@@ -133,16 +133,14 @@ class MultitaskBert(nn.Module):
             return 5.0 * cosine.clamp(min=0.0)
         raise ValueError(f"unknown task {task!r}; known: {list(TASKS)}")
 
+    def embed_inputs(self, batch: dict) -> list[Embedded]:
+        """The embedding layer's output for each input of a batch (one sentence, or a pair)."""
+        inputs = [batch[s] for s in ("a", "b") if s in batch]
+        return [self.bert.embed(x["input_ids"], x["attention_mask"], x.get("token_type_ids")) for x in inputs]
+
+    def task_outputs(self, task: str, batch: dict) -> torch.Tensor:
+        """The task's raw outputs for a batch of `TaskTensors.batch`."""
+        return self.outputs_from_embedded(task, self.embed_inputs(batch))
+
     def outputs_from_embedded(self, task: str, embedded: list[Embedded]) -> torch.Tensor:
         return self.head_outputs(task, [self.sentence_vector(e) for e in embedded])
-
-    def sst_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.head_outputs("sst", [self.embed(input_ids, attention_mask)])
-
-    def qqp_logits(self, ids_a: torch.Tensor, mask_a: torch.Tensor, ids_b: torch.Tensor,
-                   mask_b: torch.Tensor) -> torch.Tensor:
-        return self.head_outputs("qqp", [self.embed(ids_a, mask_a), self.embed(ids_b, mask_b)])
-
-    def sts_scores(self, ids_a: torch.Tensor, mask_a: torch.Tensor, ids_b: torch.Tensor,
-                   mask_b: torch.Tensor) -> torch.Tensor:
-        return self.head_outputs("sts", [self.embed(ids_a, mask_a), self.embed(ids_b, mask_b)])

@@ -1,128 +1,57 @@
-"""Run stamps, results JSON files, and the tables and figures the notebooks show.
+"""The tables, figures and findings the notebooks show, the results table across notebooks,
+and reports/index.html.
 
-Every results JSON has one schema, so later notebooks can read earlier ones:
-{"notebook", "profile", "stamp": {commit, dirty, params, seed, device, versions,
-started, wall_s}, "data": {task: {split: {source, size, skipped}}}, "runs": [{name,
-config, dev, history}], "checks": {...}}.
+Ours and theirs never share a column: the study's figures (BERT-base, its data) and the
+state of the art it cites are a separate, labelled table.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import subprocess
-import time
-from datetime import datetime, timezone
-from importlib import metadata
+import html
 from pathlib import Path
-from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-import torch
 
-from minbert import paths
-from minbert.evaluation import margin_of_error
+from minbert import paths, tasks
+from minbert.evaluation import margin_of_error, normalised_confusion
 from minbert.files import atomic_write_text
+from minbert.published import STATE_OF_THE_ART, STUDY_FIGURES
+from minbert.records import Results, RunRecord, headline, load_all
 
-VERSIONED_PACKAGES = ("minbert", "torch", "transformers", "tokenizers", "numpy", "pandas",
-                      "scikit-learn", "optuna", "papermill")
+METRIC_LABELS = {tasks.get(t).metric: tasks.get(t).metric_label for t in tasks.MULTITASK}
 
-
-def git_state(root: Path = paths.PROJECT_ROOT) -> tuple[str | None, bool | None]:
-    """The commit checked out and whether the source (reports aside) has uncommitted changes.
-    A copy of the tree run elsewhere (a lent GPU machine) names its commit in MINBERT_COMMIT."""
-    if os.environ.get("MINBERT_COMMIT"):  # the copy's own .git, if any, may be stale
-        return os.environ["MINBERT_COMMIT"], None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--", ".", ":!reports"],
-                                cwd=root, capture_output=True, text=True, check=True).stdout
-        return commit, bool(status.strip())
-    except (OSError, subprocess.CalledProcessError):
-        return None, None
+def data_table(summaries: dict[str, dict], splits: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """The data a notebook used, one row per (data set, task, split): source file, rows, skipped rows."""
+    rows = [{"data": which, "task": task, "split": split, **info}
+            for which, summary in summaries.items() for task, by_split in summary.items()
+            for split, info in by_split.items() if splits is None or split in splits]
+    return pd.DataFrame(rows).set_index(["data", "task", "split"])
 
 
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in VERSIONED_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+def plot_confusions(dev: dict, predicted: dict[str, list], title: str) -> plt.Figure:
+    """Row-normalised confusion matrices of every classification task, side by side (`dev`: task ->
+    token ids with gold labels, `predicted`: task -> predicted labels)."""
+    shown = [t for t in dev if tasks.get(t).kind != "regression" and t in predicted]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], shown, strict=True):
+        task = tasks.get(name)
+        matrix = normalised_confusion(dev[name].labels, predicted[name], range(task.num_classes))
+        plot_confusion(matrix, list(task.class_names), f"{name.upper()} {title}", ax=ax)
+    fig.tight_layout()
+    return fig
 
 
-def describe_device(device: torch.device) -> str:
-    """A human-readable name of the processor or GPU a run used."""
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"cpu ({model}, {torch.get_num_threads()} threads)"
-
-
-class RunStamp:
-    """What produced a run: commit, params, seed, device, versions, start and wall time."""
-
-    def __init__(self, params: dict[str, Any], seed: int | None, device: torch.device) -> None:
-        self.commit, self.dirty = git_state()
-        self.params = params
-        self.seed = seed
-        self.device = describe_device(device)
-        self.versions = library_versions()
-        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self._t0 = time.perf_counter()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"commit": self.commit, "dirty": self.dirty, "params": self.params,
-                "seed": self.seed, "device": self.device, "versions": self.versions,
-                "started": self.started, "wall_s": round(time.perf_counter() - self._t0, 1)}
-
-    def table(self) -> pd.DataFrame:
-        """The stamp as a two-column table for the top of a report."""
-        d = self.as_dict()
-        rows = [("commit", f"{d['commit']}{' (uncommitted changes)' if d['dirty'] else ''}"),
-                ("started (UTC)", d["started"]), ("device", d["device"]), ("seed", d["seed"])]
-        rows += [(name, version) for name, version in d["versions"].items()]
-        return pd.DataFrame(rows, columns=["", "value"]).set_index("")
-
-
-def results_path(notebook: str) -> Path:
-    return paths.reports_dir() / "results" / f"{notebook}.json"
-
-
-def save_results(notebook: str, profile: str, stamp: RunStamp, data: dict, runs: list[dict],
-                 checks: dict | None = None) -> Path:
-    """Write the notebook's results JSON atomically; returns its path. `checks` holds
-    notebook-level verifications (such as the BERT parity check)."""
-    payload = {"notebook": notebook, "profile": profile, "stamp": stamp.as_dict(),
-               "data": data, "runs": runs, "checks": checks or {}}
-    return atomic_write_text(results_path(notebook), json.dumps(payload, indent=2) + "\n")
-
-
-def load_results(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
-
-
-def plot_history(runs: list[dict], metrics: tuple[str, ...] = ("train_loss", "dev_loss", "dev_acc"),
+def plot_history(runs: list[RunRecord], metrics: tuple[str, ...] = ("train_loss", "dev_loss", "dev_acc"),
                  ) -> plt.Figure:
     """One panel per metric, one line per run, epochs on the x axis."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         for run in runs:
-            epochs = [h["epoch"] for h in run["history"]]
-            ax.plot(epochs, [h[metric] for h in run["history"]], marker="o", label=run["name"])
+            epochs = [h["epoch"] for h in run.history]
+            ax.plot(epochs, [h[metric] for h in run.history], marker="o", label=run.name)
         ax.set(title=metric.replace("_", " "), xlabel="epoch")
         ax.grid(alpha=0.3)
     axes[0][0].legend()
@@ -143,40 +72,36 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], title: str,
     return ax.figure
 
 
-def multitask_table(runs: list[dict], study_rows: dict[str, str | None],
-                    study_figures: dict[str, tuple], key: str = "strategy") -> pd.DataFrame:
+def multitask_table(runs: list[RunRecord], study_rows: dict[str, str | None],
+                    key: str = "arm") -> pd.DataFrame:
     """Our dev scores per run beside the study's figure for the same idea (labelled as theirs);
-    `study_rows` maps each run's `key` field (its strategy by default) to the study's row."""
+    `study_rows` maps each run's `key` attribute (its arm by default, or its name) to the study's row."""
     rows = []
     for run in runs:
-        dev = run["dev"]
-        study_row = study_rows.get(run.get(key, run["name"])) or "-"
-        theirs = study_figures.get(study_row, (None, None, None))
-        sizes = run.get("train_sizes", {})
-        rows.append({"run": run["name"], "SST acc": dev["sst_acc"], "QQP acc": dev["qqp_acc"],
-                     "STS pearson": dev["sts_pearson"],
-                     "mean": (dev["sst_acc"] + dev["qqp_acc"] + dev["sts_pearson"]) / 3,
-                     "best epoch": run["best_epoch"],
-                     "seconds": round(sum(h["seconds"] for h in run["history"])),
-                     "train sst/qqp/sts": "/".join(str(sizes.get(t, "?")) for t in ("sst", "qqp", "sts")),
-                     "parameters": run.get("parameters"),
-                     "study row (theirs)": study_row,
+        study_row = study_rows.get(getattr(run, key) or run.name) or "-"
+        theirs = STUDY_FIGURES.get(study_row, (None, None, None))
+        sizes = run.train_sizes or {}
+        scores = {label: run.dev.get(metric) for metric, label in METRIC_LABELS.items()}
+        rows.append({"run": run.name, **scores,
+                     "mean": run.mean, "best epoch": run.best_epoch, "seconds": round(run.seconds),
+                     "train sst/qqp/sts": "/".join(str(sizes.get(t, "?")) for t in tasks.MULTITASK),
+                     "parameters": run.parameters, "study row (theirs)": study_row,
                      "study SST": theirs[0], "study QQP": theirs[1], "study STS": theirs[2]})
     return pd.DataFrame(rows).set_index("run")
 
 
-def plot_task_losses(runs: list[dict], tasks: tuple[str, ...] = ("sst", "qqp", "sts")) -> plt.Figure:
+def plot_task_losses(runs: list[RunRecord], names: tuple[str, ...] = tasks.MULTITASK) -> plt.Figure:
     """Train (solid) and dev (dashed) loss per task and epoch, one colour per run."""
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.4 * len(tasks), 3.3), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.3), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, task in zip(axes[0], tasks, strict=True):
+    for ax, task in zip(axes[0], names, strict=True):
         for i, run in enumerate(runs):
-            epochs = [h["epoch"] for h in run["history"]]
+            epochs = [h["epoch"] for h in run.history]
             colour = colours[i % len(colours)]
-            ax.plot(epochs, [h[f"{task}_train_loss"] for h in run["history"]], "-o", color=colour,
-                    label=f"{run['name']} train")
-            ax.plot(epochs, [h[f"{task}_dev_loss"] for h in run["history"]], "--s", color=colour,
-                    label=f"{run['name']} dev")
+            ax.plot(epochs, [h[f"{task}_train_loss"] for h in run.history], "-o", color=colour,
+                    label=f"{run.name} train")
+            ax.plot(epochs, [h[f"{task}_dev_loss"] for h in run.history], "--s", color=colour,
+                    label=f"{run.name} dev")
         ax.set(title=f"{task.upper()} loss", xlabel="epoch")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="upper right")
@@ -184,15 +109,15 @@ def plot_task_losses(runs: list[dict], tasks: tuple[str, ...] = ("sst", "qqp", "
     return fig
 
 
-def overfitting_table(runs: list[dict], tasks: tuple[str, ...] = ("sst", "qqp", "sts")) -> pd.DataFrame:
+def overfitting_table(runs: list[RunRecord], names: tuple[str, ...] = tasks.MULTITASK) -> pd.DataFrame:
     """Per run and task at the last epoch: train loss, dev loss and their gap (dev - train), and
     how much the dev loss rose from its lowest epoch: the signs of overfitting, in numbers."""
     rows = []
     for run in runs:
-        last = run["history"][-1]
-        row = {"run": run["name"], "epochs": last["epoch"]}
-        for task in tasks:
-            dev_losses = [h[f"{task}_dev_loss"] for h in run["history"]]
+        last = run.history[-1]
+        row = {"run": run.name, "epochs": last["epoch"]}
+        for task in names:
+            dev_losses = [h[f"{task}_dev_loss"] for h in run.history]
             row[f"{task} train"] = last[f"{task}_train_loss"]
             row[f"{task} dev"] = last[f"{task}_dev_loss"]
             row[f"{task} gap"] = last[f"{task}_dev_loss"] - last[f"{task}_train_loss"]
@@ -217,26 +142,26 @@ def plot_attention(maps: dict[str, np.ndarray], tokens: list[str], title: str = 
     return fig
 
 
-def delta_table(runs: list[dict], reference: str) -> pd.DataFrame:
+def delta_table(runs: list[RunRecord], reference: str) -> pd.DataFrame:
     """Each run's dev scores and mean train-dev loss gap minus those of the `reference` run."""
-    def numbers(run: dict) -> dict[str, float]:
+    def numbers(run: RunRecord) -> dict[str, float]:
         gaps = overfitting_table([run]).filter(like=" gap").iloc[0]
-        dev = run["dev"]
-        return {"SST acc": dev["sst_acc"], "QQP acc": dev["qqp_acc"], "STS pearson": dev["sts_pearson"],
-                "mean": float(np.mean(list(dev.values()))), "loss gap": float(gaps.mean())}
+        return {**{label: run.dev[metric] for metric, label in METRIC_LABELS.items()},
+                "mean": run.mean, "loss gap": float(gaps.mean())}
 
-    base = numbers(next(r for r in runs if r["name"] == reference))
-    rows = [{"run": r["name"], **{f"Δ {k}": v - base[k] for k, v in numbers(r).items()}} for r in runs]
+    base = numbers(next(r for r in runs if r.name == reference))
+    rows = [{"run": r.name, **{f"Δ {k}": v - base[k] for k, v in numbers(r).items()}} for r in runs]
     return pd.DataFrame(rows).set_index("run")
 
 
-def variant_findings(runs: list[dict], reference: str, dev_sizes: dict[str, int] | None = None) -> list[str]:
+def variant_findings(runs: list[RunRecord], reference: str,
+                     dev_sizes: dict[str, int] | None = None) -> list[str]:
     """Plain sentences from the numbers: the best run, who beats `reference` on the mean dev
     score, and whether the ones that do not have a wider dev-train loss gap (overfitting).
     With `dev_sizes` (rows per task), also which differences exceed the 95% margin of one score."""
     deltas = delta_table(runs, reference)
-    means = {r["name"]: float(np.mean(list(r["dev"].values()))) for r in runs}
-    best = max(means, key=means.get)
+    means = {r.name: r.mean for r in runs}
+    best = headline(runs).name
     others = [name for name in deltas.index if name != reference]
     better = [n for n in others if deltas.loc[n, "Δ mean"] > 0]
     worse = [n for n in others if deltas.loc[n, "Δ mean"] <= 0]
@@ -249,15 +174,15 @@ def variant_findings(runs: list[dict], reference: str, dev_sizes: dict[str, int]
         [beyond_margin(runs, reference, dev_sizes)] if dev_sizes else [])
 
 
-def aim_findings(record: dict, aims: dict[str, float]) -> list[str]:
+def aim_findings(record: RunRecord, aims: dict[str, float]) -> list[str]:
     """Per aimed metric, one sentence: met or by how much it fell short, with the dev score by
     epoch (* = BERT frozen), so a reader sees whether training had stopped gaining."""
     lines = []
     for metric, aim in aims.items():
-        scores = [h[metric] for h in record["history"]]
+        scores = [h[metric] for h in record.history]
         trend = " -> ".join(f"{h[metric]:.3f}" + ("*" if h.get("bert_frozen") else "")
-                            for h in record["history"])
-        final = record["dev"][metric]
+                            for h in record.history)
+        final = record.dev[metric]
         if final >= aim:
             lines.append(f"{metric}: {final:.3f}, aim {aim} met (by epoch: {trend}).")
             continue
@@ -268,20 +193,116 @@ def aim_findings(record: dict, aims: dict[str, float]) -> list[str]:
     return lines
 
 
-def aims_met(record: dict, aims: dict[str, float]) -> dict[str, bool]:
-    """Per aimed metric, whether the run's dev score reached it."""
-    return {metric: bool(record["dev"][metric] >= aim) for metric, aim in aims.items()}
-
-
-def beyond_margin(runs: list[dict], reference: str, dev_sizes: dict[str, int]) -> str:
+def beyond_margin(runs: list[RunRecord], reference: str, dev_sizes: dict[str, int]) -> str:
     """One sentence: the per-task differences from `reference` larger than the 95% margin of the
     reference's score on that many dev rows (a paired test would be tighter; this is the plain one)."""
-    base = next(r for r in runs if r["name"] == reference)["dev"]
-    margins = {metric: margin_of_error(metric, value, dev_sizes[metric.split("_")[0]])
+    base = next(r for r in runs if r.name == reference).dev
+    metric_task = {tasks.get(t).metric: t for t in tasks.MULTITASK}
+    margins = {metric: margin_of_error(metric, value, dev_sizes[metric_task[metric]])
                for metric, value in base.items()}
-    clear = [f"{r['name']} {metric.split('_')[0].upper()} {r['dev'][metric] - base[metric]:+.3f}"
-             for r in runs if r["name"] != reference
-             for metric in margins if abs(r["dev"][metric] - base[metric]) > margins[metric]]
-    yardstick = ", ".join(f"{m.split('_')[0].upper()} ±{v:.3f}" for m, v in margins.items())
+    clear = [f"{r.name} {metric_task[metric].upper()} {r.dev[metric] - base[metric]:+.3f}"
+             for r in runs if r.name != reference
+             for metric in margins if abs(r.dev[metric] - base[metric]) > margins[metric]]
+    yardstick = ", ".join(f"{metric_task[m].upper()} ±{v:.3f}" for m, v in margins.items())
     return (f"95% margin of one dev score here: {yardstick}. Differences from {reference} beyond it: "
             f"{'; '.join(clear) or 'none'}.")
+
+
+# ----------------------------------------------------------------------------- across notebooks
+
+def runs_table(results: list[Results]) -> pd.DataFrame:
+    """One row per run of every notebook and profile: its dev scores (blank where a task was not
+    run), the mean of those it has, and the stamp's profile, device and commit. Where a notebook
+    has results of several profiles, each run's name carries its profile."""
+    profiles: dict[str, set[str]] = {}
+    for result in results:
+        profiles.setdefault(result.notebook, set()).add(result.profile)
+    rows = []
+    for result in results:
+        several = len(profiles[result.notebook]) > 1  # e.g. a quick run here and a full one on a GPU
+        for run in result.runs:
+            name = f"{run.name} ({result.profile})" if several else run.name
+            rows.append({"notebook": result.notebook, "run": name,
+                         **{label: run.dev.get(metric) for metric, label in METRIC_LABELS.items()},
+                         "mean": run.mean if run.dev else None, "profile": result.profile,
+                         "device": result.stamp["device"],
+                         "commit": _short_commit(result.stamp),
+                         "headline": run is result.headline()})
+    columns = ["notebook", "run", *METRIC_LABELS.values(), "mean", "profile", "device", "commit", "headline"]
+    return pd.DataFrame(rows, columns=columns).set_index(["notebook", "run"])  # columns even when empty
+
+
+def _short_commit(stamp: dict) -> str:
+    return (stamp["commit"] or "?")[:7] + ("+" if stamp["dirty"] else "")
+
+
+def study_table() -> pd.DataFrame:
+    """The study's published dev figures and the state of the art it cites (theirs)."""
+    rows = [{"model (theirs)": name, "SST acc": sst, "QQP acc": qqp, "STS pearson": sts}
+            for name, (sst, qqp, sts) in STUDY_FIGURES.items()]
+    rows.append({"model (theirs)": "state of the art cited by the study", "SST acc": STATE_OF_THE_ART[0],
+                 "QQP acc": STATE_OF_THE_ART[1], "STS pearson": STATE_OF_THE_ART[2]})
+    return pd.DataFrame(rows).set_index("model (theirs)")
+
+
+def headline_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """Each results file's headline run (`records.headline`), without the marker column."""
+    return table.loc[table["headline"].astype(bool)].drop(columns="headline")
+
+
+def plot_tasks(table: pd.DataFrame) -> plt.Figure:
+    """One bar chart per task: each notebook's headline run (ours), the study's best figure and the
+    state of the art it cites (theirs, hatched)."""
+    ours = headline_runs(table)
+    theirs = study_table()
+    fig, axes = plt.subplots(1, len(METRIC_LABELS), figsize=(5.0 * len(METRIC_LABELS), 3.8))
+    for ax, label in zip(axes, METRIC_LABELS.values(), strict=True):
+        mine = ours[label].dropna()
+        names = [f"{nb[:2]} {run}" for nb, run in mine.index]
+        values = list(mine.values)
+        study_best = theirs[label].drop("state of the art cited by the study").max()
+        names += ["study best (theirs)", "state of the art (theirs)"]
+        values += [study_best, theirs.loc["state of the art cited by the study", label]]
+        bars = ax.barh(names, values, color=["tab:blue"] * len(mine) + ["tab:gray", "tab:gray"])
+        for bar in bars[len(mine):]:
+            bar.set_hatch("//")
+        ax.set(title=label, xlim=(0, 1))
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+        ax.invert_yaxis()
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _summary_line(result: Results) -> str:
+    best = result.headline()
+    scores = ", ".join(f"{METRIC_LABELS[k]} {v:.3f}" for k, v in best.dev.items() if k in METRIC_LABELS)
+    stamp = result.stamp
+    return (f"headline run <code>{html.escape(best.name)}</code>: {scores}; profile {result.profile}, "
+            f"{html.escape(stamp['device'])}, commit {(stamp['commit'] or '?')[:7]}, "
+            f"{stamp['wall_s'] / 60:.1f} min")
+
+
+def write_index(reports_dir: Path | None = None) -> Path:
+    """reports/index.html: a link per report with one summary line per profile it was run on, and
+    the results tables."""
+    folder = reports_dir or paths.reports_dir()
+    every = load_all(folder / "results")
+    items = []
+    for report in sorted(folder.glob("[0-9][0-9]_*.html")):
+        lines = [_summary_line(r) for r in every if r.notebook == report.stem and r.runs]
+        summary = "; ".join(lines) if lines else "the project's results, gathered"
+        items.append(f'<li><a href="{report.name}">{report.stem}</a>: {summary}</li>')
+    body = ["<h1>minbert reports</h1>",
+            "<p>Rendered notebooks; each carries its run stamp (commit, parameters, device, versions). "
+            "Dev-set figures. The study's figures are theirs (BERT-base), shown apart.</p>",
+            "<ul>", *items, "</ul>"]
+    if every:  # every run, of every profile
+        body += ["<h2>Our runs</h2>", runs_table(every).round(3).to_html(na_rep="")]
+    body += ["<h2>The study's published figures and the state of the art it cites (theirs)</h2>",
+             study_table().to_html(na_rep="")]
+    page = ("<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>minbert reports</title>"
+            "<style>body{font-family:sans-serif;max-width:72em;margin:2em auto}"
+            "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 6px}"
+            "</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return atomic_write_text(folder / "index.html", page)

@@ -19,9 +19,9 @@ import papermill
 from nbconvert import HTMLExporter
 
 from minbert import paths
-from minbert.config import load_params
+from minbert.config import load_config
 from minbert.files import atomic_path, atomic_write_text
-from minbert.results import write_index
+from minbert.reporting import write_index
 
 
 class NotebookRunError(RuntimeError):
@@ -57,7 +57,8 @@ def kernel_environment(**values: str) -> Iterator[None]:
 def run_notebook(name: str, profile: str = "quick", overrides: dict[str, Any] | None = None,
                  timeout_s: int | None = None) -> Path:
     """Run notebooks/<name>.ipynb with the profile's parameters; return the HTML report path."""
-    params = load_params(name, profile, overrides)
+    load_config(name, profile, overrides)  # fails here, in a second, on a bad parameter
+    params = {**(overrides or {}), "profile": profile}  # the notebook reads the profile's file itself
     source = paths.notebooks_dir() / f"{name}.ipynb"
     reports = paths.reports_dir()
     executed_dir = paths.runs_dir() / "executed"

@@ -1,89 +1,43 @@
-"""Training loops: seeded, with progress bars, a NaN guard and per-epoch history."""
+"""The trainers: one task (Part 1's classifier) and several (the multitask model).
+
+Both are seeded, guard against NaN losses and keep the weights of the best dev
+epoch. The multitask trainer follows its settings' schedule (`minbert.schedules`),
+optimiser (AdamW or SophiaG, one for all weights or one per task), SMART per task
+and PCGrad; it checkpoints after every epoch (tensors only, written atomically)
+and resumes from the last checkpoint to the same result as a run never
+interrupted; TensorBoard gets each epoch's scalars.
+"""
 
 from __future__ import annotations
 
 import copy
+import json
 import math
-import random
+import shutil
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from minbert.data import batch_indices, pad_batch
-from minbert.models import SentenceClassifier
-from minbert.optim import AdamW
-from minbert.precision import autocast
+from minbert import tasks
+from minbert.bert import Embedded
+from minbert.config import MultitaskSettings
+from minbert.data import TaskTensors, batch_indices, pad_batch
+from minbert.evaluation import dev_metrics, predict_logits, sentence_embeddings
+from minbert.files import atomic_path
+from minbert.models import MultitaskBert, SentenceClassifier
+from minbert.optim import AdamW, SophiaG
+from minbert.pcgrad import pcgrad_backward
+from minbert.runtime import CPU, Runtime, seed_everything
+from minbert.schedules import epoch_plan, qqp_batches_after_phase
+from minbert.smart import SmartSettings, smart_loss
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a NaN or infinite loss, for instance)."""
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """`auto` takes a GPU when there is one; `cpu` and `cuda` are taken as asked."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("device 'cuda' was asked for, but no GPU is available")
-    return torch.device(name)
-
-
-def _batch_to(sequences: Sequence[Sequence[int]], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device) for k, v in pad_batch(sequences).items()}
-
-
-def outputs_in_order(lengths: Sequence[int], batch_size: int,
-                     compute: Callable[[list[int]], torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
-    """Run `compute` on batches of similar length (least padding) and return its outputs,
-    as float32 on the CPU, in the original order."""
-    out = torch.empty(shape)
-    for idx in batch_indices(lengths, batch_size, shuffle=False):
-        out[idx] = compute(idx).float().cpu()
-    return out
-
-
-@torch.no_grad()
-def sentence_embeddings(model: SentenceClassifier, tokens: Sequence[Sequence[int]],
-                        batch_size: int, device: torch.device,
-                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Embeddings of every sentence in input order (model in eval mode, no dropout)."""
-    model.eval()
-
-    def embed(idx: list[int]) -> torch.Tensor:
-        batch = _batch_to([tokens[i] for i in idx], device)
-        with autocast(device, dtype):
-            return model.embed(batch["input_ids"], batch["attention_mask"])
-
-    return outputs_in_order([len(t) for t in tokens], batch_size, embed,
-                            (len(tokens), model.bert.config.hidden_size))
-
-
-@torch.no_grad()
-def predict_logits(model: SentenceClassifier, tokens: Sequence[Sequence[int]], batch_size: int,
-                   device: torch.device, features: torch.Tensor | None = None,
-                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Class logits in input order; from cached `features` when BERT is frozen."""
-    model.eval()
-    if features is not None:
-        return model.classify(features.to(device)).float().cpu()
-
-    def logits(idx: list[int]) -> torch.Tensor:
-        batch = _batch_to([tokens[i] for i in idx], device)
-        with autocast(device, dtype):
-            return model(batch["input_ids"], batch["attention_mask"])
-
-    return outputs_in_order([len(t) for t in tokens], batch_size, logits,
-                            (len(tokens), model.head.out_features))
 
 
 def check_finite(loss: torch.Tensor, where: str) -> None:
@@ -92,30 +46,30 @@ def check_finite(loss: torch.Tensor, where: str) -> None:
                             "rate, or check the inputs of that batch)")
 
 
+# ----------------------------------------------------------------------------- one task
+
 def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[int]],
                      train_labels: Sequence[int], dev_tokens: Sequence[Sequence[int]],
                      dev_labels: Sequence[int], *, epochs: int, lr: float, batch_size: int,
-                     weight_decay: float = 0.0, seed: int = 0, device: torch.device | None = None,
+                     weight_decay: float = 0.0, seed: int = 0, runtime: Runtime = CPU,
                      eval_batch_size: int = 128, bucket: bool = True, desc: str = "train",
-                     dtype: torch.dtype = torch.float32,
                      on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
     """Train with cross-entropy and our AdamW; keep the weights of the best dev epoch.
 
     With BERT frozen (`model.freeze_bert`), the sentence embeddings are computed
     once, without dropout, and the head trains on them: the same model as running
     frozen BERT every step, minus BERT's dropout noise, at a fraction of the cost.
-    `dtype` bfloat16 runs the forward pass under autocast (see `minbert.precision`).
     Returns one record per epoch (train loss, dev loss and accuracy, seconds).
     """
-    device = device or torch.device("cpu")
+    device = runtime.device
     seed_everything(seed)
     model.to(device)
     train_y = torch.as_tensor(list(train_labels), dtype=torch.long)
     dev_y = torch.as_tensor(list(dev_labels), dtype=torch.long)
     train_features = dev_features = None
     if model.freeze_bert:
-        train_features = sentence_embeddings(model, train_tokens, eval_batch_size, device, dtype)
-        dev_features = sentence_embeddings(model, dev_tokens, eval_batch_size, device, dtype)
+        train_features = sentence_embeddings(model, train_tokens, eval_batch_size, runtime)
+        dev_features = sentence_embeddings(model, dev_tokens, eval_batch_size, runtime)
     optimizer = AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                       weight_decay=weight_decay)
     lengths = [len(t) for t in train_tokens]
@@ -128,11 +82,11 @@ def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[
         batches = list(batch_indices(lengths, batch_size, shuffle=True, seed=seed + epoch,
                                      bucket=bucket))
         for step, idx in enumerate(tqdm(batches, desc=f"epoch {epoch}", leave=False, unit="batch")):
-            with autocast(device, dtype):
+            with runtime.autocast():
                 if train_features is not None:
                     logits = model.classify(train_features[idx].to(device))
                 else:
-                    batch = _batch_to([train_tokens[i] for i in idx], device)
+                    batch = {k: v.to(device) for k, v in pad_batch([train_tokens[i] for i in idx]).items()}
                     logits = model(batch["input_ids"], batch["attention_mask"])
             loss = F.cross_entropy(logits.float(), train_y[idx].to(device))
             check_finite(loss, f"{desc}, epoch {epoch}, batch {step}")
@@ -141,7 +95,7 @@ def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[
             optimizer.step()
             total += loss.item() * len(idx)
             count += len(idx)
-        dev_logits = predict_logits(model, dev_tokens, eval_batch_size, device, dev_features, dtype)
+        dev_logits = predict_logits(model, dev_tokens, eval_batch_size, runtime, dev_features)
         dev_acc = float((dev_logits.argmax(-1) == dev_y).float().mean())
         record = {"epoch": epoch, "train_loss": total / count,
                   "dev_loss": float(F.cross_entropy(dev_logits, dev_y)), "dev_acc": dev_acc,
@@ -154,3 +108,198 @@ def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
+
+
+# ----------------------------------------------------------------------------- several tasks
+
+def class_weight_tensor(labels: list[int], num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights, n / (classes * count): a balanced set gets all ones."""
+    counts = torch.bincount(torch.tensor(labels), minlength=num_classes).float()
+    return len(labels) / (num_classes * counts.clamp(min=1.0))
+
+
+def make_optimizers(model: MultitaskBert, settings: MultitaskSettings) -> dict[str, AdamW | SophiaG]:
+    """The run's optimizer over all weights, keyed "all"; or, with `task_optimizers`, one per task
+    (each over all weights, with the task's own lr, rho and weight decay where given)."""
+    def build(own: dict[str, float]) -> AdamW | SophiaG:
+        lr, weight_decay = own.get("lr", settings.lr), own.get("weight_decay", settings.weight_decay)
+        if settings.optimizer == "sophia":
+            return SophiaG(model.parameters(), lr=lr, rho=own.get("rho", settings.rho),
+                           weight_decay=weight_decay)
+        return AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    if settings.task_optimizers:
+        return {task: build(settings.task_settings.get(task, {})) for task in tasks.MULTITASK}
+    return {"all": build({})}
+
+
+def _save_checkpoint(path: Path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: dict[str, TaskTensors],
+                    settings: MultitaskSettings, *, name: str = "run", runtime: Runtime = CPU,
+                    checkpoint_dir: Path | None = None, resume: bool = False, log_dir: Path | None = None,
+                    stop_after_epoch: int | None = None,
+                    on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+    """Train as the settings say; keep the weights of the best epoch (mean dev score).
+
+    With `checkpoint_dir`, `last.pt` (model, optimizer, random state, history) and
+    `best.pt` are written after every epoch; `resume` continues from `last.pt`. TensorBoard
+    scalars go to `log_dir`: replaced by a fresh run, continued by a resumed one.
+    `stop_after_epoch` ends the run early, as a kill would (for tests). A NaN or
+    infinite loss raises TrainingError and leaves the last good checkpoint in place.
+    """
+    device = runtime.device
+    model.to(device)
+    optimizers = make_optimizers(model, settings)
+    weights = {task: class_weight_tensor(train[task].labels, tasks.get(task).num_classes).to(device)
+               for task in train if settings.class_weights and tasks.get(task).kind != "regression"}
+    history: list[dict] = []
+    start_epoch = 1
+    last, best = (checkpoint_dir / "last.pt", checkpoint_dir / "best.pt") if checkpoint_dir else (None, None)
+    if resume and last is not None and last.is_file():
+        state = torch.load(last, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        for key, optimizer in optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][key])
+        torch.set_rng_state(state["rng"])
+        history = json.loads(state["history"])
+        start_epoch = int(state["epoch"]) + 1
+    writer = None
+    if log_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        if start_epoch == 1 and log_dir.exists():
+            shutil.rmtree(log_dir)  # a fresh run's curves must not mix with an earlier run's
+        writer = SummaryWriter(str(log_dir))
+    try:
+        for epoch in range(start_epoch, settings.total_epochs + 1):
+            record = _train_epoch(model, optimizers, train, settings, name, epoch, weights, runtime)
+            record.update(dev_metrics(model, dev, settings.eval_batch_size, runtime))
+            record["dev_mean"] = tasks.mean_score(record)
+            history.append(record)
+            if writer is not None:
+                for key, value in record.items():
+                    if key != "epoch":
+                        writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+                writer.add_scalar("lr", settings.lr, epoch)
+            if checkpoint_dir is not None:
+                if record["dev_mean"] >= max(h["dev_mean"] for h in history):
+                    _save_checkpoint(best, {"model": model.state_dict()})
+                _save_checkpoint(last, {"epoch": epoch, "model": model.state_dict(),
+                                        "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                                        "rng": torch.get_rng_state(), "history": json.dumps(history),
+                                        "settings": settings.model_dump_json()})
+            if on_epoch:
+                on_epoch(record)
+            if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                return history
+    finally:
+        if writer is not None:
+            writer.close()
+    if best is not None and best.is_file():
+        model.load_state_dict(torch.load(best, map_location=device, weights_only=True)["model"])
+    return history
+
+
+def _smart_term(model: MultitaskBert, task: str, embedded: list[Embedded], outputs: torch.Tensor,
+                settings: SmartSettings, runtime: Runtime) -> torch.Tensor:
+    """SMART's adversarial divergence for one task batch, perturbing the embedding output."""
+    kind = tasks.get(task).kind
+    if kind == "regression" and settings.naive_regression:
+        kind = "regression-as-classification"
+
+    def forward(deltas: list[torch.Tensor]) -> torch.Tensor:
+        with runtime.autocast():
+            shifted = [e.shifted(d) for e, d in zip(embedded, deltas, strict=True)]
+            return model.outputs_from_embedded(task, shifted)
+
+    return smart_loss(forward, [e.hidden for e in embedded], outputs, kind, settings)
+
+
+def _refresh_hessian(model: MultitaskBert, optimizer: SophiaG, step_batches: list[tuple[str, dict]],
+                     runtime: Runtime) -> None:
+    """Sophia's every-k-steps Hessian refresh on this step's batches, with sampled labels."""
+    optimizer.zero_grad(set_to_none=True)
+    losses = []
+    for task, batch in step_batches:
+        with runtime.autocast():
+            outputs = model.task_outputs(task, batch)
+        losses.append(tasks.get(task).sampled_label_loss(outputs))
+    losses = [loss for loss in losses if loss.requires_grad]
+    if losses:
+        sum(losses).backward()
+        optimizer.update_hessian()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _train_epoch(model: MultitaskBert, optimizers: dict, train: dict[str, TaskTensors],
+                 settings: MultitaskSettings, name: str, epoch: int, weights: dict, runtime: Runtime) -> dict:
+    started = time.perf_counter()
+    device = runtime.device
+    frozen = epoch > settings.qqp_only_epochs + settings.epochs
+    for p in model.bert.parameters():
+        p.requires_grad = not frozen
+    model.train()
+    batches = {task: list(batch_indices(data.lengths(), settings.batch_size, shuffle=True,
+                                        seed=settings.seed * 100_003 + epoch * 101 + i))
+               for i, (task, data) in enumerate(sorted(train.items()))}
+    counts = {task: len(b) for task, b in batches.items()}
+    qqp_only = epoch <= settings.qqp_only_epochs
+    if settings.qqp_only_epochs and not qqp_only:
+        counts["qqp"] = qqp_batches_after_phase(counts)
+    plan = epoch_plan(settings.schedule, counts, settings.task_order, qqp_only=qqp_only)
+    position = dict.fromkeys(train, 0)
+    sums, seen = dict.fromkeys(train, 0.0), dict.fromkeys(train, 0)
+    smart = {task: SmartSettings(**own) for task, own in settings.smart.items()}
+    adv_sums = dict.fromkeys(smart, 0.0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    steps_taken = dict.fromkeys(optimizers, 0)
+    for step, step_tasks in enumerate(tqdm(plan, desc=f"{name} epoch {epoch}", leave=False, unit="step")):
+        losses, step_batches = [], []
+        for task in step_tasks:
+            idx = batches[task][position[task]]
+            position[task] += 1
+            batch = train[task].batch(idx, device)
+            step_batches.append((task, batch))
+            with runtime.autocast():
+                embedded = model.embed_inputs(batch)
+                outputs = model.outputs_from_embedded(task, embedded)
+            loss = tasks.get(task).loss(outputs, batch["labels"], weights.get(task))
+            where = f"{name}, epoch {epoch}, step {step}, task {task}"
+            check_finite(loss, where)
+            sums[task] += loss.item() * len(idx)
+            seen[task] += len(idx)
+            if task in smart:
+                adversarial = _smart_term(model, task, embedded, outputs, smart[task], runtime)
+                check_finite(adversarial, f"{where} (SMART term)")
+                adv_sums[task] += adversarial.item() * len(idx)
+                loss = loss + smart[task].weight * adversarial
+            losses.append(loss * settings.loss_weights[task] if len(step_tasks) > 1 else loss)
+        # With BERT frozen, a head-less task (STS without a similarity layer) has nothing to train.
+        losses = [loss for loss in losses if loss.requires_grad]
+        if not losses:
+            continue
+        key = step_tasks[0] if settings.task_optimizers else "all"
+        optimizer = optimizers[key]
+        optimizer.zero_grad(set_to_none=True)
+        if settings.schedule == "pcgrad" and len(losses) > 1:
+            pcgrad_backward(losses, params)
+        else:
+            sum(losses).backward()
+        if isinstance(optimizer, SophiaG):
+            optimizer.step(bs=len(step_batches[0][1]["labels"]))
+            if steps_taken[key] % settings.hessian_interval == settings.hessian_interval - 1:
+                _refresh_hessian(model, optimizer, step_batches, runtime)
+        else:
+            optimizer.step()
+        steps_taken[key] += 1
+    record = {"epoch": epoch, "seconds": 0.0, "bert_frozen": frozen, "qqp_only": qqp_only}
+    for task in train:
+        record[f"{task}_train_loss"] = sums[task] / seen[task] if seen[task] else math.nan
+        if task in smart:
+            record[f"{task}_smart_loss"] = adv_sums[task] / seen[task] if seen[task] else math.nan
+    record["seconds"] = time.perf_counter() - started
+    return record

@@ -8,6 +8,10 @@ worker to ask for a trial marks it failed and queues its parameters again. The
 sampler is TPE with a seed (plus the worker number, so that parallel workers do not
 propose the same first points); the pruner stops trials whose per-epoch dev score
 falls below the median of earlier trials at the same epoch.
+
+The study's search spaces are here too: a space turns a trial into updates of the
+multitask knobs (`config.MultitaskSettings`), and the objective trains one run of the
+notebook's arm with them and returns the best epoch's dev score.
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from minbert import paths
+from minbert import paths, tasks
+from minbert.config import MultitaskSettings
+from minbert.data import TaskData
+from minbert.runtime import Runtime
 from minbert.training import TrainingError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-# A space turns a trial into (config updates, MultitaskRun options).
-Space = Callable[[optuna.Trial], tuple[dict[str, Any], dict[str, Any]]]
+# A space turns a trial into updates of the multitask knobs.
+Space = Callable[[optuna.Trial], dict[str, Any]]
 
 
 def storage_url(study_name: str, storage: str | None = None) -> str:
@@ -127,6 +134,83 @@ def plot_study(study: optuna.Study) -> plt.Figure | None:
             axes.figure.set_size_inches(max(axes.figure.get_size_inches()[0], 6), 3.6)
             axes.figure.tight_layout()
     return plt.gcf()
+
+
+# ----------------------------------------------------------------------------- the study's spaces
+
+def adamw_space(trial: optuna.Trial) -> dict[str, Any]:
+    return {"optimizer": "adamw", "lr": trial.suggest_float("lr", 1e-5, 3e-4, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-4, 0.3, log=True)}
+
+
+def sophia_space(trial: optuna.Trial) -> dict[str, Any]:
+    return {"optimizer": "sophia", "lr": trial.suggest_float("lr", 1e-5, 1e-3, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-4, 0.3, log=True),
+            "rho": trial.suggest_float("rho", 0.005, 0.2, log=True),
+            "hessian_interval": trial.suggest_int("hessian_interval", 2, 20, log=True)}
+
+
+def sophia_per_task_space(trial: optuna.Trial) -> dict[str, Any]:
+    """One Sophia per task, each with its own lr, rho and weight decay (the study's setup)."""
+    settings = {task: {"lr": trial.suggest_float(f"{task}_lr", 1e-5, 1e-3, log=True),
+                       "rho": trial.suggest_float(f"{task}_rho", 0.005, 0.2, log=True),
+                       "weight_decay": trial.suggest_float(f"{task}_weight_decay", 1e-4, 0.3, log=True)}
+                for task in tasks.MULTITASK}
+    return {"optimizer": "sophia", "task_optimizers": True, "task_settings": settings}
+
+
+def regularisation_space(trial: optuna.Trial) -> dict[str, Any]:
+    """Per-task dropout before each head, and weight decay."""
+    dropout = {task: trial.suggest_float(f"dropout_{task}", 0.0, 0.5) for task in tasks.MULTITASK}
+    return {"dropout": dropout, "weight_decay": trial.suggest_float("weight_decay", 1e-4, 0.3, log=True)}
+
+
+def smart_space(task: str, defaults: dict[str, Any] | None = None) -> Space:
+    """SMART on one task: ball radius, ascent step, initial noise and norm (over `defaults`)."""
+    def space(trial: optuna.Trial) -> dict[str, Any]:
+        settings = {**(defaults or {}),
+                    "epsilon": trial.suggest_float("epsilon", 1e-6, 1e-1, log=True),
+                    "step_size": trial.suggest_float("step_size", 1e-5, 1e-1, log=True),
+                    "noise_var": trial.suggest_float("noise_var", 1e-6, 1e-1, log=True),
+                    "norm": trial.suggest_categorical("norm", ["inf", "l2", "l1"])}
+        return {"smart": {task: settings}}
+
+    return space
+
+
+SPACES: dict[str, Space] = {"adamw": adamw_space, "sophia": sophia_space,
+                            "sophia-per-task": sophia_per_task_space, "regularisation": regularisation_space}
+
+
+def score_of(record: dict[str, float], target: str) -> float:
+    """The objective: the mean dev score of the three tasks, or one task's dev metric."""
+    return tasks.mean_score(record) if target == "mean" else float(record[tasks.get(target).metric])
+
+
+def multitask_objective(cfg: MultitaskSettings, arm: str, data: TaskData, space: Space, notebook: str,
+                        runtime: Runtime, target: str = "mean",
+                        base: dict[str, Any] | None = None) -> Callable[[optuna.Trial], float]:
+    """Train one run of `arm` per trial with the space's knob updates over `base`; report each
+    epoch's score to the pruner; return the best epoch's score. No checkpoints are written."""
+    from minbert.experiments import run_arm
+
+    if target not in ("mean", *tasks.MULTITASK):
+        raise ValueError(f"unknown objective {target!r}; use 'mean' or one of {list(tasks.MULTITASK)}")
+
+    def objective(trial: optuna.Trial) -> float:
+        record, _ = run_arm(
+            cfg, arm, data, runtime, notebook=notebook, name=f"{trial.study.study_name}-trial-{trial.number}",
+            updates={**(base or {}), **space(trial)}, checkpoints=False,
+            on_epoch=lambda epoch: report_epoch(trial, epoch["epoch"], score_of(epoch, target)))
+        trial.set_user_attr("dev", record.dev)
+        return max(score_of(epoch, target) for epoch in record.history)
+
+    return objective
+
+
+def tuned_settings(study: optuna.Study, space: Space) -> dict[str, Any]:
+    """The space's knob updates at the study's best parameters."""
+    return space(optuna.trial.FixedTrial(study.best_params))
 
 
 class _quiet_experimental:

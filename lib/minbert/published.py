@@ -40,20 +40,6 @@ STUDY_FIGURES: dict[str, tuple[float | None, float | None, float | None]] = {
 # The state of the art the study cites, dev-set figures.
 STATE_OF_THE_ART = (0.598, 0.907, 0.93)
 
-# What the final model (notebook 06) aims for with the embedded 22M MiniLM: above the
-# study's BERT-base on SST and STS.
-FINAL_AIMS = {"sst_acc": 0.52, "qqp_acc": 0.86, "sts_pearson": 0.88}
-
-# Our run names -> the study's row that tried the same thing, for side-by-side tables.
-STUDY_ROW_FOR_RUN = {
-    "baseline": "sBERT-Baseline_2",
-    "qqp-first": "sBERT-ReorderedTraining",
-    "round-robin": "sBERT-RoundRobinTraining",
-    "combined": "sBERT-Combined Loss",
-    "pcgrad": None,  # their PCGrad run died with NaN logits
-    "shared-similarity": "sBERT-Shared Similarity",
-}
-
 # Our attention variants -> the study's row for the same model.
 STUDY_ROW_FOR_VARIANT = {
     "standard": "sBERT-BertSelfAttention",

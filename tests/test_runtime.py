@@ -1,4 +1,4 @@
-"""Precision choice and bfloat16 autocast against float32 on the real checkpoint."""
+"""The runtime: device and precision choice, and bfloat16 autocast against float32 on the real checkpoint."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from minbert.bert import BertModel, load_tokenizer
-from minbert.precision import autocast, cpu_has_bfloat16, resolve_precision
+from minbert.runtime import Runtime, RuntimeSetupError, cpu_has_bfloat16, resolve_precision
 
 CPU = torch.device("cpu")
 
@@ -35,7 +35,7 @@ def test_bfloat16_autocast_stays_close_to_float32():
     model = BertModel.from_pretrained().eval()
     with torch.no_grad():
         exact = model(batch["input_ids"], batch["attention_mask"])
-        with autocast(CPU, torch.bfloat16):
+        with Runtime(CPU, torch.bfloat16).autocast():
             fast = model(batch["input_ids"], batch["attention_mask"])
     real = batch["attention_mask"].bool()
     diff = (fast["last_hidden_state"].float() - exact["last_hidden_state"])[real].abs()
@@ -47,5 +47,21 @@ def test_bfloat16_autocast_stays_close_to_float32():
 
 
 def test_float32_autocast_is_a_no_op():
-    with autocast(CPU, torch.float32):
+    with Runtime(CPU, torch.float32).autocast():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_runtime_is_resolved_once_by_name_and_seeds_every_generator():
+    import random
+
+    runtime = Runtime.resolve("cpu", "float32", seed=3)
+    first = (random.random(), torch.rand(1).item())
+    Runtime.resolve("cpu", "float32", seed=3)
+    assert (random.random(), torch.rand(1).item()) == first
+    assert runtime == Runtime(CPU, torch.float32) and runtime.precision == "float32"
+    assert runtime.describe().startswith("cpu (")
+    with pytest.raises(RuntimeSetupError, match="unknown device 'tpu'"):
+        Runtime.resolve("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeSetupError, match="no GPU is available"):
+            Runtime.resolve("cuda")

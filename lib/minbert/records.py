@@ -1,0 +1,185 @@
+"""What a run leaves behind: its stamp, typed run records, and results files keyed by notebook AND profile.
+
+A results file `reports/results/<notebook>.<profile>.json` holds
+{"notebook", "profile", "stamp": {commit, dirty, params, seed, device, versions,
+started, wall_s}, "data": {...}, "runs": [run records], "checks": {...}}; a
+notebook's prediction files go to `reports/predictions/<notebook>.<profile>/`. So
+quick, full and smoke runs of one notebook live side by side. `headline` is the one
+rule that picks a notebook's headline run, for its findings, the results table and
+the index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from minbert import paths, tasks
+from minbert.files import atomic_write_text
+from minbert.runtime import Runtime
+
+VERSIONED_PACKAGES = ("minbert", "torch", "transformers", "tokenizers", "numpy", "pandas",
+                      "scikit-learn", "optuna", "papermill")
+
+
+def git_state(root: Path = paths.PROJECT_ROOT) -> tuple[str | None, bool | None]:
+    """The commit checked out and whether the source (reports aside) has uncommitted changes.
+    A copy of the tree run elsewhere (a lent GPU machine) names its commit in MINBERT_COMMIT."""
+    if os.environ.get("MINBERT_COMMIT"):  # the copy's own .git, if any, may be stale
+        return os.environ["MINBERT_COMMIT"], None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--", ".", ":!reports"],
+                                cwd=root, capture_output=True, text=True, check=True).stdout
+        return commit, bool(status.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return None, None
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+class RunStamp:
+    """What produced a run: commit, params, seed, device, versions, start and wall time."""
+
+    def __init__(self, params: dict[str, Any], seed: int | None, runtime: Runtime) -> None:
+        self.commit, self.dirty = git_state()
+        self.params = params
+        self.seed = seed
+        self.device = runtime.describe()
+        self.versions = library_versions()
+        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._t0 = time.perf_counter()
+
+    @classmethod
+    def of(cls, cfg, runtime: Runtime) -> RunStamp:
+        """The stamp of a notebook run: its whole validated config and seed."""
+        return cls(cfg.model_dump(), getattr(cfg, "seed", None), runtime)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"commit": self.commit, "dirty": self.dirty, "params": self.params,
+                "seed": self.seed, "device": self.device, "versions": self.versions,
+                "started": self.started, "wall_s": round(time.perf_counter() - self._t0, 1)}
+
+    def table(self) -> pd.DataFrame:
+        """The stamp as a two-column table for the top of a report."""
+        d = self.as_dict()
+        rows = [("commit", f"{d['commit']}{' (uncommitted changes)' if d['dirty'] else ''}"),
+                ("started (UTC)", d["started"]), ("device", d["device"]), ("seed", d["seed"])]
+        rows += [(name, version) for name, version in d["versions"].items()]
+        return pd.DataFrame(rows, columns=["", "value"]).set_index("")
+
+
+@dataclass
+class RunRecord:
+    """One trained run: its name, settings, dev scores at its best epoch, and every epoch."""
+
+    name: str
+    dev: dict[str, float]  # metric key (sst_acc, ...) -> dev score of the best epoch
+    best_epoch: int
+    history: list[dict]  # one record per epoch: losses, dev metrics, seconds
+    config: dict = field(default_factory=dict)  # the settings it ran with
+    arm: str | None = None  # the study arm it follows (multitask runs)
+    train_sizes: dict[str, int] | None = None
+    parameters: int | None = None
+
+    @property
+    def mean(self) -> float:
+        """The mean of the multitask dev metrics it has."""
+        return tasks.mean_score(self.dev)
+
+    @property
+    def seconds(self) -> float:
+        return float(sum(h["seconds"] for h in self.history))
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RunRecord:
+        known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
+        return cls(**known)
+
+
+def headline(runs: list[RunRecord]) -> RunRecord:
+    """THE rule for a notebook's headline run: the highest mean dev score of the tasks it ran."""
+    if not runs:
+        raise ValueError("no runs to choose a headline run from")
+    return max(runs, key=lambda r: r.mean)
+
+
+def results_path(notebook: str, profile: str) -> Path:
+    return paths.reports_dir() / "results" / f"{notebook}.{profile}.json"
+
+
+def predictions_dir(notebook: str, profile: str) -> Path:
+    return paths.reports_dir() / "predictions" / f"{notebook}.{profile}"
+
+
+@dataclass
+class Results:
+    """A notebook's results file: the run stamp, the data it used, its runs and its checks."""
+
+    notebook: str
+    profile: str
+    stamp: dict
+    data: dict
+    runs: list[RunRecord]
+    checks: dict = field(default_factory=dict)
+
+    def headline(self) -> RunRecord:
+        return headline(self.runs)
+
+    def run(self, name: str) -> RunRecord:
+        for run in self.runs:
+            if run.name == name:
+                return run
+        raise KeyError(f"{self.notebook}.{self.profile}: no run named {name!r}")
+
+    def to_dict(self) -> dict:
+        return {"notebook": self.notebook, "profile": self.profile, "stamp": self.stamp, "data": self.data,
+                "runs": [r.to_dict() for r in self.runs], "checks": self.checks}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Results:
+        return cls(values["notebook"], values["profile"], values["stamp"], values["data"],
+                   [RunRecord.from_dict(r) for r in values["runs"]], values.get("checks", {}))
+
+    def save(self) -> Path:
+        """Write atomically to results/<notebook>.<profile>.json; returns the path."""
+        return atomic_write_text(results_path(self.notebook, self.profile),
+                                 json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def save_results(notebook: str, profile: str, stamp: RunStamp, data: dict, runs: list[RunRecord],
+                 checks: dict | None = None) -> Path:
+    """A notebook's results file with its stamp; `checks` holds notebook-level verifications."""
+    return Results(notebook, profile, stamp.as_dict(), data, list(runs), checks or {}).save()
+
+
+def load_results(notebook: str, profile: str) -> Results:
+    return Results.from_dict(json.loads(results_path(notebook, profile).read_text()))
+
+
+def load_all(results_dir: Path | None = None) -> list[Results]:
+    """Every results file, in notebook order, each notebook's profiles side by side."""
+    folder = results_dir or paths.reports_dir() / "results"
+    return [Results.from_dict(json.loads(p.read_text())) for p in sorted(folder.glob("*.*.json"))]

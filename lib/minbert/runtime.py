@@ -1,0 +1,110 @@
+"""Where and how a run computes: device, precision, seeding and one autocast context.
+
+Resolved once at the start of a run (as nanoGPT builds its `ctx` once) and passed
+around as one object, instead of a (device, dtype) pair threaded through every call.
+
+Under bfloat16 autocast the matrix products run in bfloat16 while the weights, the
+optimiser state and the losses stay float32, so training remains stable and
+checkpoints stay float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class RuntimeSetupError(RuntimeError):
+    """The run asked for a device or precision this machine cannot give."""
+
+
+def cpu_has_bfloat16() -> bool:
+    """True when the processor computes bfloat16 natively (AVX512-BF16 or AMX), not by emulation."""
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` takes a GPU when there is one; `cpu` and `cuda` are taken as asked."""
+    if name not in DEVICES:
+        raise RuntimeSetupError(f"unknown device {name!r}; known: {list(DEVICES)}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeSetupError("device 'cuda' was asked for, but no GPU is available")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """`auto` picks bfloat16 on a GPU or CPU that supports it, float32 elsewhere."""
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}; known: {list(PRECISIONS)}")
+    if name == "float32":
+        return torch.float32
+    if name == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if cpu_has_bfloat16() else torch.float32
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The device and compute precision of a run."""
+
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float32
+
+    @classmethod
+    def resolve(cls, device: str = "auto", precision: str = "auto", seed: int | None = None) -> Runtime:
+        """Pick the device and precision by name and, given a seed, seed every generator."""
+        if seed is not None:
+            seed_everything(seed)
+        chosen = pick_device(device)
+        return cls(chosen, resolve_precision(precision, chosen))
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to the run's dtype for the matrix products; a no-op for float32."""
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @property
+    def precision(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    def describe(self) -> str:
+        """A human-readable name of the processor or GPU."""
+        if self.device.type == "cuda":
+            return f"cuda ({torch.cuda.get_device_name(self.device)})"
+        model = platform.processor() or platform.machine()
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        return f"cpu ({model}, {torch.get_num_threads()} threads)"
+
+
+CPU = Runtime()
