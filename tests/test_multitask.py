@@ -1,4 +1,4 @@
-"""The multitask trainer on small synthetic tasks: strategies, resume, freezing, NaN."""
+"""The multitask trainer on small synthetic tasks: schedules, resume, freezing, NaN."""
 
 from __future__ import annotations
 
@@ -48,11 +48,11 @@ def make_model(tiny_checkpoint, **kwargs) -> MultitaskBert:
     return MultitaskBert(BertModel.from_pretrained(tiny_checkpoint), **kwargs)
 
 
-@pytest.mark.parametrize("strategy", ["sequential", "round-robin", "combined", "pcgrad"])
-def test_every_strategy_trains_and_reports_all_metrics(tiny_checkpoint, tasks, strategy):
+@pytest.mark.parametrize("schedule", ["sequential", "round-robin", "combined", "pcgrad"])
+def test_every_schedule_trains_and_reports_all_metrics(tiny_checkpoint, tasks, schedule):
     train, dev = tasks
     model = make_model(tiny_checkpoint)
-    history = train_multitask(model, train, dev, MultitaskSettings(schedule=strategy, epochs=1, lr=1e-3,
+    history = train_multitask(model, train, dev, MultitaskSettings(schedule=schedule, epochs=1, lr=1e-3,
                                                             batch_size=8), runtime=CPU)
     record = history[0]
     for key in ("sst_acc", "qqp_acc", "sts_pearson", "sst_train_loss", "qqp_train_loss",

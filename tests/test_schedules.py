@@ -23,9 +23,9 @@ def test_round_robin_interleaves_equal_chunks():
         ("sst",), ("qqp",), ("sts",), ("sst",), ("qqp",), ("sts",)]
 
 
-@pytest.mark.parametrize("strategy", ["combined", "pcgrad"])
-def test_combined_steps_take_every_task(strategy):
-    assert epoch_plan(strategy, COUNTS, ["sst", "qqp", "sts"]) == [("sst", "qqp", "sts")] * 2
+@pytest.mark.parametrize("schedule", ["combined", "pcgrad"])
+def test_combined_steps_take_every_task(schedule):
+    assert epoch_plan(schedule, COUNTS, ["sst", "qqp", "sts"]) == [("sst", "qqp", "sts")] * 2
 
 
 def test_separate_qqp_phase():
@@ -34,8 +34,8 @@ def test_separate_qqp_phase():
     assert qqp_batches_after_phase({"sst": 267, "qqp": 100, "sts": 189}) == 100
 
 
-def test_bad_strategy_and_order_are_named():
-    with pytest.raises(ValueError, match="unknown strategy 'random'"):
+def test_bad_schedule_and_order_are_named():
+    with pytest.raises(ValueError, match="unknown schedule 'random'"):
         epoch_plan("random", COUNTS, ["sst", "qqp", "sts"])
     with pytest.raises(ValueError, match="must name each task"):
         epoch_plan("sequential", COUNTS, ["sst", "qqp"])

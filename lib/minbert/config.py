@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from minbert import paths
+from minbert.schedules import SCHEDULES
 from minbert.tasks import MULTITASK, TaskName
 
 PROFILES = ("smoke", "quick", "full")
@@ -105,7 +106,7 @@ class MultitaskSettings(NotebookConfig):
     dropout: dict[TaskName, float] = Field(_per_task(0.1), description="dropout before each task's head")
     shared_similarity: bool = Field(False, description="bi-encoder: one linear layer shared by QQP and STS")
     # training
-    schedule: Literal["sequential", "round-robin", "combined", "pcgrad"] = Field(
+    schedule: Literal[SCHEDULES] = Field(
         "sequential", description="which tasks train at each step (minbert.schedules)")
     task_order: list[TaskName] = Field(["sts", "sst", "qqp"], description="order of tasks within an epoch")
     epochs: int = Field(1, gt=0, description="epochs on every task")

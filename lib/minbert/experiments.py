@@ -101,7 +101,8 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
                               on_epoch=on_epoch,
                               log_dir=paths.runs_dir() / "tensorboard" / notebook / settings.profile / name)
     best = max(history, key=lambda h: h["dev_mean"])
-    config = settings.model_dump(exclude={"profile", "device", "strict_data", "resume"})
+    knobs = set(MultitaskSettings.model_fields) - {"profile", "device", "strict_data", "resume"}
+    config = settings.model_dump(include=knobs)
     record = RunRecord(name=name, arm=arm, dev={m: best[m] for m in tasks.metrics().values()},
                        best_epoch=best["epoch"], history=history,
                        config={**config, "precision": runtime.precision},

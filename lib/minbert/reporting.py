@@ -23,6 +23,18 @@ from minbert.records import Results, RunRecord, headline, load_all
 
 METRIC_LABELS = {tasks.get(t).metric: tasks.get(t).metric_label for t in tasks.MULTITASK}
 
+def arms_table(names: list[str] | None = None) -> pd.DataFrame:
+    """The study's arms as the library defines them (`experiments.ARMS`): what each does, the knobs
+    it changes over the notebook's settings, and the study's row for it (theirs)."""
+    from minbert.experiments import ARMS
+
+    rows = [{"arm": arm.name, "what it does": arm.summary,
+             "knobs it sets": ", ".join(f"{k}={v}" for k, v in arm.settings.items()) or "-",
+             "study row (theirs)": arm.study_row or "-"}
+            for arm in ARMS.values() if names is None or arm.name in names]
+    return pd.DataFrame(rows).set_index("arm")
+
+
 def data_table(summaries: dict[str, dict], splits: tuple[str, ...] | None = None) -> pd.DataFrame:
     """The data a notebook used, one row per (data set, task, split): source file, rows, skipped rows."""
     rows = [{"data": which, "task": task, "split": split, **info}

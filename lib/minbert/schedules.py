@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-STRATEGIES = ("sequential", "round-robin", "combined", "pcgrad")
+SCHEDULES = ("sequential", "round-robin", "combined", "pcgrad")
 
 
-def epoch_plan(strategy: str, batches: dict[str, int], order: Sequence[str],
+def epoch_plan(schedule: str, batches: dict[str, int], order: Sequence[str],
                qqp_only: bool = False) -> list[tuple[str, ...]]:
     """The steps of one epoch.
 
@@ -24,16 +24,16 @@ def epoch_plan(strategy: str, batches: dict[str, int], order: Sequence[str],
     - `qqp_only` (the separate QQP phase): every QQP batch, nothing else.
     `batches` maps each task to how many batches it offers this epoch.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; known: {list(STRATEGIES)}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; known: {list(SCHEDULES)}")
     if sorted(order) != sorted(batches):
         raise ValueError(f"task order {list(order)} must name each task of {sorted(batches)} once")
     if qqp_only:
         return [("qqp",)] * batches["qqp"]
-    if strategy == "sequential":
+    if schedule == "sequential":
         return [(task,) for task in order for _ in range(batches[task])]
     smallest = min(batches.values())
-    if strategy == "round-robin":
+    if schedule == "round-robin":
         return [(task,) for _ in range(smallest) for task in order]
     return [tuple(order)] * smallest
 
