@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= quick
 
-.PHONY: report test lab data benchmark clean-venv
+.PHONY: report test lab data benchmark clean-venv postgres
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,12 @@ data: $(STAMP)
 report: data
 	$(PY) -m minbert report --profile $(PROFILE)
 
-test: data
+# The PostgreSQL server the Optuna scale-out test starts: Debian's package, installed if missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
+
+test: data postgres
 	$(PY) -m ruff check lib tests notebooks benchmarks
 	$(PY) -m pytest
 

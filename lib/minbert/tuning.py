@@ -2,12 +2,14 @@
 
 A study lives in a database: SQLite under `runs/optuna/<study>.db` by default, or
 any SQLAlchemy URL (e.g. PostgreSQL, so workers on several machines share one
-study). Finished trials are in the database the moment they finish; a worker
-killed mid-trial leaves a "running" trial whose heartbeat stops, and the next
-worker to ask for a trial marks it failed and queues its parameters again. The
-sampler is TPE with a seed (plus the worker number, so that parallel workers do not
-propose the same first points); the pruner stops trials whose per-epoch dev score
-falls below the median of earlier trials at the same epoch.
+study). Finished trials are in the database the moment they finish. A worker killed
+mid-trial leaves a "running" trial: a worker on the same machine fails it as soon as it
+opens the study (its process is gone); elsewhere its heartbeat goes stale and the next
+worker fails it. The sampler is seeded TPE; a worker that joins or resumes a study gets a
+seed of its own, and a trial whose parameters another trial already holds is skipped, so no
+point is trained twice. Workers count finished and running trials before each trial, so
+together they finish exactly the number asked for. The pruner stops trials whose per-epoch
+dev score falls below the median of earlier trials at the same epoch.
 
 The study's search spaces are here too: a space turns a trial into updates of the
 multitask knobs (`config.MultitaskSettings`), and the objective trains one run of the
@@ -16,6 +18,9 @@ notebook's arm with them and returns the best epoch's dev score.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +28,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import optuna
 import sqlalchemy
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
@@ -47,31 +52,80 @@ def storage_url(study_name: str, storage: str | None = None) -> str:
     return f"sqlite:///{folder / f'{study_name}.db'}"
 
 
-def open_study(study_name: str, storage: str | None = None, seed: int = 0, worker: int = 0,
+def open_study(study_name: str, storage: str | None = None, seed: int = 0, worker: int | None = None,
                direction: str = "maximize", startup_trials: int = 3, heartbeat_s: int = 30,
                fresh: bool = False) -> optuna.Study:
     """Create the study or join it where it exists (same name and storage); `fresh` deletes an
-    existing one first, for a report that must not mix in trials of an earlier run."""
+    existing one first, for a report that must not mix in trials of an earlier run.
+
+    The sampler's seed is `seed` (plus `worker`) for a fresh study, so one worker's run is
+    reproducible. A worker that joins or resumes a study gets a seed of its own (its worker
+    number, or its host and process when none is given, and how many trials the study holds),
+    so it does not replay the points other workers or its earlier self already tried. Trials
+    left running by a dead process of this machine (a killed worker) are failed at once.
+    """
     url = storage_url(study_name, storage)
     if fresh and study_name in optuna.get_all_study_names(url):
         optuna.delete_study(study_name=study_name, storage=url)
     engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
-    sampler = optuna.samplers.TPESampler(seed=seed + worker, n_startup_trials=startup_trials)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=0)
     for attempt in range(5):
         try:
             with _quiet_experimental():
                 rdb = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
-                                 grace_period=4 * heartbeat_s,
-                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
-            return optuna.create_study(study_name=study_name, storage=rdb, sampler=sampler, pruner=pruner,
-                                       direction=direction, load_if_exists=True)
+                                 grace_period=4 * heartbeat_s)
+            study = optuna.create_study(study_name=study_name, storage=rdb, pruner=pruner,
+                                        direction=direction, load_if_exists=True)
+            break
         except sqlalchemy.exc.SQLAlchemyError:
             # Workers starting together race to create the tables or the study; the loser retries.
             if attempt == 4:
                 raise
             time.sleep(0.5 + attempt)
-    raise AssertionError("unreachable")
+    fail_dead_local_trials(study)
+    held = len(study.trials)
+    if held == 0 and (fresh or worker is not None):
+        offset = worker or 0
+    else:
+        identity = f"{worker if worker is not None else (socket.gethostname(), os.getpid())}/{held}"
+        offset = int.from_bytes(hashlib.sha256(identity.encode()).digest()[:4], "big")
+    study.sampler = optuna.samplers.TPESampler(seed=seed + offset, n_startup_trials=startup_trials)
+    return study
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_local_trials(study: optuna.Study) -> list[int]:
+    """Fail the trials left running by a process of this machine that no longer exists (a killed
+    worker), without waiting for their heartbeat to go stale; returns their numbers."""
+    host = socket.gethostname()
+    dead = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.user_attrs.get("host") == host and "pid" in t.user_attrs and not _alive(t.user_attrs["pid"])]
+    for trial in dead:
+        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    return [t.number for t in dead]
+
+
+class SkippedTrial(Exception):
+    """A trial this worker should not run: its parameters were tried already, or enough trials are
+    finished or under way elsewhere. It is recorded as failed, with the reason in its attributes."""
+
+
+def ensure_new_parameters(trial: optuna.Trial) -> None:
+    """Call after a trial's parameters are suggested: a point another trial of the study already
+    holds (finished, or running elsewhere) is not trained again."""
+    for other in trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)):
+        if other.number != trial.number and other.params == trial.params:
+            trial.set_user_attr("skipped", f"the parameters of trial {other.number}")
+            raise SkippedTrial(f"trial {trial.number} repeats the parameters of trial {other.number}")
 
 
 def finished_trials(study: optuna.Study) -> int:
@@ -81,11 +135,28 @@ def finished_trials(study: optuna.Study) -> int:
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int) -> None:
     """Run trials until the study holds `n_trials` finished (completed or pruned) ones, counting
     those from earlier or parallel workers: a resumed or second worker does only what is left.
-    A trial whose training diverged (NaN or Inf loss) is recorded as failed and the study goes on."""
+    Before a trial trains, finished trials plus those running in live workers are counted again, so
+    parallel workers do not overshoot the count. A trial whose training diverged (NaN or Inf loss) is
+    recorded as failed and the study goes on."""
     if finished_trials(study) >= n_trials:
         return
-    study.optimize(objective, callbacks=[MaxTrialsCallback(n_trials, states=FINISHED)],
-                   gc_after_trial=True, catch=(TrainingError,))
+    host, pid = socket.gethostname(), os.getpid()
+
+    def guarded(trial: optuna.Trial) -> float:
+        trial.set_user_attr("host", host)
+        trial.set_user_attr("pid", pid)
+        fail_dead_local_trials(study)
+        # finished trials, and those running that started before this one (the earlier trial goes on)
+        under_way = [t for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+                     if t.state in FINISHED or t.number < trial.number]
+        if len(under_way) >= n_trials:
+            study.stop()
+            trial.set_user_attr("skipped", "enough trials finished or under way")
+            raise SkippedTrial(f"trial {trial.number}: {n_trials} trials are finished or under way")
+        return objective(trial)
+
+    study.optimize(guarded, callbacks=[MaxTrialsCallback(n_trials, states=FINISHED)],
+                   gc_after_trial=True, catch=(TrainingError, SkippedTrial))
 
 
 def report_epoch(trial: optuna.Trial, epoch: int, score: float) -> None:
@@ -198,9 +269,11 @@ def multitask_objective(cfg: MultitaskSettings, arm: str, data: TaskData, space:
         raise ValueError(f"unknown objective {target!r}; use 'mean' or one of {list(tasks.MULTITASK)}")
 
     def objective(trial: optuna.Trial) -> float:
+        updates = {**(base or {}), **space(trial)}
+        ensure_new_parameters(trial)
         record, _ = run_arm(
             cfg, arm, data, runtime, notebook=notebook, name=f"{trial.study.study_name}-trial-{trial.number}",
-            updates={**(base or {}), **space(trial)}, checkpoints=False,
+            updates=updates, checkpoints=False,
             on_epoch=lambda epoch: report_epoch(trial, epoch["epoch"], score_of(epoch, target)))
         trial.set_user_attr("dev", record.dev)
         return max(score_of(epoch, target) for epoch in record.history)
