@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cfg = load_config(NOTEBOOK, args.profile, {key: parse_override(value) for key, value in args.param})
     runtime = Runtime.resolve(cfg.device, cfg.precision, cfg.seed)
-    stamp = records.RunStamp.of(cfg, runtime)
+    stamp = records.start_run(NOTEBOOK, cfg, runtime)
     final = final_model(cfg, runtime, NOTEBOOK)
     print("\n".join(reporting.aim_findings(final.record, FINAL_AIMS)))
     path = records.save_results(NOTEBOOK, cfg.profile, stamp, final.data.summary, [final.record],

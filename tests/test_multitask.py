@@ -229,3 +229,18 @@ def test_a_fresh_run_replaces_its_tensorboard_log_and_a_resumed_one_continues_it
     train_multitask(make_model(tiny_checkpoint), train, dev, run, runtime=CPU, log_dir=logs,
                     checkpoint_dir=checkpoints, resume=True)
     assert logged_epochs() == [1, 2]
+
+
+def test_resume_refuses_other_settings_and_names_them(tiny_checkpoint, tasks, tmp_path):
+    train, dev = tasks
+    run = MultitaskSettings(epochs=2, lr=1e-3, batch_size=8, seed=3)
+    train_multitask(make_model(tiny_checkpoint), train, dev, run, runtime=CPU, checkpoint_dir=tmp_path,
+                    stop_after_epoch=1)
+    other = run.with_updates({"lr": 0.01, "seed": 5, "train_limits": {"sst": 100}})
+    with pytest.raises(TrainingError, match=r"cannot resume .*\(seed 3 -> 5; train_limits \{\} -> "
+                                            r"\{'sst': 100\}; lr 0\.001 -> 0\.01\)"):
+        train_multitask(make_model(tiny_checkpoint), train, dev, other, runtime=CPU, checkpoint_dir=tmp_path,
+                        resume=True)
+    resumed = train_multitask(make_model(tiny_checkpoint), train, dev, run.with_updates({"resume": True}),
+                              runtime=CPU, checkpoint_dir=tmp_path, resume=True)
+    assert [h["epoch"] for h in resumed] == [1, 2]  # the same settings (and `resume` itself) continue

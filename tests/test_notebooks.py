@@ -44,7 +44,7 @@ def test_part1_smoke_run_writes_report_results_and_predictions(report_dirs):
             lines = (predictions / f"{mode}-sst-{split}.csv").read_text().splitlines()
             assert lines[0] == "id\tsentiment" and len(lines) == 33
             assert all(line.split("\t")[1] in "01234" for line in lines[1:])
-    html = (report_dirs / "01_part1_sst.html").read_text()
+    html = (report_dirs / "01_part1_sst.smoke.html").read_text()
     assert "Our BERT against" in html and "data:image/png;base64" in html
 
 
@@ -95,7 +95,7 @@ def test_sbert_smoke_run_reports_every_arm(report_dirs):
     best = results["checks"]["best_run"]
     dev_sst = (report_dirs / "predictions" / "02_sbert_baseline.smoke" / f"{best}-sst-dev.csv").read_text()
     assert dev_sst.splitlines()[0] == "id\tsentiment" and len(dev_sst.splitlines()) == 33
-    assert "study SST" in (report_dirs / "02_sbert_baseline.html").read_text()
+    assert "study SST" in (report_dirs / "02_sbert_baseline.smoke.html").read_text()
 
 
 def test_attention_smoke_run_compares_variants(report_dirs):
@@ -108,7 +108,7 @@ def test_attention_smoke_run_compares_variants(report_dirs):
     extra = runs["center+linear+sparsemax"]["parameters"] - runs["standard"]["parameters"]
     assert extra == 6 * 12 * (6 + 32 * 32)
     assert results["checks"]["reference"] == "standard"
-    html = (report_dirs / "05_attention.html").read_text()
+    html = (report_dirs / "05_attention.smoke.html").read_text()
     assert "Softmax against sparsemax" in html
     assert "sBERT-CenterMatrixLinearSelfAttentionWithSparsemax" in html
 
@@ -153,10 +153,10 @@ def test_smart_smoke_run_compares_and_tunes(report_dirs):
 def test_results_notebook_gathers_every_results_file(report_dirs):
     cli.main(["run", "01_part1_sst", "--profile", "smoke"])
     cli.main(["run", "07_results", "--profile", "smoke"])
-    html = (report_dirs / "07_results.html").read_text()
+    html = (report_dirs / "07_results.smoke.html").read_text()
     assert "state of the art cited by the study" in html and "finetune" in html
     index = (report_dirs / "index.html").read_text()
-    assert '<a href="01_part1_sst.html">' in index and '<a href="07_results.html">' in index
+    assert '<a href="01_part1_sst.smoke.html">' in index and '<a href="07_results.smoke.html">' in index
 
 
 def test_final_model_smoke_run_with_error_analysis(report_dirs):
@@ -172,22 +172,22 @@ def test_final_model_smoke_run_with_error_analysis(report_dirs):
         lines = (predictions / f"final-{task}-dev.csv").read_text().splitlines()
         assert lines[0] == f"id\t{column}" and len(lines) == 33
     assert (predictions / "final-sts-test.csv").is_file()
-    html = (report_dirs / "06_final_bert.html").read_text()
+    html = (report_dirs / "06_final_bert.smoke.html").read_text()
     assert "most wrong" in html and "'label':" in html  # the tables and the headless predictor calls
 
 
 def test_report_names_the_failed_notebook_and_cell_and_runs_the_others(report_dirs, tmp_path, monkeypatch,
                                                                         capsys):
     report_dirs.mkdir(parents=True)
-    (report_dirs / "01_part1_sst.html").write_text("the previous report")
+    (report_dirs / "01_part1_sst.smoke.html").write_text("the previous report")
     monkeypatch.setenv("MINBERT_DATA_DIR", str(tmp_path / "no-data"))  # 01 fails where it reads SST
     monkeypatch.setattr(cli, "notebook_names", lambda: ["01_part1_sst", "07_results"])
     with pytest.raises(SystemExit, match=r"^1 notebook\(s\) failed: 01_part1_sst$"):
         cli.main(["report", "--profile", "smoke"])
     err = capsys.readouterr().err
     assert re.search(r"FAILED notebook 01_part1_sst failed in cell \d+: \w+Error: .*ids-sst", err), err
-    assert (report_dirs / "01_part1_sst.html").read_text() == "the previous report"
-    assert (report_dirs / "07_results.html").is_file() and (report_dirs / "index.html").is_file()
+    assert (report_dirs / "01_part1_sst.smoke.html").read_text() == "the previous report"
+    assert (report_dirs / "07_results.smoke.html").is_file() and (report_dirs / "index.html").is_file()
 
 
 @pytest.mark.filterwarnings("ignore:skipped malformed row")

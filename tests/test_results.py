@@ -34,7 +34,7 @@ def reports(tmp_path):
                   run("qqp-first", sst_acc=0.46, qqp_acc=0.79, sts_pearson=0.83)],
                  dirty=True)
     for name in ("01_part1_sst", "02_sbert_baseline"):
-        (folder / f"{name}.html").write_text("<html></html>")
+        (folder / f"{name}.quick.html").write_text("<html></html>")
     return folder
 
 
@@ -78,7 +78,7 @@ def test_study_table_is_theirs_and_complete():
 
 def test_index_links_every_report_with_a_summary(reports):
     page = reporting.write_index(reports).read_text()
-    assert '<a href="01_part1_sst.html">' in page and '<a href="02_sbert_baseline.html">' in page
+    assert '<a href="01_part1_sst.quick.html">' in page and '<a href="02_sbert_baseline.quick.html">' in page
     assert "headline run <code>qqp-first</code>: SST acc 0.460, QQP acc 0.790, STS pearson 0.830" in page
     assert "state of the art cited by the study" in page and "(theirs)" in page
     fig = reporting.plot_tasks(reporting.runs_table(records.load_all(reports / "results")))
@@ -89,6 +89,7 @@ def test_index_lists_the_runs_of_every_profile(reports):
     write_result(reports / "results", "01_part1_sst", [run("finetune", sst_acc=0.5)], profile="full")
     page = reporting.write_index(reports).read_text()
     assert "finetune (full)" in page and "finetune (quick)" in page
+    assert "01_part1_sst (full), results file only (no report)" in page
 
 
 def test_quick_and_full_results_of_one_notebook_live_side_by_side(tmp_path, monkeypatch):

@@ -61,7 +61,12 @@ class BertConfig:
             raise CheckpointError(f"unsupported hidden_act {values['hidden_act']!r}; "
                                   f"known: {sorted(ACTIVATIONS)}")
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        config = cls(**{k: v for k, v in values.items() if k in names})
+        if config.hidden_size % config.num_attention_heads:
+            raise CheckpointError(f"hidden_size {config.hidden_size} is not a multiple of "
+                                  f"num_attention_heads {config.num_attention_heads}: the heads cannot split "
+                                  "the hidden vector")
+        return config
 
 
 @dataclass
@@ -237,11 +242,20 @@ class BertModel(nn.Module):
         attention variant).
         """
         folder = resolve_checkpoint(name_or_path)
-        config_values = json.loads((folder / "config.json").read_text())
+        try:
+            config_values = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{folder / 'config.json'}: not valid JSON ({exc}); the file is "
+                                  "damaged or not a Hugging Face config") from None
+        if not isinstance(config_values, dict):
+            raise CheckpointError(f"{folder / 'config.json'}: expected a JSON object of config fields")
         unknown = [k for k in overrides if k not in {f.name for f in dataclasses.fields(BertConfig)}]
         if unknown:
             raise CheckpointError(f"unknown BertConfig field(s) {unknown}")
-        config = BertConfig.from_dict({**config_values, **overrides})
+        try:
+            config = BertConfig.from_dict({**config_values, **overrides})
+        except CheckpointError as exc:
+            raise CheckpointError(f"{folder / 'config.json'}: {exc}") from None
         model = cls(config)
         state = convert_hf_state_dict(read_weights(folder), config.num_hidden_layers,
                                       ignore_prefixes)
@@ -304,9 +318,14 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     """Tensors from model.safetensors, or pytorch_model.bin read with weights_only=True."""
     safetensors_file = folder / "model.safetensors"
     if safetensors_file.is_file():
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(safetensors_file))
+        try:
+            return load_file(str(safetensors_file))
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{safetensors_file}: cannot be read ({exc}); the file is damaged or "
+                                  "truncated: download or copy the checkpoint again") from None
     bin_file = folder / "pytorch_model.bin"
     if bin_file.is_file():
         try:

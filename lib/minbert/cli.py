@@ -9,6 +9,8 @@ from pathlib import Path
 from minbert import paths
 from minbert.config import ConfigError, parse_override
 from minbert.data import DEFAULT_URL_BASE, DataError, fetch_data
+from minbert.records import OutputError
+from minbert.runlock import RunLockedError
 from minbert.runner import NotebookRunError, notebook_names, run_notebook
 
 
@@ -27,7 +29,7 @@ def _report(args: argparse.Namespace) -> None:
     for name in notebook_names():
         try:
             run_notebook(name, args.profile, timeout_s=args.timeout)
-        except (NotebookRunError, ConfigError) as exc:
+        except (NotebookRunError, ConfigError, RunLockedError) as exc:
             print(f"FAILED {exc}", file=sys.stderr)
             failures.append(name)
     if failures:
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, DataError, NotebookRunError) as exc:
+    except (ConfigError, DataError, NotebookRunError, RunLockedError, OutputError) as exc:
         raise SystemExit(f"error: {exc}") from None
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from minbert import paths, tasks
-from minbert.files import atomic_path
+from minbert.files import atomic_path, remove_partials
 from minbert.tasks import MULTITASK, Task
 
 DEFAULT_URL_BASE = "https://raw.githubusercontent.com/gpoesia/minbert-default-final-project/main/data/"
@@ -53,6 +53,25 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+_verified: dict[Path, tuple[int, int, bool]] = {}
+
+
+def check_known_checksum(path: Path) -> None:
+    """A data file the project knows must be the file it knows: a changed, truncated or half-copied
+    file is one clear error, not a quietly smaller task (checked once per size and mtime)."""
+    expected = known_checksums().get(path.name)
+    if expected is None or not path.is_file():
+        return
+    stat = path.stat()
+    cached = _verified.get(path)
+    if cached is None or cached[:2] != (stat.st_size, stat.st_mtime_ns):
+        cached = (stat.st_size, stat.st_mtime_ns, sha256_of(path) == expected)
+        _verified[path] = cached
+    if not cached[2]:
+        raise DataError(f"{path}: differs from the known {path.name} (SHA-256 mismatch: changed, truncated "
+                        "or half-copied); run `python -m minbert fetch-data` to restore it")
+
+
 def fetch_file(name: str, dest_dir: Path, mirror: Path | None, url_base: str | None,
                expected_sha256: str | None) -> Path:
     """Copy or download one file into dest_dir, checked, via a temporary file.
@@ -64,14 +83,13 @@ def fetch_file(name: str, dest_dir: Path, mirror: Path | None, url_base: str | N
     dest = dest_dir / name
     if dest.exists() and (expected_sha256 is None or sha256_of(dest) == expected_sha256):
         return dest
+    corrupt = dest.exists()  # a local copy that fails its checksum: replaced, or removed below
     sources = []
     if mirror is not None and (mirror / name).is_file():
         sources.append(("mirror", str(mirror / name)))
     if url_base:
         sources.append(("url", url_base.rstrip("/") + "/" + name))
-    if not sources:
-        raise DataError(f"{name}: not in the mirror ({mirror}) and no URL base is set")
-    errors = []
+    errors = [] if sources else [f"not in the mirror ({mirror}) and no URL base is set"]
     for kind, source in sources:
         try:
             with atomic_path(dest) as tmp:
@@ -88,6 +106,9 @@ def fetch_file(name: str, dest_dir: Path, mirror: Path | None, url_base: str | N
             return dest
         except (OSError, DataError) as exc:
             errors.append(f"{kind} {source}: {exc}")
+    if corrupt:
+        dest.unlink()
+        errors.append(f"the local copy {dest} failed its checksum and was removed")
     raise DataError(f"{name}: could not be fetched:\n  " + "\n  ".join(errors))
 
 
@@ -101,6 +122,7 @@ def fetch_data(dest_dir: Path | None = None, mirror: Path | None = None,
     """
     dest_dir = dest_dir or paths.data_dir()
     mirror = mirror if mirror is not None else paths.data_mirror()
+    remove_partials(dest_dir)  # what an interrupted fetch left
     fetched = {}
     for name, digest in sorted(known_checksums().items()):
         fetched[name] = fetch_file(name, dest_dir, mirror, url_base, digest)
@@ -163,8 +185,16 @@ def parse_task_file(path: Path, spec: Task, labelled: bool = True,
     """
     if not path.is_file():
         raise DataError(f"{path}: file not found (run `python -m minbert fetch-data`)")
-    with open(path, encoding="utf-8", newline="") as fh:
-        lines = fh.read().split("\n")
+    raw_lines = path.read_bytes().split(b"\n")
+    lines, undecodable = [], {}
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            lines.append("\ufffd")  # a placeholder row, reported below
+            undecodable[number] = f"not valid UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1})"
+    if 1 in undecodable:
+        raise DataError(f"{path.name}, line 1: header {undecodable[1]}")
     header = next(csv.reader([lines[0]], delimiter="\t"))
     needed = ("id", *spec.text_columns) + ((spec.label_column,) if labelled else ())
     missing = [c for c in needed if c not in header]
@@ -185,6 +215,9 @@ def parse_task_file(path: Path, spec: Task, labelled: bool = True,
     while last > 1 and lines[last - 1].strip() == "":
         last -= 1  # trailing newline(s) at the end of the file are not rows
     for line_no, line in enumerate(lines[1:last], start=2):
+        if line_no in undecodable:
+            problem(line_no, undecodable[line_no])
+            continue
         if line.strip() == "":
             problem(line_no, "empty line")
             continue
@@ -243,6 +276,7 @@ def load_split(task: str, split: str, data_dir: Path | None = None,
     if split not in spec.files:
         raise DataError(f"unknown split {split!r} for {task}; known: {sorted(spec.files)}")
     path = resolve_file(task, split, data_dir)
+    check_known_checksum(path)
     examples, problems = parse_task_file(path, spec, labelled=split != "test", strict=strict)
     for p in problems:
         warnings.warn(f"skipped malformed row: {p}", stacklevel=2)
@@ -408,7 +442,11 @@ def load_tasks(tokenizer, max_length: int, *, names: tuple[str, ...] = MULTITASK
                 summary[task]["test"] = {"source": tasks.get(task).files["test"], "size": 0, "skipped": 0,
                                          "note": "file not available"}
                 continue
-            split = load_split(task, split_name, strict=strict).subset(limits[split_name].get(task), seed)
+            split = load_split(task, split_name, strict=strict)
+            if split_name != "test" and not split.examples:
+                raise DataError(f"{split.source}: no valid {split_name} rows for {task} "
+                                f"({len(split.skipped)} skipped); a run needs at least one")
+            split = split.subset(limits[split_name].get(task), seed)
             splits[split_name][task] = split
             summary[task][split_name] = split.summary()
     tensors = {name: {task: tensors_for(split, tokenizer, max_length, cross_encoder)

@@ -24,6 +24,19 @@ def atomic_path(path: Path) -> Iterator[Path]:
         Path(tmp).unlink(missing_ok=True)
 
 
+def remove_partials(folder: Path, name: str = "") -> list[Path]:
+    """Delete what interrupted atomic writes left in a folder (`.<name>.<random>.part<suffix>`), of
+    the file `name` only when given (another process may be writing the others)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    pattern = f".{name}.*.part*" if name else ".*.part*"
+    leftovers = [p for p in folder.glob(pattern) if p.is_file()]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
+
+
 def atomic_write_text(path: Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

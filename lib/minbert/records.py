@@ -7,6 +7,13 @@ notebook's prediction files go to `reports/predictions/<notebook>.<profile>/`. S
 quick, full and smoke runs of one notebook live side by side. `headline` is the one
 rule that picks a notebook's headline run, for its findings, the results table and
 the index.
+
+A run starts with `start_run`, which claims the notebook's outputs (`minbert.runlock`: a
+second run of the same notebook and profile is refused) and stamps it. Its prediction
+files go to a staging folder that `save_results` publishes together with the results
+file, so the published predictions are always those of the published results: a failed
+run leaves the previous set whole, and files of an earlier run never stay beside a
+later run's.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,8 +32,8 @@ from typing import Any
 
 import pandas as pd
 
-from minbert import paths, tasks
-from minbert.files import atomic_write_text
+from minbert import paths, runlock, tasks
+from minbert.files import atomic_write_text, remove_partials
 from minbert.runtime import Runtime
 
 VERSIONED_PACKAGES = ("minbert", "torch", "transformers", "tokenizers", "numpy", "pandas",
@@ -130,8 +138,66 @@ def results_path(notebook: str, profile: str) -> Path:
     return paths.reports_dir() / "results" / f"{notebook}.{profile}.json"
 
 
-def predictions_dir(notebook: str, profile: str) -> Path:
+def published_predictions_dir(notebook: str, profile: str) -> Path:
     return paths.reports_dir() / "predictions" / f"{notebook}.{profile}"
+
+
+def _staging_dir(notebook: str, profile: str) -> Path:
+    final = published_predictions_dir(notebook, profile)
+    return final.with_name(f".{final.name}.part")
+
+
+_staging: set[tuple[str, str]] = set()  # the runs this process started
+
+
+def predictions_dir(notebook: str, profile: str) -> Path:
+    """Where a run's prediction files go: the staging folder of a run this process started (published
+    with its results file), else the published folder."""
+    if (notebook, profile) in _staging:
+        return _staging_dir(notebook, profile)
+    return published_predictions_dir(notebook, profile)
+
+
+class OutputError(OSError):
+    """A run's outputs cannot be written where they must go."""
+
+
+def ensure_reports_writable() -> Path:
+    """The reports folder, created if needed; a folder that cannot be written stops a run before it trains."""
+    reports = paths.reports_dir()
+    try:
+        reports.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{reports}: the reports folder cannot be created ({exc.strerror})") from None
+    if not os.access(reports, os.W_OK) or not os.access(reports.parent, os.X_OK):
+        raise OutputError(f"{reports}: the reports folder is not writable; nothing was run")
+    return reports
+
+
+def start_run(notebook: str, cfg, runtime: Runtime) -> RunStamp:
+    """Claim the notebook's outputs on the config's profile (RunLockedError if another run holds them),
+    check that the reports folder can be written, clear what an interrupted run left, and stamp."""
+    runlock.claim(notebook, cfg.profile)
+    ensure_reports_writable()
+    staging = _staging_dir(notebook, cfg.profile)
+    shutil.rmtree(staging, ignore_errors=True)  # what an interrupted run of this notebook left
+    remove_partials(results_path(notebook, cfg.profile).parent, results_path(notebook, cfg.profile).name)
+    _staging.add((notebook, cfg.profile))
+    return RunStamp.of(cfg, runtime)
+
+
+def _publish_predictions(notebook: str, profile: str) -> None:
+    if (notebook, profile) not in _staging:
+        return
+    staging, final = _staging_dir(notebook, profile), published_predictions_dir(notebook, profile)
+    if staging.is_dir():
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+    _staging.discard((notebook, profile))
 
 
 @dataclass
@@ -164,9 +230,12 @@ class Results:
                    [RunRecord.from_dict(r) for r in values["runs"]], values.get("checks", {}))
 
     def save(self) -> Path:
-        """Write atomically to results/<notebook>.<profile>.json; returns the path."""
-        return atomic_write_text(results_path(self.notebook, self.profile),
+        """Write atomically to results/<notebook>.<profile>.json, then publish the run's prediction
+        files beside it; returns the path."""
+        path = atomic_write_text(results_path(self.notebook, self.profile),
                                  json.dumps(self.to_dict(), indent=2) + "\n")
+        _publish_predictions(self.notebook, self.profile)
+        return path
 
 
 def save_results(notebook: str, profile: str, stamp: RunStamp, data: dict, runs: list[RunRecord],

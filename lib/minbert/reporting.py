@@ -296,15 +296,19 @@ def _summary_line(result: Results) -> str:
 
 
 def write_index(reports_dir: Path | None = None) -> Path:
-    """reports/index.html: a link per report with one summary line per profile it was run on, and
-    the results tables."""
+    """reports/index.html: a link per rendered report (`<notebook>.<profile>.html`) with its headline run,
+    and the results tables."""
     folder = reports_dir or paths.reports_dir()
     every = load_all(folder / "results")
+    reports = {tuple(p.stem.rsplit(".", 1)): p for p in folder.glob("[0-9][0-9]_*.*.html")}
+    results = {(r.notebook, r.profile): r for r in every if r.runs}
     items = []
-    for report in sorted(folder.glob("[0-9][0-9]_*.html")):
-        lines = [_summary_line(r) for r in every if r.notebook == report.stem and r.runs]
-        summary = "; ".join(lines) if lines else "the project's results, gathered"
-        items.append(f'<li><a href="{report.name}">{report.stem}</a>: {summary}</li>')
+    for notebook, profile in sorted(set(reports) | set(results)):
+        result, report = results.get((notebook, profile)), reports.get((notebook, profile))
+        summary = _summary_line(result) if result else "the project's results, gathered"
+        title = f"{notebook} ({profile})"
+        link = f'<a href="{report.name}">{title}</a>' if report else f"{title}, results file only (no report)"
+        items.append(f"<li>{link}: {summary}</li>")
     body = ["<h1>minbert reports</h1>",
             "<p>Rendered notebooks; each carries its run stamp (commit, parameters, device, versions). "
             "Dev-set figures. The study's figures are theirs (BERT-base), shown apart.</p>",

@@ -18,9 +18,10 @@ import nbformat
 import papermill
 from nbconvert import HTMLExporter
 
-from minbert import paths
+from minbert import paths, runlock
 from minbert.config import load_config
-from minbert.files import atomic_path, atomic_write_text
+from minbert.files import atomic_path, atomic_write_text, remove_partials
+from minbert.records import ensure_reports_writable
 from minbert.reporting import write_index
 
 
@@ -31,6 +32,11 @@ class NotebookRunError(RuntimeError):
 def notebook_names() -> list[str]:
     """Every numbered notebook, in order."""
     return sorted(p.stem for p in paths.notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+
+
+def report_path(notebook: str, profile: str) -> Path:
+    """The rendered report of a notebook on a profile: quick and full reports live side by side."""
+    return paths.reports_dir() / f"{notebook}.{profile}.html"
 
 
 def render_html(notebook_path: Path, html_path: Path) -> Path:
@@ -60,14 +66,16 @@ def run_notebook(name: str, profile: str = "quick", overrides: dict[str, Any] | 
     load_config(name, profile, overrides)  # fails here, in a second, on a bad parameter
     params = {**(overrides or {}), "profile": profile}  # the notebook reads the profile's file itself
     source = paths.notebooks_dir() / f"{name}.ipynb"
-    reports = paths.reports_dir()
+    reports = ensure_reports_writable()
     executed_dir = paths.runs_dir() / "executed"
     executed_dir.mkdir(parents=True, exist_ok=True)
+    remove_partials(executed_dir, f"{name}.{profile}.ipynb")
     started = time.perf_counter()
     # The kernel writes where this process reports; progress bars, useful live in
     # JupyterLab, would only be frozen noise in a rendered report.
-    with kernel_environment(MINBERT_REPORTS_DIR=str(reports), TQDM_DISABLE="1"), \
-            atomic_path(executed_dir / f"{name}.ipynb") as executed:
+    with runlock.holding(name, profile) as claimed, \
+            kernel_environment(MINBERT_REPORTS_DIR=str(reports), TQDM_DISABLE="1", **claimed), \
+            atomic_path(executed_dir / f"{name}.{profile}.ipynb") as executed:
         try:
             papermill.execute_notebook(
                 str(source), str(executed), parameters=params, cwd=str(paths.PROJECT_ROOT),
@@ -76,7 +84,7 @@ def run_notebook(name: str, profile: str = "quick", overrides: dict[str, Any] | 
             raise NotebookRunError(
                 f"notebook {name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
             ) from None
-        html = render_html(executed, reports / f"{name}.html")
+        html = render_html(executed, report_path(name, profile))
     write_index(reports)
     print(f"{name}: rendered {html} in {time.perf_counter() - started:.0f} s")
     return html

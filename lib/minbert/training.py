@@ -27,7 +27,7 @@ from minbert.bert import Embedded
 from minbert.config import MultitaskSettings
 from minbert.data import TaskTensors, batch_indices, pad_batch
 from minbert.evaluation import dev_metrics, predict_logits, sentence_embeddings
-from minbert.files import atomic_path
+from minbert.files import atomic_path, remove_partials
 from minbert.models import MultitaskBert, SentenceClassifier
 from minbert.optim import AdamW, SophiaG
 from minbert.pcgrad import pcgrad_backward
@@ -133,9 +133,39 @@ def make_optimizers(model: MultitaskBert, settings: MultitaskSettings) -> dict[s
     return {"all": build({})}
 
 
+# Settings a resumed run may change: whether it resumes, and on which device it computes.
+RESUME_MAY_CHANGE = frozenset({"resume", "device"})
+
+
+def settings_changes(saved: dict, settings: MultitaskSettings) -> dict[str, tuple]:
+    """The multitask knobs whose value differs from the saved settings: key -> (saved, now)."""
+    now = settings.model_dump(mode="json")
+    return {key: (saved.get(key), now[key]) for key in MultitaskSettings.model_fields
+            if key not in RESUME_MAY_CHANGE and saved.get(key) != now[key]}
+
+
+def _check_resumable(path: Path, state: dict, settings: MultitaskSettings) -> None:
+    """A resumed run continues the saved one: the same knobs, or it is refused with the differences named."""
+    if "settings" not in state:
+        raise TrainingError(f"{path}: this checkpoint does not record its settings (an older version); "
+                            "start the run afresh (resume: false)")
+    changes = settings_changes(json.loads(state["settings"]), settings)
+    if changes:
+        listed = "; ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())
+        raise TrainingError(f"{path}: cannot resume with other settings than the run it continues "
+                            f"({listed}); resume with the saved settings, or start afresh (resume: false)")
+
+
 def _save_checkpoint(path: Path, payload: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    """Write a checkpoint whole or not at all; a failed write (a full disk) is one clear error and
+    leaves the previous checkpoint in place."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except (OSError, RuntimeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise TrainingError(f"{path}: the checkpoint could not be written ({reason}); is the disk full? "
+                            "The previous checkpoint is kept") from None
 
 
 def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: dict[str, TaskTensors],
@@ -159,8 +189,11 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     history: list[dict] = []
     start_epoch = 1
     last, best = (checkpoint_dir / "last.pt", checkpoint_dir / "best.pt") if checkpoint_dir else (None, None)
+    if checkpoint_dir is not None:
+        remove_partials(checkpoint_dir)  # a checkpoint write a kill interrupted
     if resume and last is not None and last.is_file():
         state = torch.load(last, map_location=device, weights_only=True)
+        _check_resumable(last, state, settings)
         model.load_state_dict(state["model"])
         for key, optimizer in optimizers.items():
             optimizer.load_state_dict(state["optimizers"][key])
