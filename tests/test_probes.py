@@ -129,3 +129,18 @@ def test_an_unwritable_reports_folder_stops_the_run_before_training(tmp_path, mo
     with pytest.raises(SystemExit, match=r"a-file/reports: the reports folder cannot be created"):
         cli.main(["run", "01_part1_sst", "--profile", "smoke"])
     assert not (tmp_path / "runs" / "executed").exists()  # refused before papermill started
+
+
+def test_a_report_that_cannot_be_written_is_named_after_the_run(tmp_path, monkeypatch):
+    from minbert import runner
+
+    monkeypatch.setenv("MINBERT_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("MINBERT_RUNS_DIR", str(tmp_path / "runs"))
+
+    def full_disk(notebook_path, html_path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runner, "render_html", full_disk)
+    message = r"07_results ran through .* its report .*07_results.smoke.html could not be written \(No space"
+    with pytest.raises(SystemExit, match=message):
+        cli.main(["run", "07_results", "--profile", "smoke"])

@@ -84,7 +84,13 @@ def run_notebook(name: str, profile: str = "quick", overrides: dict[str, Any] | 
             raise NotebookRunError(
                 f"notebook {name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
             ) from None
-        html = render_html(executed, report_path(name, profile))
+        try:
+            html = render_html(executed, report_path(name, profile))
+        except OSError as exc:
+            raise NotebookRunError(
+                f"notebook {name} ran through and wrote its results file and predictions, but its report "
+                f"{report_path(name, profile)} could not be written ({exc.strerror or exc}); the previous "
+                "report, if any, is unchanged: free space and run it again") from None
     write_index(reports)
     print(f"{name}: rendered {html} in {time.perf_counter() - started:.0f} s")
     return html
