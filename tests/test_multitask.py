@@ -244,3 +244,29 @@ def test_resume_refuses_other_settings_and_names_them(tiny_checkpoint, tasks, tm
     resumed = train_multitask(make_model(tiny_checkpoint), train, dev, run.with_updates({"resume": True}),
                               runtime=CPU, checkpoint_dir=tmp_path, resume=True)
     assert [h["epoch"] for h in resumed] == [1, 2]  # the same settings (and `resume` itself) continue
+
+
+def test_the_standard_recipe_warms_up_decays_to_zero_and_clips(tiny_checkpoint, tasks, tmp_path):
+    """Linear warmup over 10% of the steps, then linear decay to 0 at the last step (hand-computed),
+    for AdamW and Sophia alike; the schedule spans exactly the steps the run takes."""
+    from minbert.training import clip_gradients, optimizer_steps
+
+    train, dev = tasks
+    for optimizer in ("adamw", "sophia"):
+        run = MultitaskSettings(epochs=2, lr=1e-3, batch_size=8, optimizer=optimizer)
+        per_epoch = sum(math.ceil(len(t) / 8) for t in train.values())  # sequential: every batch once
+        total, warmup = 2 * per_epoch, round(0.1 * 2 * per_epoch)
+        assert optimizer_steps(train, run) == {"all": total}
+        history = train_multitask(make_model(tiny_checkpoint), train, dev, run,
+                                  checkpoint_dir=tmp_path / optimizer)
+        assert history[0]["lr"] == pytest.approx(1e-3 * (total - per_epoch) / (total - warmup))
+        assert history[1]["lr"] == 0.0
+        state = torch.load(tmp_path / optimizer / "last.pt", weights_only=True)["schedulers"]["all"]
+        assert state["last_epoch"] == total
+    constant = train_multitask(make_model(tiny_checkpoint), train, dev,
+                               MultitaskSettings(epochs=1, lr=1e-3, batch_size=8, lr_schedule="constant"))
+    assert constant[0]["lr"] == 1e-3
+    a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    a.grad, b.grad = torch.tensor([3.0]), torch.tensor([4.0])  # total norm 5
+    clip_gradients(torch.optim.SGD([a, b], lr=0.1), 1.0)
+    assert a.grad.item() == pytest.approx(0.6) and b.grad.item() == pytest.approx(0.8)

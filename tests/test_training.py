@@ -35,6 +35,7 @@ def test_finetuning_learns_a_token_marker_task(tiny_checkpoint):
     history = train_classifier(model, tokens, labels, tokens[:48], labels[:48], epochs=6, lr=1e-3,
                                batch_size=16, seed=0)
     assert [h["epoch"] for h in history] == list(range(1, 7))
+    assert history[0]["lr"] > history[3]["lr"] > history[-1]["lr"] == 0.0  # the standard recipe decays to 0
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert max(h["dev_acc"] for h in history) >= 0.9
     # the model keeps the best epoch's weights

@@ -77,6 +77,10 @@ class Part1Config(NotebookConfig):
     finetune_epochs: int = Field(3, gt=0)
     finetune_lr: float = Field(5e-5, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
+    lr_schedule: Literal["linear", "constant"] = Field(
+        "linear", description="linear: warmup then linear decay to 0 (the standard recipe); constant: one lr")
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="share of the steps spent warming up")
+    max_grad_norm: float | None = Field(1.0, gt=0.0, description="gradient-norm clipping; null for none")
     train_limit: int | None = Field(None, gt=0, description="seeded subsample of train; null for all")
     dev_limit: int | None = Field(None, gt=0, description="seeded subsample of dev and test; null for all")
 
@@ -112,7 +116,13 @@ class MultitaskSettings(NotebookConfig):
     epochs: int = Field(1, gt=0, description="epochs on every task")
     qqp_only_epochs: int = Field(0, ge=0, description="extra epochs on QQP alone before the others")
     freeze_epochs: int = Field(0, ge=0, description="extra epochs at the end with BERT frozen: heads only")
-    lr: float = Field(5e-5, gt=0.0)
+    lr: float = Field(5e-5, gt=0.0, description="peak learning rate")
+    lr_schedule: Literal["linear", "constant"] = Field(
+        "linear", description="linear: warmup then linear decay to 0 over the run's steps (the standard "
+        "recipe, as Hugging Face's Trainer and the official Sophia script); constant: one lr throughout")
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="share of the steps spent warming up")
+    max_grad_norm: float | None = Field(1.0, gt=0.0, description="gradient-norm clipping, AdamW and Sophia "
+                                        "alike; null for none")
     weight_decay: float = Field(0.0, ge=0.0)
     batch_size: int = Field(32, gt=0)
     eval_batch_size: int = Field(128, gt=0)

@@ -174,10 +174,14 @@ def run_sst_mode(cfg: Part1Config, mode: str, data: TaskData,
     train, dev = data.train["sst"], data.dev["sst"]
     history = train_classifier(model, train.a, train.labels, dev.a, dev.labels, epochs=epochs, lr=lr,
                                batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, seed=cfg.seed,
-                               runtime=runtime, eval_batch_size=cfg.eval_batch_size, desc=mode)
+                               runtime=runtime, eval_batch_size=cfg.eval_batch_size, desc=mode,
+                               lr_schedule=cfg.lr_schedule, warmup_ratio=cfg.warmup_ratio,
+                               max_grad_norm=cfg.max_grad_norm)
     best = max(history, key=lambda h: h["dev_acc"])
     config = {"mode": mode, "epochs": epochs, "lr": lr, "batch_size": cfg.batch_size, "pooling": cfg.pooling,
               "dropout": cfg.dropout, "weight_decay": cfg.weight_decay, "optimizer": "minbert.optim.AdamW",
+              "lr_schedule": cfg.lr_schedule, "warmup_ratio": cfg.warmup_ratio,
+              "max_grad_norm": cfg.max_grad_norm,
               "precision": runtime.precision,
               "trainable_parameters": count_parameters(model, trainable_only=True)}
     return RunRecord(mode, {"sst_acc": best["dev_acc"]}, best["epoch"], history, config), model

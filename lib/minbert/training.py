@@ -35,9 +35,31 @@ from minbert.runtime import CPU, Runtime, seed_everything
 from minbert.schedules import epoch_plan, qqp_batches_after_phase
 from minbert.smart import SmartSettings, smart_loss
 
+LR_SCHEDULES = ("linear", "constant")
+
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a NaN or infinite loss, for instance)."""
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int,
+                 warmup_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning rate over a run: `linear` is transformers' linear warmup then linear decay to 0
+    over `total_steps` optimizer steps (the standard fine-tuning recipe); `constant` keeps it."""
+    from transformers import get_constant_schedule, get_linear_schedule_with_warmup
+
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr schedule {schedule!r}; known: {list(LR_SCHEDULES)}")
+    if schedule == "constant":
+        return get_constant_schedule(optimizer)
+    return get_linear_schedule_with_warmup(optimizer, round(warmup_ratio * total_steps), max(total_steps, 1))
+
+
+def clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float | None) -> None:
+    """Clip the gradients of the optimizer's parameters to a total norm of `max_norm` (None: no clipping)."""
+    if max_norm is not None:
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]
+                                        if p.grad is not None], max_norm)
 
 
 def check_finite(loss: torch.Tensor, where: str) -> None:
@@ -53,8 +75,11 @@ def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[
                      dev_labels: Sequence[int], *, epochs: int, lr: float, batch_size: int,
                      weight_decay: float = 0.0, seed: int = 0, runtime: Runtime = CPU,
                      eval_batch_size: int = 128, bucket: bool = True, desc: str = "train",
+                     lr_schedule: str = "linear", warmup_ratio: float = 0.1,
+                     max_grad_norm: float | None = 1.0,
                      on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
-    """Train with cross-entropy and our AdamW; keep the weights of the best dev epoch.
+    """Train with cross-entropy and our AdamW (the lr following `lr_schedule`, gradients clipped to
+    `max_grad_norm`); keep the weights of the best dev epoch.
 
     With BERT frozen (`model.freeze_bert`), the sentence embeddings are computed
     once, without dropout, and the head trains on them: the same model as running
@@ -73,6 +98,8 @@ def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[
     optimizer = AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                       weight_decay=weight_decay)
     lengths = [len(t) for t in train_tokens]
+    steps = epochs * math.ceil(len(lengths) / batch_size)
+    scheduler = lr_scheduler(optimizer, lr_schedule, steps, warmup_ratio)
     history: list[dict] = []
     best_acc, best_state = -math.inf, None
     for epoch in tqdm(range(1, epochs + 1), desc=desc, unit="epoch"):
@@ -92,14 +119,16 @@ def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[
             check_finite(loss, f"{desc}, epoch {epoch}, batch {step}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            clip_gradients(optimizer, max_grad_norm)
             optimizer.step()
+            scheduler.step()
             total += loss.item() * len(idx)
             count += len(idx)
         dev_logits = predict_logits(model, dev_tokens, eval_batch_size, runtime, dev_features)
         dev_acc = float((dev_logits.argmax(-1) == dev_y).float().mean())
         record = {"epoch": epoch, "train_loss": total / count,
                   "dev_loss": float(F.cross_entropy(dev_logits, dev_y)), "dev_acc": dev_acc,
-                  "seconds": time.perf_counter() - started}
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
         history.append(record)
         if on_epoch:
             on_epoch(record)
@@ -144,6 +173,27 @@ def settings_changes(saved: dict, settings: MultitaskSettings) -> dict[str, tupl
             if key not in RESUME_MAY_CHANGE and saved.get(key) != now[key]}
 
 
+def _epoch_counts(train: dict[str, TaskTensors], settings: MultitaskSettings,
+                  epoch: int) -> tuple[dict, bool]:
+    """Batches each task offers in an epoch, and whether it is the QQP-only phase."""
+    counts = {task: math.ceil(len(data) / settings.batch_size) for task, data in train.items()}
+    qqp_only = epoch <= settings.qqp_only_epochs
+    if settings.qqp_only_epochs and not qqp_only:
+        counts["qqp"] = qqp_batches_after_phase(counts)
+    return counts, qqp_only
+
+
+def optimizer_steps(train: dict[str, TaskTensors], settings: MultitaskSettings) -> dict[str, int]:
+    """How many steps each optimizer takes over the whole run (what the lr schedule spans)."""
+    steps: dict[str, int] = {}
+    for epoch in range(1, settings.total_epochs + 1):
+        counts, qqp_only = _epoch_counts(train, settings, epoch)
+        for step_tasks in epoch_plan(settings.schedule, counts, settings.task_order, qqp_only=qqp_only):
+            key = step_tasks[0] if settings.task_optimizers else "all"
+            steps[key] = steps.get(key, 0) + 1
+    return steps
+
+
 def _check_resumable(path: Path, state: dict, settings: MultitaskSettings) -> None:
     """A resumed run continues the saved one: the same knobs, or it is refused with the differences named."""
     if "settings" not in state:
@@ -184,6 +234,9 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     device = runtime.device
     model.to(device)
     optimizers = make_optimizers(model, settings)
+    steps = optimizer_steps(train, settings)
+    schedulers = {key: lr_scheduler(optimizer, settings.lr_schedule, steps.get(key, 0), settings.warmup_ratio)
+                  for key, optimizer in optimizers.items()}
     weights = {task: class_weight_tensor(train[task].labels, tasks.get(task).num_classes).to(device)
                for task in train if settings.class_weights and tasks.get(task).kind != "regression"}
     history: list[dict] = []
@@ -197,6 +250,7 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
         model.load_state_dict(state["model"])
         for key, optimizer in optimizers.items():
             optimizer.load_state_dict(state["optimizers"][key])
+            schedulers[key].load_state_dict(state["schedulers"][key])
         torch.set_rng_state(state["rng"])
         history = json.loads(state["history"])
         start_epoch = int(state["epoch"]) + 1
@@ -209,7 +263,8 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
         writer = SummaryWriter(str(log_dir))
     try:
         for epoch in range(start_epoch, settings.total_epochs + 1):
-            record = _train_epoch(model, optimizers, train, settings, name, epoch, weights, runtime)
+            record = _train_epoch(model, optimizers, schedulers, train, settings, name, epoch, weights,
+                                  runtime)
             record.update(dev_metrics(model, dev, settings.eval_batch_size, runtime))
             record["dev_mean"] = tasks.mean_score(record)
             history.append(record)
@@ -217,12 +272,13 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                 for key, value in record.items():
                     if key != "epoch":
                         writer.add_scalar(key.replace("_", "/", 1), value, epoch)
-                writer.add_scalar("lr", settings.lr, epoch)
+
             if checkpoint_dir is not None:
                 if record["dev_mean"] >= max(h["dev_mean"] for h in history):
                     _save_checkpoint(best, {"model": model.state_dict()})
                 _save_checkpoint(last, {"epoch": epoch, "model": model.state_dict(),
                                         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                                        "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
                                         "rng": torch.get_rng_state(), "history": json.dumps(history),
                                         "settings": settings.model_dump_json()})
             if on_epoch:
@@ -268,7 +324,7 @@ def _refresh_hessian(model: MultitaskBert, optimizer: SophiaG, step_batches: lis
     optimizer.zero_grad(set_to_none=True)
 
 
-def _train_epoch(model: MultitaskBert, optimizers: dict, train: dict[str, TaskTensors],
+def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train: dict[str, TaskTensors],
                  settings: MultitaskSettings, name: str, epoch: int, weights: dict, runtime: Runtime) -> dict:
     started = time.perf_counter()
     device = runtime.device
@@ -279,10 +335,7 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, train: dict[str, TaskTe
     batches = {task: list(batch_indices(data.lengths(), settings.batch_size, shuffle=True,
                                         seed=settings.seed * 100_003 + epoch * 101 + i))
                for i, (task, data) in enumerate(sorted(train.items()))}
-    counts = {task: len(b) for task, b in batches.items()}
-    qqp_only = epoch <= settings.qqp_only_epochs
-    if settings.qqp_only_epochs and not qqp_only:
-        counts["qqp"] = qqp_batches_after_phase(counts)
+    counts, qqp_only = _epoch_counts(train, settings, epoch)
     plan = epoch_plan(settings.schedule, counts, settings.task_order, qqp_only=qqp_only)
     position = dict.fromkeys(train, 0)
     sums, seen = dict.fromkeys(train, 0.0), dict.fromkeys(train, 0)
@@ -322,14 +375,18 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, train: dict[str, TaskTe
             pcgrad_backward(losses, params)
         else:
             sum(losses).backward()
+        clip_gradients(optimizer, settings.max_grad_norm)
         if isinstance(optimizer, SophiaG):
             optimizer.step(bs=len(step_batches[0][1]["labels"]))
             if steps_taken[key] % settings.hessian_interval == settings.hessian_interval - 1:
                 _refresh_hessian(model, optimizer, step_batches, runtime)
         else:
             optimizer.step()
+        schedulers[key].step()
         steps_taken[key] += 1
-    record = {"epoch": epoch, "seconds": 0.0, "bert_frozen": frozen, "qqp_only": qqp_only}
+    first = next(iter(optimizers.values()))
+    record = {"epoch": epoch, "seconds": 0.0, "bert_frozen": frozen, "qqp_only": qqp_only,
+              "lr": first.param_groups[0]["lr"]}
     for task in train:
         record[f"{task}_train_loss"] = sums[task] / seen[task] if seen[task] else math.nan
         if task in smart:
