@@ -202,3 +202,27 @@ def test_pairs_encode_each_sentence_on_its_own(data_dir):
         assert a == tokenizer(example.texts[0], truncation=True, max_length=64)["input_ids"]
         assert b == tokenizer(example.texts[1], truncation=True, max_length=64)["input_ids"]
         assert a[0] == 101 and a[-1] == 102 and b.count(102) == 1
+
+
+def test_heldout_rows_are_carved_from_train_seeded_and_never_trained_on(data_dir):
+    from minbert.data import load_tasks
+
+    def tokens(texts, **_):
+        return {"input_ids": [[2, 3]] * len(texts)}
+
+    small = load_tasks(tokens, 16, names=("sts",), train_limits={"sts": 100}, heldout_sizes={"sts": 50},
+                       seed=3)
+    whole = load_tasks(tokens, 16, names=("sts",), heldout_sizes={"sts": 50}, seed=3)
+    held = {e.id for e in small.splits["heldout"]["sts"].examples}
+    assert len(held) == 50 and held == {e.id for e in whole.splits["heldout"]["sts"].examples}  # same rows
+    for data in (small, whole):
+        assert held.isdisjoint(e.id for e in data.splits["train"]["sts"].examples)
+    assert len(whole.splits["train"]["sts"]) + 50 == len(load_split("sts", "train"))
+    assert small.summary["sts"]["heldout"] == {"source": "sts-train.csv", "size": 50, "skipped": 0,
+                                               "note": "seeded, carved from sts-train.csv"}
+    assert list(small.summary["sts"]) == ["train", "heldout", "dev", "test"]
+    assert set(small.heldout) == {"sts"} and small.heldout["sts"].labels is not None
+    other = load_tasks(tokens, 16, names=("sts",), heldout_sizes={"sts": 50}, seed=4)
+    assert {e.id for e in other.splits["heldout"]["sts"].examples} != held  # the seed picks them
+    with pytest.raises(DataError, match="cannot hold out 6040"):
+        load_tasks(tokens, 16, names=("sts",), heldout_sizes={"sts": 6040})

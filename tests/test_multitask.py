@@ -270,3 +270,20 @@ def test_the_standard_recipe_warms_up_decays_to_zero_and_clips(tiny_checkpoint, 
     a.grad, b.grad = torch.tensor([3.0]), torch.tensor([4.0])  # total norm 5
     clip_gradients(torch.optim.SGD([a, b], lr=0.1), 1.0)
     assert a.grad.item() == pytest.approx(0.6) and b.grad.item() == pytest.approx(0.8)
+
+
+def test_the_kept_epoch_is_the_best_on_held_out_rows(tiny_checkpoint, tasks, tmp_path):
+    from minbert.training import heldout_metrics, selection_score
+
+    train, dev = tasks
+    heldout = toy_tasks(16, 2)
+    model = make_model(tiny_checkpoint)
+    history = train_multitask(model, train, dev, MultitaskSettings(epochs=3, lr=1e-3, batch_size=8),
+                              heldout=heldout, checkpoint_dir=tmp_path)
+    assert all({"heldout_sst_acc", "heldout_sts_pearson", "heldout_qqp_loss", "dev_mean"} <= set(h)
+               for h in history)
+    best = max(history, key=selection_score)
+    assert selection_score(best) == best["heldout_mean"] == max(h["heldout_mean"] for h in history)
+    again = heldout_metrics(model, heldout, 32, CPU)  # the weights kept are that epoch's
+    assert again["heldout_mean"] == pytest.approx(best["heldout_mean"], abs=1e-6)
+    assert selection_score({"dev_mean": 0.9}) == 0.9  # without held-out rows, dev decides

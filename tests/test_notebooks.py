@@ -31,9 +31,12 @@ def test_part1_smoke_run_writes_report_results_and_predictions(report_dirs):
     runs = {r["name"]: r for r in results["runs"]}
     assert list(runs) == ["pretrain", "finetune"]
     assert len(runs["pretrain"]["history"]) == 2 and len(runs["finetune"]["history"]) == 2
+    assert results["data"]["sst"]["heldout"]["size"] == 32  # carved from train, selected on
     for run in runs.values():
         assert 0.0 <= run["dev"]["sst_acc"] <= 1.0
-        assert run["dev"]["sst_acc"] == max(h["dev_acc"] for h in run["history"])
+        kept = max(run["history"], key=lambda h: h["heldout_acc"])  # chosen on held-out rows, not dev
+        assert run["best_epoch"] == kept["epoch"] and run["dev"]["sst_acc"] == kept["dev_acc"]
+        assert run["heldout"] == {"sst_acc": kept["heldout_acc"]}
     trainable = {name: run["config"]["trainable_parameters"] for name, run in runs.items()}
     assert trainable["pretrain"] < trainable["finetune"]
     parity = results["checks"]["bert_parity"]

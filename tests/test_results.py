@@ -62,8 +62,8 @@ def test_runs_of_several_profiles_carry_the_profile_in_their_name(reports):
 
 def test_no_results_yet_gives_empty_tables_and_the_study_bars(tmp_path):
     table = reporting.runs_table(records.load_all(tmp_path))
-    assert table.empty and list(table.columns) == ["SST acc", "QQP acc", "STS pearson", "mean", "profile",
-                                                   "device", "commit", "headline"]
+    assert table.empty and list(table.columns) == ["SST acc", "QQP acc", "STS pearson", "mean",
+                                                   "held-out mean", "profile", "device", "commit", "headline"]
     assert reporting.headline_runs(table).empty
     fig = reporting.plot_tasks(table)
     assert [len(ax.patches) for ax in fig.axes] == [2, 2, 2]  # the study's best and the state of the art
@@ -104,3 +104,11 @@ def test_quick_and_full_results_of_one_notebook_live_side_by_side(tmp_path, monk
     quick, full = records.load_results("01_part1_sst", "quick"), records.load_results("01_part1_sst", "full")
     assert quick.run("a").dev == {"sst_acc": 0.4} and full.headline().dev == {"sst_acc": 0.5}
     assert records.predictions_dir("01_part1_sst", "full").name == "01_part1_sst.full"
+
+
+def test_the_headline_run_is_chosen_on_held_out_rows_not_dev():
+    better_on_dev = records.RunRecord("a", {"sst_acc": 0.9}, 1, [], heldout={"sst_acc": 0.5})
+    better_held_out = records.RunRecord("b", {"sst_acc": 0.6}, 1, [], heldout={"sst_acc": 0.7})
+    assert records.headline([better_on_dev, better_held_out]).name == "b"
+    older = records.RunRecord("c", {"sst_acc": 0.95}, 1, [])  # recorded before the held-out split
+    assert records.headline([better_on_dev, older]).name == "c"  # then dev decides, as it did

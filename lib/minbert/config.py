@@ -81,6 +81,8 @@ class Part1Config(NotebookConfig):
         "linear", description="linear: warmup then linear decay to 0 (the standard recipe); constant: one lr")
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="share of the steps spent warming up")
     max_grad_norm: float | None = Field(1.0, gt=0.0, description="gradient-norm clipping; null for none")
+    heldout_size: int | None = Field(800, gt=0, description="seeded rows carved from train on which the best "
+                                     "epoch is chosen (dev is only reported); null to choose on dev")
     train_limit: int | None = Field(None, gt=0, description="seeded subsample of train; null for all")
     dev_limit: int | None = Field(None, gt=0, description="seeded subsample of dev and test; null for all")
 
@@ -101,6 +103,9 @@ class MultitaskSettings(NotebookConfig):
     train_limits: dict[TaskName, int] = Field(
         {}, description="seeded train subsample per task; a task not named keeps all its rows")
     dev_limit: int | None = Field(None, gt=0, description="seeded subsample of each dev set; null for all")
+    heldout_sizes: dict[TaskName, int] = Field(
+        {"sst": 800, "qqp": 1000, "sts": 600}, description="seeded rows carved from each train file: every "
+        "selection (best epoch, tuning, headline run) is made on them; dev is only reported")
     # model
     mode: Literal["bi-encoder", "cross-encoder"] = Field(
         "bi-encoder", description="sentences of a pair encoded apart (sBERT) or read together (BERT)")

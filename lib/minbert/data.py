@@ -175,6 +175,18 @@ class TaskSplit:
         return TaskSplit(self.task, self.split, self.source,
                          [self.examples[i] for i in keep], self.skipped)
 
+    def carve(self, size: int, seed: int = 0) -> tuple[TaskSplit, TaskSplit]:
+        """Split off `size` seeded rows as a held-out split (for every selection: epoch, tuning,
+        headline run); returns (the rest, the held-out rows), disjoint."""
+        if not 0 < size < len(self.examples):
+            raise DataError(f"{self.source}: cannot hold out {size} of its {len(self.examples)} {self.task} "
+                            f"rows; the held-out split needs at least one row and leaves at least one")
+        chosen = set(random.Random(seed).sample(range(len(self.examples)), size))
+        rest = [e for i, e in enumerate(self.examples) if i not in chosen]
+        held = [e for i, e in enumerate(self.examples) if i in chosen]
+        return (TaskSplit(self.task, self.split, self.source, rest, self.skipped),
+                TaskSplit(self.task, "heldout", self.source, held, []))
+
 
 def parse_task_file(path: Path, spec: Task, labelled: bool = True,
                     strict: bool = False) -> tuple[list[Example], list[RowProblem]]:
@@ -414,6 +426,11 @@ class TaskData:
         return self.tensors["test"]
 
     @property
+    def heldout(self) -> dict[str, TaskTensors]:
+        """The held-out rows carved from train (empty without `heldout_sizes`): what selections use."""
+        return self.tensors.get("heldout", {})
+
+    @property
     def dev_splits(self) -> dict[str, TaskSplit]:
         """The dev rows, for error analysis."""
         return self.splits["dev"]
@@ -427,13 +444,17 @@ class TaskData:
 def load_tasks(tokenizer, max_length: int, *, names: tuple[str, ...] = MULTITASK,
                train_limits: dict[str, int | None] | None = None, dev_limit: int | None = None,
                seed: int = 0, strict: bool = False, cross_encoder: bool = False,
-               test_limit: int | None = None) -> TaskData:
+               test_limit: int | None = None, heldout_sizes: dict[str, int] | None = None) -> TaskData:
     """Parse, subsample (seeded; a task missing from `train_limits` keeps all its rows) and
     tokenise the tasks' train, dev and test-student splits; pairs as one sequence each with
-    `cross_encoder`. A test file that is not there is noted in the summary, not an error."""
+    `cross_encoder`. A test file that is not there is noted in the summary, not an error.
+
+    `heldout_sizes` carves a seeded held-out split from each task's whole train file before the
+    train subsample is drawn from the rest: the rows every selection is made on, never trained on,
+    and the same rows whatever the train limits (so tuning trials and runs select on one split)."""
     limits = {"train": train_limits or {}, "dev": dict.fromkeys(names, dev_limit),
               "test": dict.fromkeys(names, test_limit)}
-    splits: dict[str, dict[str, TaskSplit]] = {"train": {}, "dev": {}, "test": {}}
+    splits: dict[str, dict[str, TaskSplit]] = {"train": {}, "heldout": {}, "dev": {}, "test": {}}
     summary: dict = {}
     for task in names:
         summary[task] = {}
@@ -446,9 +467,15 @@ def load_tasks(tokenizer, max_length: int, *, names: tuple[str, ...] = MULTITASK
             if split_name != "test" and not split.examples:
                 raise DataError(f"{split.source}: no valid {split_name} rows for {task} "
                                 f"({len(split.skipped)} skipped); a run needs at least one")
+            held = None
+            if split_name == "train" and (heldout_sizes or {}).get(task):
+                split, held = split.carve(heldout_sizes[task], seed)
             split = split.subset(limits[split_name].get(task), seed)
             splits[split_name][task] = split
             summary[task][split_name] = split.summary()
+            if held is not None:
+                splits["heldout"][task] = held
+                summary[task]["heldout"] = {**held.summary(), "note": f"seeded, carved from {held.source}"}
     tensors = {name: {task: tensors_for(split, tokenizer, max_length, cross_encoder)
                       for task, split in by_task.items()} for name, by_task in splits.items()}
     return TaskData(splits, tensors, summary)

@@ -24,7 +24,7 @@ from minbert.evaluation import predict_logits, save_predictions, write_predictio
 from minbert.models import MultitaskBert, SentenceClassifier
 from minbert.records import RunRecord, predictions_dir
 from minbert.runtime import Runtime
-from minbert.training import train_classifier, train_multitask
+from minbert.training import selection_score, train_classifier, train_multitask
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,8 @@ def load_multitask(cfg: MultitaskSettings, tokenizer) -> TaskData:
     """SST, QQP and STS as the settings say: sizes, seed, strictness, and pairs read together in
     cross-encoder mode."""
     return load_tasks(tokenizer, cfg.max_length, train_limits=cfg.train_limits, dev_limit=cfg.dev_limit,
-                      seed=cfg.seed, strict=cfg.strict_data, cross_encoder=cfg.mode == "cross-encoder")
+                      seed=cfg.seed, strict=cfg.strict_data, cross_encoder=cfg.mode == "cross-encoder",
+                      heldout_sizes=cfg.heldout_sizes)
 
 
 def build_model(settings: MultitaskSettings) -> MultitaskBert:
@@ -96,14 +97,17 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
     checkpoint_dir = paths.runs_dir() / notebook / settings.profile / name if checkpoints else None
     if checkpoint_dir is not None and not settings.resume and checkpoint_dir.exists():
         shutil.rmtree(checkpoint_dir)
-    history = train_multitask(model, data.train, data.dev, settings, name=name, runtime=runtime,
+    history = train_multitask(model, data.train, data.dev, settings, heldout=data.heldout or None, name=name,
+                              runtime=runtime,
                               checkpoint_dir=checkpoint_dir, resume=settings.resume and checkpoints,
                               on_epoch=on_epoch,
                               log_dir=paths.runs_dir() / "tensorboard" / notebook / settings.profile / name)
-    best = max(history, key=lambda h: h["dev_mean"])
+    best = max(history, key=selection_score)
     knobs = set(MultitaskSettings.model_fields) - {"profile", "device", "strict_data", "resume"}
     config = settings.model_dump(include=knobs)
-    record = RunRecord(name=name, arm=arm, dev={m: best[m] for m in tasks.metrics().values()},
+    metrics = tasks.metrics().values()
+    heldout = {m: best[f"heldout_{m}"] for m in metrics} if data.heldout else None
+    record = RunRecord(name=name, arm=arm, dev={m: best[m] for m in metrics}, heldout=heldout,
                        best_epoch=best["epoch"], history=history,
                        config={**config, "precision": runtime.precision},
                        train_sizes={task: len(t) for task, t in data.train.items()},
@@ -157,9 +161,10 @@ def final_model(cfg: FinalConfig, runtime: Runtime, notebook: str = "06_final_be
 
 def load_sentence_task(task: str, cfg: Part1Config, tokenizer) -> TaskData:
     """One single-sentence task's splits as the config says (dev and test cut to `dev_limit`)."""
+    heldout = {task: cfg.heldout_size} if cfg.heldout_size else None
     return load_tasks(tokenizer, cfg.max_length, names=(task,), train_limits={task: cfg.train_limit},
                       dev_limit=cfg.dev_limit, test_limit=cfg.dev_limit, seed=cfg.seed,
-                      strict=cfg.strict_data)
+                      strict=cfg.strict_data, heldout_sizes=heldout)
 
 
 def run_sst_mode(cfg: Part1Config, mode: str, data: TaskData,
@@ -171,20 +176,23 @@ def run_sst_mode(cfg: Part1Config, mode: str, data: TaskData,
                                pooling=cfg.pooling, freeze_bert=mode == "pretrain")
     epochs = cfg.pretrain_epochs if mode == "pretrain" else cfg.finetune_epochs
     lr = cfg.pretrain_lr if mode == "pretrain" else cfg.finetune_lr
-    train, dev = data.train["sst"], data.dev["sst"]
+    train, dev, held = data.train["sst"], data.dev["sst"], data.heldout.get("sst")
     history = train_classifier(model, train.a, train.labels, dev.a, dev.labels, epochs=epochs, lr=lr,
+                               heldout=(held.a, held.labels) if held is not None else None,
                                batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, seed=cfg.seed,
                                runtime=runtime, eval_batch_size=cfg.eval_batch_size, desc=mode,
                                lr_schedule=cfg.lr_schedule, warmup_ratio=cfg.warmup_ratio,
                                max_grad_norm=cfg.max_grad_norm)
-    best = max(history, key=lambda h: h["dev_acc"])
+    best = max(history, key=lambda h: h.get("heldout_acc", h["dev_acc"]))  # the epoch the trainer kept
     config = {"mode": mode, "epochs": epochs, "lr": lr, "batch_size": cfg.batch_size, "pooling": cfg.pooling,
               "dropout": cfg.dropout, "weight_decay": cfg.weight_decay, "optimizer": "minbert.optim.AdamW",
               "lr_schedule": cfg.lr_schedule, "warmup_ratio": cfg.warmup_ratio,
               "max_grad_norm": cfg.max_grad_norm,
               "precision": runtime.precision,
               "trainable_parameters": count_parameters(model, trainable_only=True)}
-    return RunRecord(mode, {"sst_acc": best["dev_acc"]}, best["epoch"], history, config), model
+    heldout = {"sst_acc": best["heldout_acc"]} if held is not None else None
+    record = RunRecord(mode, {"sst_acc": best["dev_acc"]}, best["epoch"], history, config, heldout=heldout)
+    return record, model
 
 
 def save_sst_predictions(model: SentenceClassifier, data: TaskData, mode: str, notebook: str,

@@ -91,7 +91,8 @@ class RunStamp:
         """The stamp as a two-column table for the top of a report."""
         d = self.as_dict()
         rows = [("commit", f"{d['commit']}{' (uncommitted changes)' if d['dirty'] else ''}"),
-                ("started (UTC)", d["started"]), ("device", d["device"]), ("seed", d["seed"])]
+                ("started (UTC)", d["started"]), ("device", d["device"]),
+                ("seed", "-" if d["seed"] is None else d["seed"])]  # 07 trains nothing: no seed
         rows += [(name, version) for name, version in d["versions"].items()]
         return pd.DataFrame(rows, columns=["", "value"]).set_index("")
 
@@ -108,11 +109,16 @@ class RunRecord:
     arm: str | None = None  # the study arm it follows (multitask runs)
     train_sizes: dict[str, int] | None = None
     parameters: int | None = None
+    heldout: dict[str, float] | None = None  # the held-out scores (carved from train) it was selected on
 
     @property
     def mean(self) -> float:
         """The mean of the multitask dev metrics it has."""
         return tasks.mean_score(self.dev)
+
+    @property
+    def heldout_mean(self) -> float | None:
+        return tasks.mean_score(self.heldout) if self.heldout else None
 
     @property
     def seconds(self) -> float:
@@ -128,9 +134,13 @@ class RunRecord:
 
 
 def headline(runs: list[RunRecord]) -> RunRecord:
-    """THE rule for a notebook's headline run: the highest mean dev score of the tasks it ran."""
+    """THE rule for a notebook's headline run: the highest mean held-out score (rows carved from train)
+    of the tasks it ran; dev is only reported. Runs recorded without held-out scores (before the
+    held-out split) are chosen by their mean dev score, as they were."""
     if not runs:
         raise ValueError("no runs to choose a headline run from")
+    if all(r.heldout for r in runs):
+        return max(runs, key=lambda r: r.heldout_mean)
     return max(runs, key=lambda r: r.mean)
 
 

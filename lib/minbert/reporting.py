@@ -95,7 +95,8 @@ def multitask_table(runs: list[RunRecord], study_rows: dict[str, str | None],
         sizes = run.train_sizes or {}
         scores = {label: run.dev.get(metric) for metric, label in METRIC_LABELS.items()}
         rows.append({"run": run.name, **scores,
-                     "mean": run.mean, "best epoch": run.best_epoch, "seconds": round(run.seconds),
+                     "mean": run.mean, "held-out mean": run.heldout_mean, "best epoch": run.best_epoch,
+                     "seconds": round(run.seconds),
                      "train sst/qqp/sts": "/".join(str(sizes.get(t, "?")) for t in tasks.MULTITASK),
                      "parameters": run.parameters, "study row (theirs)": study_row,
                      "study SST": theirs[0], "study QQP": theirs[1], "study STS": theirs[2]})
@@ -178,7 +179,8 @@ def variant_findings(runs: list[RunRecord], reference: str,
     better = [n for n in others if deltas.loc[n, "Δ mean"] > 0]
     worse = [n for n in others if deltas.loc[n, "Δ mean"] <= 0]
     wider = [n for n in worse if deltas.loc[n, "Δ loss gap"] > 0]
-    return [f"Best mean dev score: {best} ({means[best]:.3f}); {reference}: {means[reference]:.3f}.",
+    return [f"Headline run (best mean held-out score): {best}, mean dev score {means[best]:.3f}; "
+            f"{reference}: {means[reference]:.3f}.",
             f"Above {reference} on the mean: {', '.join(better) or 'none'}; "
             f"at or below: {', '.join(worse) or 'none'}.",
             f"Of those at or below {reference}, {len(wider)} of {len(worse)} have a wider dev-train "
@@ -236,11 +238,13 @@ def runs_table(results: list[Results]) -> pd.DataFrame:
             name = f"{run.name} ({result.profile})" if several else run.name
             rows.append({"notebook": result.notebook, "run": name,
                          **{label: run.dev.get(metric) for metric, label in METRIC_LABELS.items()},
-                         "mean": run.mean if run.dev else None, "profile": result.profile,
+                         "mean": run.mean if run.dev else None, "held-out mean": run.heldout_mean,
+                         "profile": result.profile,
                          "device": result.stamp["device"],
                          "commit": _short_commit(result.stamp),
                          "headline": run is result.headline()})
-    columns = ["notebook", "run", *METRIC_LABELS.values(), "mean", "profile", "device", "commit", "headline"]
+    columns = ["notebook", "run", *METRIC_LABELS.values(), "mean", "held-out mean", "profile", "device",
+               "commit", "headline"]
     return pd.DataFrame(rows, columns=columns).set_index(["notebook", "run"])  # columns even when empty
 
 

@@ -77,9 +77,11 @@ def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[
                      eval_batch_size: int = 128, bucket: bool = True, desc: str = "train",
                      lr_schedule: str = "linear", warmup_ratio: float = 0.1,
                      max_grad_norm: float | None = 1.0,
+                     heldout: tuple[Sequence[Sequence[int]], Sequence[int]] | None = None,
                      on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
     """Train with cross-entropy and our AdamW (the lr following `lr_schedule`, gradients clipped to
-    `max_grad_norm`); keep the weights of the best dev epoch.
+    `max_grad_norm`); keep the weights of the best epoch: by accuracy on the `heldout` (tokens, labels)
+    carved from train where given, else on dev.
 
     With BERT frozen (`model.freeze_bert`), the sentence embeddings are computed
     once, without dropout, and the head trains on them: the same model as running
@@ -91,10 +93,12 @@ def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[
     model.to(device)
     train_y = torch.as_tensor(list(train_labels), dtype=torch.long)
     dev_y = torch.as_tensor(list(dev_labels), dtype=torch.long)
-    train_features = dev_features = None
+    train_features = dev_features = heldout_features = None
     if model.freeze_bert:
         train_features = sentence_embeddings(model, train_tokens, eval_batch_size, runtime)
         dev_features = sentence_embeddings(model, dev_tokens, eval_batch_size, runtime)
+        if heldout is not None:
+            heldout_features = sentence_embeddings(model, heldout[0], eval_batch_size, runtime)
     optimizer = AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                       weight_decay=weight_decay)
     lengths = [len(t) for t in train_tokens]
@@ -129,11 +133,17 @@ def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[
         record = {"epoch": epoch, "train_loss": total / count,
                   "dev_loss": float(F.cross_entropy(dev_logits, dev_y)), "dev_acc": dev_acc,
                   "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+        selected = dev_acc
+        if heldout is not None:
+            held_logits = predict_logits(model, heldout[0], eval_batch_size, runtime, heldout_features)
+            held_y = torch.as_tensor(list(heldout[1]), dtype=torch.long)
+            selected = float((held_logits.argmax(-1) == held_y).float().mean())
+            record.update(heldout_loss=float(F.cross_entropy(held_logits, held_y)), heldout_acc=selected)
         history.append(record)
         if on_epoch:
             on_epoch(record)
-        if dev_acc > best_acc:
-            best_acc, best_state = dev_acc, copy.deepcopy(model.state_dict())
+        if selected > best_acc:
+            best_acc, best_state = selected, copy.deepcopy(model.state_dict())
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
@@ -218,12 +228,29 @@ def _save_checkpoint(path: Path, payload: dict) -> None:
                             "The previous checkpoint is kept") from None
 
 
+def selection_score(epoch: dict) -> float:
+    """What picks the best epoch: the mean held-out score where the run has held-out rows, else the
+    mean dev score (then dev is both selected on and reported, and the report must say so)."""
+    return epoch["heldout_mean"] if "heldout_mean" in epoch else epoch["dev_mean"]
+
+
+def heldout_metrics(model: MultitaskBert, heldout: dict[str, TaskTensors], batch_size: int,
+                    runtime: Runtime) -> dict[str, float]:
+    """The held-out rows' metrics and losses, keyed `heldout_<metric>` and `heldout_<task>_loss`."""
+    scores = dev_metrics(model, heldout, batch_size, runtime)
+    named = {f"heldout_{k.removesuffix('_dev_loss')}_loss" if k.endswith("_dev_loss") else f"heldout_{k}": v
+             for k, v in scores.items()}
+    return {**named, "heldout_mean": tasks.mean_score(scores)}
+
+
 def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: dict[str, TaskTensors],
-                    settings: MultitaskSettings, *, name: str = "run", runtime: Runtime = CPU,
+                    settings: MultitaskSettings, *, heldout: dict[str, TaskTensors] | None = None,
+                    name: str = "run", runtime: Runtime = CPU,
                     checkpoint_dir: Path | None = None, resume: bool = False, log_dir: Path | None = None,
                     stop_after_epoch: int | None = None,
                     on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
-    """Train as the settings say; keep the weights of the best epoch (mean dev score).
+    """Train as the settings say; keep the weights of the best epoch: the best mean score on the
+    `heldout` rows (carved from train) where given, else on dev. Dev is evaluated every epoch either way.
 
     With `checkpoint_dir`, `last.pt` (model, optimizer, random state, history) and
     `best.pt` are written after every epoch; `resume` continues from `last.pt`. TensorBoard
@@ -267,6 +294,8 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                                   runtime)
             record.update(dev_metrics(model, dev, settings.eval_batch_size, runtime))
             record["dev_mean"] = tasks.mean_score(record)
+            if heldout:
+                record.update(heldout_metrics(model, heldout, settings.eval_batch_size, runtime))
             history.append(record)
             if writer is not None:
                 for key, value in record.items():
@@ -274,7 +303,7 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                         writer.add_scalar(key.replace("_", "/", 1), value, epoch)
 
             if checkpoint_dir is not None:
-                if record["dev_mean"] >= max(h["dev_mean"] for h in history):
+                if selection_score(record) >= max(selection_score(h) for h in history):
                     _save_checkpoint(best, {"model": model.state_dict()})
                 _save_checkpoint(last, {"epoch": epoch, "model": model.state_dict(),
                                         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},

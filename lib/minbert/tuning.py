@@ -253,9 +253,13 @@ SPACES: dict[str, Space] = {"adamw": adamw_space, "sophia": sophia_space,
                             "sophia-per-task": sophia_per_task_space, "regularisation": regularisation_space}
 
 
-def score_of(record: dict[str, float], target: str) -> float:
-    """The objective: the mean dev score of the three tasks, or one task's dev metric."""
-    return tasks.mean_score(record) if target == "mean" else float(record[tasks.get(target).metric])
+def score_of(epoch: dict[str, float], target: str) -> float:
+    """The objective on one epoch: the mean held-out score of the three tasks, or one task's held-out
+    metric (the rows carved from train); on dev only for data without a held-out split."""
+    prefix = "heldout_" if "heldout_mean" in epoch else ""
+    if target == "mean":
+        return float(epoch[f"{prefix}mean"]) if prefix else tasks.mean_score(epoch)
+    return float(epoch[prefix + tasks.get(target).metric])
 
 
 def multitask_objective(cfg: MultitaskSettings, arm: str, data: TaskData, space: Space, notebook: str,
@@ -276,6 +280,8 @@ def multitask_objective(cfg: MultitaskSettings, arm: str, data: TaskData, space:
             updates=updates, checkpoints=False,
             on_epoch=lambda epoch: report_epoch(trial, epoch["epoch"], score_of(epoch, target)))
         trial.set_user_attr("dev", record.dev)
+        if record.heldout:
+            trial.set_user_attr("heldout", record.heldout)
         return max(score_of(epoch, target) for epoch in record.history)
 
     return objective
