@@ -26,6 +26,7 @@ from minbert.schedules import SCHEDULES
 from minbert.tasks import MULTITASK, TaskName
 
 PROFILES = ("smoke", "quick", "full")
+LR_SCHEDULES = ("linear", "constant")  # how the learning rate moves over a run (minbert.training)
 
 
 class ConfigError(ValueError):
@@ -77,7 +78,7 @@ class Part1Config(NotebookConfig):
     finetune_epochs: int = Field(3, gt=0)
     finetune_lr: float = Field(5e-5, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
-    lr_schedule: Literal["linear", "constant"] = Field(
+    lr_schedule: Literal[LR_SCHEDULES] = Field(
         "linear", description="linear: warmup then linear decay to 0 (the standard recipe); constant: one lr")
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="share of the steps spent warming up")
     max_grad_norm: float | None = Field(1.0, gt=0.0, description="gradient-norm clipping; null for none")
@@ -122,7 +123,7 @@ class MultitaskSettings(NotebookConfig):
     qqp_only_epochs: int = Field(0, ge=0, description="extra epochs on QQP alone before the others")
     freeze_epochs: int = Field(0, ge=0, description="extra epochs at the end with BERT frozen: heads only")
     lr: float = Field(5e-5, gt=0.0, description="peak learning rate")
-    lr_schedule: Literal["linear", "constant"] = Field(
+    lr_schedule: Literal[LR_SCHEDULES] = Field(
         "linear", description="linear: warmup then linear decay to 0 over the run's steps (the standard "
         "recipe, as Hugging Face's Trainer and the official Sophia script); constant: one lr throughout")
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="share of the steps spent warming up")

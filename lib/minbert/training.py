@@ -1,7 +1,9 @@
 """The trainers: one task (Part 1's classifier) and several (the multitask model).
 
-Both are seeded, guard against NaN losses and keep the weights of the best dev
-epoch. The multitask trainer follows its settings' schedule (`minbert.schedules`),
+Both are seeded, follow the standard recipe (linear warmup and decay of the learning rate,
+gradient-norm clipping), guard against NaN losses and keep the weights of the epoch that
+scores best on the held-out rows carved from train (on dev only where none are given).
+The multitask trainer follows its settings' schedule (`minbert.schedules`),
 optimiser (AdamW or SophiaG, one for all weights or one per task), SMART per task
 and PCGrad; it checkpoints after every epoch (tensors only, written atomically)
 and resumes from the last checkpoint to the same result as a run never
@@ -24,7 +26,7 @@ from tqdm.auto import tqdm
 
 from minbert import tasks
 from minbert.bert import Embedded
-from minbert.config import MultitaskSettings
+from minbert.config import LR_SCHEDULES, MultitaskSettings
 from minbert.data import TaskTensors, batch_indices, pad_batch
 from minbert.evaluation import dev_metrics, predict_logits, sentence_embeddings
 from minbert.files import atomic_path, remove_partials
@@ -34,8 +36,6 @@ from minbert.pcgrad import pcgrad_backward
 from minbert.runtime import CPU, Runtime, seed_everything
 from minbert.schedules import epoch_plan, qqp_batches_after_phase
 from minbert.smart import SmartSettings, smart_loss
-
-LR_SCHEDULES = ("linear", "constant")
 
 
 class TrainingError(RuntimeError):
