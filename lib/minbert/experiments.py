@@ -24,7 +24,7 @@ from minbert.evaluation import predict_logits, save_predictions, write_predictio
 from minbert.models import MultitaskBert, SentenceClassifier
 from minbert.records import RunRecord, predictions_dir
 from minbert.runtime import Runtime
-from minbert.training import selection_score, train_classifier, train_multitask
+from minbert.training import best_epoch, train_classifier, train_multitask
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
                               checkpoint_dir=checkpoint_dir, resume=settings.resume and checkpoints,
                               on_epoch=on_epoch,
                               log_dir=paths.runs_dir() / "tensorboard" / notebook / settings.profile / name)
-    best = max(history, key=selection_score)
+    best = best_epoch(history)  # the epoch whose weights the trainer kept
     knobs = set(MultitaskSettings.model_fields) - {"profile", "device", "strict_data", "resume"}
     config = settings.model_dump(include=knobs)
     metrics = tasks.metrics().values()

@@ -234,6 +234,12 @@ def selection_score(epoch: dict) -> float:
     return epoch["heldout_mean"] if "heldout_mean" in epoch else epoch["dev_mean"]
 
 
+def best_epoch(history: list[dict]) -> dict:
+    """The epoch a run keeps: the best selection score, the latest of equals (the weights `best.pt` holds)."""
+    top = max(selection_score(h) for h in history)
+    return [h for h in history if selection_score(h) == top][-1]
+
+
 def heldout_metrics(model: MultitaskBert, heldout: dict[str, TaskTensors], batch_size: int,
                     runtime: Runtime) -> dict[str, float]:
     """The held-out rows' metrics and losses, keyed `heldout_<metric>` and `heldout_<task>_loss`."""
@@ -303,7 +309,7 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                         writer.add_scalar(key.replace("_", "/", 1), value, epoch)
 
             if checkpoint_dir is not None:
-                if selection_score(record) >= max(selection_score(h) for h in history):
+                if best_epoch(history) is record:
                     _save_checkpoint(best, {"model": model.state_dict()})
                 _save_checkpoint(last, {"epoch": epoch, "model": model.state_dict(),
                                         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
