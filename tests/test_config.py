@@ -121,7 +121,7 @@ def test_an_arm_is_its_knob_updates_over_the_notebook_settings():
 
     cfg = load_config("06_final_bert", "quick")
     frozen = arm_settings(cfg, "freeze")
-    assert frozen.freeze_epochs == 1 and frozen.total_epochs == cfg.epochs + 1
+    assert frozen.freeze_epochs == 1 and frozen.epochs == cfg.epochs  # the frozen epoch is one of them
     assert frozen.task_order == cfg.task_order == ["qqp", "sts", "sst"]  # the arm leaves the order alone
     assert arm_settings(cfg, "round-robin").schedule == "round-robin"
     for name in ARMS:  # every entry is a valid set of knob updates
@@ -154,3 +154,20 @@ def test_a_new_arm_is_one_table_entry(monkeypatch):
     cfg = load_config("02_sbert_baseline", "smoke", {"arms": ["round-robin-weighted"]})
     settings = experiments.arm_settings(cfg, "round-robin-weighted")
     assert settings.schedule == "round-robin" and settings.class_weights and settings.lr == cfg.lr
+
+
+def test_epochs_count_the_qqp_only_and_frozen_ones():
+    from minbert.experiments import arm_settings
+
+    cfg = load_config("02_sbert_baseline", "smoke")
+    assert arm_settings(cfg, "qqp-separate").epochs == arm_settings(cfg, "baseline").epochs == 2
+    with pytest.raises(ValueError, match=r"epochs \(1\) counts the QQP-only \(1\) and frozen \(0\)"):
+        arm_settings(cfg, "qqp-separate", {"epochs": 1})
+    # a profile whose arm cannot run with its epochs stops at validation, naming the arm
+    with pytest.raises(ConfigError, match=r"arm 'freeze' \(\{'freeze_epochs': 1\}\) does not fit"):
+        load_config("06_final_bert", "smoke", {"epochs": 1})
+    with pytest.raises(ConfigError, match=r"arm 'qqp-separate' .* does not fit"):
+        load_config("02_sbert_baseline", "smoke", {"epochs": 1})
+    with pytest.raises(ConfigError, match=r"arm 'freeze' .* does not fit"):  # the final run: 1 epoch
+        load_config("02_sbert_baseline", "smoke", {"final_arm": "freeze"})
+    assert load_config("02_sbert_baseline", "quick").run_seeds() == [11711, 11712, 11713]

@@ -50,15 +50,26 @@ def make_model(tiny_checkpoint, **kwargs) -> MultitaskBert:
 
 @pytest.mark.parametrize("schedule", ["sequential", "round-robin", "combined", "pcgrad"])
 def test_every_schedule_trains_and_reports_all_metrics(tiny_checkpoint, tasks, schedule):
+    """...on the same budget: 48 rows per task in batches of 8 are 18 steps of 8 examples for every
+    schedule (a combined step takes 3 + 3 + 2 rows of its three tasks); the kept epoch's dev
+    predictions give back its dev metrics."""
+    from minbert import tasks as registry
+
     train, dev = tasks
     model = make_model(tiny_checkpoint)
+    predicted = {}
     history = train_multitask(model, train, dev, MultitaskSettings(schedule=schedule, epochs=1, lr=1e-3,
-                                                            batch_size=8), runtime=CPU)
+                                                            batch_size=8), runtime=CPU,
+                              dev_predictions=predicted)
     record = history[0]
     for key in ("sst_acc", "qqp_acc", "sts_pearson", "sst_train_loss", "qqp_train_loss",
                 "sts_train_loss", "sst_dev_loss", "dev_mean"):
         assert math.isfinite(record[key]), key
     assert 0 <= record["sst_acc"] <= 1 and -1 <= record["sts_pearson"] <= 1
+    assert (record["steps"], record["examples"]) == (18, 144)
+    for name, split in dev.items():
+        task = registry.get(name)
+        assert task.score(predicted[name], split.labels) == pytest.approx(record[task.metric], abs=1e-6)
 
 
 def test_training_improves_the_dev_losses(tiny_checkpoint, tasks):
@@ -92,7 +103,7 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_checkpoint, 
 def test_freeze_last_epoch_and_separate_qqp_phase(tiny_checkpoint, tasks):
     train, dev = tasks
     model = make_model(tiny_checkpoint)
-    run = MultitaskSettings(epochs=1, lr=1e-3, batch_size=8, qqp_only_epochs=1, freeze_epochs=1)
+    run = MultitaskSettings(epochs=3, lr=1e-3, batch_size=8, qqp_only_epochs=1, freeze_epochs=1)
     snapshots = []
     history = train_multitask(model, train, dev, run, runtime=CPU,
                               on_epoch=lambda r: snapshots.append(
@@ -135,7 +146,7 @@ def test_resume_on_the_smoke_profile_with_real_data(data_dir, tmp_path):
 
     cfg = load_config("02_sbert_baseline", "smoke")
     data = load_multitask(cfg, load_tokenizer())
-    run = arm_settings(cfg, "baseline", cfg.arm_updates("baseline"))
+    run = arm_settings(cfg, "baseline")
 
     def fresh():
         torch.manual_seed(cfg.seed)
@@ -272,18 +283,25 @@ def test_the_standard_recipe_warms_up_decays_to_zero_and_clips(tiny_checkpoint, 
     assert a.grad.item() == pytest.approx(0.6) and b.grad.item() == pytest.approx(0.8)
 
 
-def test_the_kept_epoch_is_the_best_on_held_out_rows(tiny_checkpoint, tasks, tmp_path):
+@pytest.mark.parametrize("on_disk", [True, False])
+def test_the_kept_epoch_is_the_best_on_held_out_rows(tiny_checkpoint, tasks, tmp_path, on_disk):
+    """Every epoch is scored on the held-out rows alone; dev is evaluated once, for the kept weights
+    (from best.pt, or kept in memory without a checkpoint folder), and only that epoch holds it."""
     from minbert.training import heldout_metrics, selection_score
 
     train, dev = tasks
     heldout = toy_tasks(16, 2)
     model = make_model(tiny_checkpoint)
+    predicted = {}
     history = train_multitask(model, train, dev, MultitaskSettings(epochs=3, lr=1e-3, batch_size=8),
-                              heldout=heldout, checkpoint_dir=tmp_path)
-    assert all({"heldout_sst_acc", "heldout_sts_pearson", "heldout_qqp_loss", "dev_mean"} <= set(h)
-               for h in history)
+                              heldout=heldout, checkpoint_dir=tmp_path if on_disk else None,
+                              dev_predictions=predicted)
+    assert all({"heldout_sst_acc", "heldout_sts_pearson", "heldout_qqp_loss"} <= set(h) for h in history)
     best = max(history, key=selection_score)
     assert selection_score(best) == best["heldout_mean"] == max(h["heldout_mean"] for h in history)
+    assert [h["epoch"] for h in history if "dev_mean" in h] == [best["epoch"]]
     again = heldout_metrics(model, heldout, 32, CPU)  # the weights kept are that epoch's
     assert again["heldout_mean"] == pytest.approx(best["heldout_mean"], abs=1e-6)
+    assert dev_metrics(model, dev, 32, CPU)["sts_pearson"] == pytest.approx(best["sts_pearson"], abs=1e-6)
+    assert set(predicted) == {"sst", "qqp", "sts"} and len(predicted["sst"]) == len(dev["sst"])
     assert selection_score({"dev_mean": 0.9}) == 0.9  # without held-out rows, dev decides

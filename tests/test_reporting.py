@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from minbert.comparison import Comparison
 from minbert.records import RunRecord
-from minbert.reporting import aim_findings, variant_findings
+from minbert.reporting import aim_findings, comparison_table
 
 
-def test_findings_name_only_differences_beyond_the_margin():
-    def run(name, sst, qqp, sts):
-        losses = {f"{t}_{s}_loss": 0.5 for t in ("sst", "qqp", "sts") for s in ("train", "dev")}
-        history = [{"epoch": 1, **losses}]
-        return RunRecord(name, {"sst_acc": sst, "qqp_acc": qqp, "sts_pearson": sts}, 1, history)
+def test_the_comparison_table_shows_seed_spread_and_budget():
+    def run(name, sst, seconds):
+        history = [{"epoch": 1, "seconds": seconds, "steps": 10, "examples": 320, "heldout_mean": sst}]
+        return RunRecord(name, {"sst_acc": sst}, 1, history, heldout={"sst_acc": sst})
 
-    runs = [run("base", 0.50, 0.80, 0.85), run("close", 0.52, 0.81, 0.855), run("far", 0.40, 0.80, 0.70)]
-    line = variant_findings(runs, "base", {"sst": 1000, "qqp": 1000, "sts": 1000})[-1]
-    # SST ±0.031, QQP ±0.025, STS ±0.017 on 1,000 rows: only "far" differs beyond them
-    assert "SST ±0.031, QQP ±0.025, STS ±0.017" in line
-    assert line.endswith("beyond it: far SST -0.100; far STS -0.150.")
-    assert len(variant_findings(runs, "base")) == 3  # no sizes, no margin line
+    comparison = Comparison("a", {"sst": np.zeros(4)})
+    for name, scores in (("a", (0.40, 0.44, 0.42)), ("b", (0.50, 0.50, 0.50))):
+        for i, score in enumerate(scores):
+            comparison.add(name, run(f"{name}-seed{i}", score, 10.0 + i), {"sst": np.zeros(4)})
+    table = comparison_table(comparison)
+    assert table.loc["a", "SST acc"] == "0.420 ± 0.020"  # sample standard deviation of .40, .44, .42
+    assert table.loc["b", "SST acc"] == "0.500 ± 0.000"
+    assert (table.loc["a", "examples"], table.loc["a", "steps"], table.loc["a", "seconds"]) == (320, 10, 11)
+    assert comparison.best_arm() == "b"
 
 
 def test_aim_findings_say_met_or_short_and_the_trend():
@@ -41,3 +46,12 @@ def test_a_copy_run_elsewhere_takes_its_commit_from_the_environment(tmp_path, mo
     assert git_state()[0] == "0123abc"  # explicit beats this checkout's own .git
     monkeypatch.delenv("MINBERT_COMMIT")
     assert git_state(tmp_path) == (None, None)
+
+
+def test_aim_findings_follow_the_held_out_scores_by_epoch():
+    history = [{"epoch": 1, "heldout_mean": 0.5, "heldout_sst_acc": 0.41},
+               {"epoch": 2, "heldout_mean": 0.6, "heldout_sst_acc": 0.44, "sst_acc": 0.43}]
+    record = RunRecord("final", {"sst_acc": 0.43}, 2, history)
+    assert aim_findings(record, {"sst_acc": 0.52}) == [
+        "sst_acc: 0.430, 0.090 short of the aim 0.52 (held-out by epoch: 0.410 -> 0.440); "
+        "still rising at the last epoch."]

@@ -119,9 +119,12 @@ class MultitaskSettings(NotebookConfig):
     schedule: Literal[SCHEDULES] = Field(
         "sequential", description="which tasks train at each step (minbert.schedules)")
     task_order: list[TaskName] = Field(["sts", "sst", "qqp"], description="order of tasks within an epoch")
-    epochs: int = Field(1, gt=0, description="epochs on every task")
-    qqp_only_epochs: int = Field(0, ge=0, description="extra epochs on QQP alone before the others")
-    freeze_epochs: int = Field(0, ge=0, description="extra epochs at the end with BERT frozen: heads only")
+    epochs: int = Field(2, gt=0, description="epochs of the run, the QQP-only and frozen ones included: "
+                        "every epoch is one pass's worth of steps (minbert.schedules), so arms with the "
+                        "same epochs have the same budget")
+    qqp_only_epochs: int = Field(0, ge=0, description="of the epochs, the first ones on QQP alone")
+    freeze_epochs: int = Field(0, ge=0, description="of the epochs, the last ones with BERT frozen (heads "
+                               "only)")
     lr: float = Field(5e-5, gt=0.0, description="peak learning rate")
     lr_schedule: Literal[LR_SCHEDULES] = Field(
         "linear", description="linear: warmup then linear decay to 0 over the run's steps (the standard "
@@ -185,13 +188,12 @@ class MultitaskSettings(NotebookConfig):
                              f"not schedule {self.schedule!r}")
         if self.task_settings and not self.task_optimizers:
             raise ValueError("task_settings need task_optimizers: true")
+        if self.qqp_only_epochs + self.freeze_epochs >= self.epochs:
+            raise ValueError(f"epochs ({self.epochs}) counts the QQP-only ({self.qqp_only_epochs}) and "
+                             f"frozen ({self.freeze_epochs}) epochs and needs one more on every task")
         if self.shared_similarity and self.mode == "cross-encoder":
             raise ValueError("shared_similarity compares two sentence vectors: bi-encoder mode only")
         return self
-
-    @property
-    def total_epochs(self) -> int:
-        return self.qqp_only_epochs + self.epochs + self.freeze_epochs
 
     def resized(self, epochs: int, train_limits: dict[str, int], **more: Any):
         """The same settings with other epochs and train sizes (and any other fields in `more`)."""
@@ -206,6 +208,34 @@ def _known_arm(name: str | None) -> str | None:
     return name
 
 
+def _check_arms_fit(settings: MultitaskSettings, arms: list[str | None]) -> None:
+    """Each arm's knob updates over these settings must be valid settings too (e.g. the freeze arm
+    needs two epochs), so a bad combination stops at validation, naming the arm."""
+    from minbert.experiments import ARMS
+
+    knobs = settings.model_dump(include=set(MultitaskSettings.model_fields))
+    for arm in arms:
+        if arm is None:
+            continue
+        try:
+            MultitaskSettings.model_validate({**knobs, **ARMS[arm].settings})
+        except ValidationError as exc:
+            reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+            raise ValueError(f"arm {arm!r} ({ARMS[arm].settings}) does not fit these settings: "
+                             f"{reason}") from None
+
+
+class ComparisonConfig(MultitaskSettings):
+    """A notebook that compares arms: each arm runs once per seed on the same data (`seed` draws the
+    data and is the first run seed; the others follow it)."""
+
+    seeds: int = Field(3, ge=1, description="runs per arm, seeds seed, seed+1, ...: the spread and the "
+                       "paired intervals of a comparison need several")
+
+    def run_seeds(self) -> list[int]:
+        return [self.seed + i for i in range(self.seeds)]
+
+
 class OneArmConfig(MultitaskSettings):
     """A notebook whose runs all follow one study arm."""
 
@@ -216,13 +246,17 @@ class OneArmConfig(MultitaskSettings):
     def _known(cls, arm: str) -> str:
         return _known_arm(arm)
 
+    @model_validator(mode="after")
+    def _arm_fits(self) -> OneArmConfig:
+        _check_arms_fit(self, [self.arm])
+        return self
 
-class SbertConfig(MultitaskSettings):
+
+class SbertConfig(ComparisonConfig):
     """02_sbert_baseline: multitask bi-encoder on SST, QQP and STS, one run per study arm."""
 
     arms: list[str] = Field(["baseline", "qqp-first", "round-robin", "combined", "pcgrad", "qqp-separate",
                              "class-weights", "freeze"], min_length=1)
-    arm_epochs: dict[str, int] = Field({}, description="epochs of named arms where they differ from `epochs`")
     final_epochs: int = Field(0, ge=0, description="epochs of the final run, an arm retrained on the "
                               "final train sizes after the comparison; 0 for none")
     final_arm: str | None = Field(None, description="arm of the final run; null for the comparison's "
@@ -239,25 +273,21 @@ class SbertConfig(MultitaskSettings):
     def _known_final_arm(cls, arm: str | None) -> str | None:
         return _known_arm(arm)
 
-    @field_validator("arm_epochs")
-    @classmethod
-    def _known_arm_epochs(cls, epochs: dict[str, int]) -> dict[str, int]:
-        for arm, n in epochs.items():
-            _known_arm(arm)
-            if n < 1:
-                raise ValueError(f"{arm}: epochs must be >= 1, got {n}")
-        return epochs
+    @model_validator(mode="after")
+    def _arms_fit(self) -> SbertConfig:
+        _check_arms_fit(self, self.arms)
+        if self.final_epochs:
+            _check_arms_fit(self.model_copy(update={"epochs": self.final_epochs}),
+                            [self.final_arm] if self.final_arm else self.arms)
+        return self
 
-    def arm_updates(self, arm: str) -> dict[str, Any]:
-        """What this notebook changes for one arm of its comparison: its own epochs, if any."""
-        return {"epochs": self.arm_epochs[arm]} if arm in self.arm_epochs else {}
-
-    def for_final_run(self) -> SbertConfig:
-        """The same settings with the final run's epochs and train sizes."""
-        return self.resized(self.final_epochs, self.final_train_limits)
+    def for_final_run(self, arm: str) -> SbertConfig:
+        """The settings of the final run of `arm`: the final epochs and train sizes."""
+        return self.resized(self.final_epochs, self.final_train_limits, arms=[arm], final_epochs=0,
+                            final_arm=None)
 
 
-class AttentionConfig(OneArmConfig):
+class AttentionConfig(OneArmConfig, ComparisonConfig):
     """05_attention: one multitask run per attention variant, same arm, budget and seed."""
 
     variants: list[str] = Field(["standard", "linear", "linear-nobias", "center", "sparsemax",
@@ -275,7 +305,7 @@ class AttentionConfig(OneArmConfig):
         return [canonical_variant(v) for v in variants]
 
 
-class TuningConfig(OneArmConfig):
+class TuningConfig(OneArmConfig, ComparisonConfig):
     """A multitask notebook with Optuna studies: their size, storage and trial data."""
 
     n_trials: int = Field(5, ge=1, description="finished trials per study")

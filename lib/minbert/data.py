@@ -164,7 +164,12 @@ class TaskSplit:
         return len(self.examples)
 
     def summary(self) -> dict:
-        return {"source": self.source, "size": len(self.examples), "skipped": len(self.skipped)}
+        """Source, rows and skipped rows; the skipped ones named (file line and reason), a few at most."""
+        info = {"source": self.source, "size": len(self.examples), "skipped": len(self.skipped)}
+        if self.skipped:
+            shown = "; ".join(f"line {p.line}: {p.reason}" for p in self.skipped[:3])
+            info["skipped rows"] = shown + ("; ..." if len(self.skipped) > 3 else "")
+        return info
 
     def subset(self, limit: int | None, seed: int = 0) -> TaskSplit:
         """A fixed, seeded subsample (for quick and smoke runs); all rows if limit is None."""
@@ -279,8 +284,9 @@ def resolve_file(task: str, split: str, data_dir: Path | None = None) -> Path:
 
 
 def load_split(task: str, split: str, data_dir: Path | None = None,
-               strict: bool = False) -> TaskSplit:
-    """Parse one split of one task; warns once per skipped row."""
+               strict: bool = False, warn: bool = True) -> TaskSplit:
+    """Parse one split of one task; warns once per skipped row (unless `warn` is off: a caller that
+    reports the skipped rows itself, as `load_tasks` does in its summary)."""
     try:
         spec = tasks.get(task)
     except ValueError as exc:
@@ -290,7 +296,7 @@ def load_split(task: str, split: str, data_dir: Path | None = None,
     path = resolve_file(task, split, data_dir)
     check_known_checksum(path)
     examples, problems = parse_task_file(path, spec, labelled=split != "test", strict=strict)
-    for p in problems:
+    for p in problems if warn else ():
         warnings.warn(f"skipped malformed row: {p}", stacklevel=2)
     return TaskSplit(task, split, path.name, examples, problems)
 
@@ -463,7 +469,7 @@ def load_tasks(tokenizer, max_length: int, *, names: tuple[str, ...] = MULTITASK
                 summary[task]["test"] = {"source": tasks.get(task).files["test"], "size": 0, "skipped": 0,
                                          "note": "file not available"}
                 continue
-            split = load_split(task, split_name, strict=strict)
+            split = load_split(task, split_name, strict=strict, warn=False)  # the summary names them
             if split_name != "test" and not split.examples:
                 raise DataError(f"{split.source}: no valid {split_name} rows for {task} "
                                 f"({len(split.skipped)} skipped); a run needs at least one")

@@ -122,16 +122,20 @@ def predict(model: MultitaskBert, data: TaskTensors, batch_size: int,
 
 
 def dev_metrics(model: MultitaskBert, dev: dict[str, TaskTensors], batch_size: int,
-                runtime: Runtime = CPU) -> dict[str, float]:
-    """Each task's dev metric (accuracy, Pearson correlation) and dev loss."""
+                runtime: Runtime = CPU, predictions: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """Each task's dev metric (accuracy, Pearson correlation) and dev loss. A `predictions` dict
+    receives each task's predictions in input order (class labels, or raw scores for regression):
+    what a paired comparison of runs resamples."""
     metrics = {}
     for name, data in dev.items():
         task = tasks.get(name)
         outputs = predict(model, data, batch_size, runtime)
         gold = torch.tensor(data.labels, dtype=task.label_dtype)
         metrics[f"{name}_dev_loss"] = float(task.loss(outputs, gold))
-        predicted = outputs if task.kind == "regression" else task.predicted_labels(outputs)
+        predicted = outputs.float().numpy() if task.kind == "regression" else task.predicted_labels(outputs)
         metrics[task.metric] = task.score(predicted, gold)
+        if predictions is not None:
+            predictions[name] = np.asarray(predicted)
     return metrics
 
 

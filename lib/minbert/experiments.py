@@ -14,11 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from minbert import paths, tasks
 from minbert.bert import BertModel, count_parameters, load_tokenizer
-from minbert.config import FinalConfig, MultitaskSettings, Part1Config
+from minbert.comparison import Comparison
+from minbert.config import ComparisonConfig, FinalConfig, MultitaskSettings, Part1Config
 from minbert.data import TaskData, load_tasks
 from minbert.evaluation import predict_logits, save_predictions, write_predictions
 from minbert.models import MultitaskBert, SentenceClassifier
@@ -47,19 +49,22 @@ ARMS: dict[str, Arm] = {arm.name: arm for arm in (
         {"schedule": "combined", "task_order": ["sst", "qqp", "sts"]}, "sBERT-Combined Loss"),
     Arm("pcgrad", "as combined, with PCGrad gradient surgery on the three task gradients",
         {"schedule": "pcgrad", "task_order": ["sst", "qqp", "sts"]}),  # their PCGrad run died with NaN logits
-    Arm("qqp-separate", "first an epoch on QQP alone, then QQP subsampled to the other tasks' size",
+    Arm("qqp-separate", "the first epoch on QQP alone, then QQP's share cut to the other tasks' size",
         {"task_order": ["sts", "sst", "qqp"], "qqp_only_epochs": 1}),
     Arm("class-weights", "class-weighted cross-entropy for the imbalanced SST and QQP",
         {"task_order": ["sts", "sst", "qqp"], "class_weights": True}),
-    Arm("freeze", "an extra epoch with BERT frozen, only the heads training", {"freeze_epochs": 1}),
+    Arm("freeze", "the last epoch with BERT frozen, only the heads training", {"freeze_epochs": 1}),
     Arm("shared-similarity", "one linear layer shared by QQP and STS before they compare",
         {"task_order": ["sts", "sst", "qqp"], "shared_similarity": True}, "sBERT-Shared Similarity"),
 )}
 
 
 def arm_settings(cfg: MultitaskSettings, arm: str, *updates: dict[str, Any] | None) -> MultitaskSettings:
-    """The notebook's settings with the arm's updates, then any further updates, validated."""
-    return cfg.with_updates(ARMS[arm].settings, *updates)
+    """The run knobs of the notebook's settings with the arm's updates, then any further updates,
+    validated (as plain `MultitaskSettings`: the notebook's own fields, such as its list of arms,
+    are not the run's)."""
+    knobs = MultitaskSettings.model_validate(cfg.model_dump(include=set(MultitaskSettings.model_fields)))
+    return knobs.with_updates(ARMS[arm].settings, *updates)
 
 
 # ----------------------------------------------------------------------------- multitask
@@ -83,13 +88,15 @@ def build_model(settings: MultitaskSettings) -> MultitaskBert:
 
 def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, *, notebook: str,
             name: str | None = None, updates: dict[str, Any] | None = None, checkpoints: bool = True,
-            on_epoch: Callable[[dict], None] | None = None) -> tuple[RunRecord, MultitaskBert]:
+            on_epoch: Callable[[dict], None] | None = None,
+            dev_predictions: dict[str, np.ndarray] | None = None) -> tuple[RunRecord, MultitaskBert]:
     """Train one arm from the pretrained checkpoint; its record and model (best epoch).
 
-    `updates` change knobs over the arm's (an attention variant, a tuned optimizer, ...);
+    `updates` change knobs over the arm's (an attention variant, a tuned optimizer, a run seed...);
     `name` (default: the arm) tells apart runs of one arm with other settings. Checkpoints
     go to runs/<notebook>/<profile>/<name>/, TensorBoard logs to runs/tensorboard/; without
-    `checkpoints` (tuning trials) nothing is written. `on_epoch` sees each epoch's record.
+    `checkpoints` (tuning trials) nothing is written. `on_epoch` sees each epoch's record; a
+    `dev_predictions` dict receives the kept epoch's dev predictions.
     """
     name = name or arm
     settings = arm_settings(cfg, arm, updates)
@@ -100,7 +107,7 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
     history = train_multitask(model, data.train, data.dev, settings, heldout=data.heldout or None, name=name,
                               runtime=runtime,
                               checkpoint_dir=checkpoint_dir, resume=settings.resume and checkpoints,
-                              on_epoch=on_epoch,
+                              on_epoch=on_epoch, dev_predictions=dev_predictions,
                               log_dir=paths.runs_dir() / "tensorboard" / notebook / settings.profile / name)
     best = best_epoch(history)  # the epoch whose weights the trainer kept
     knobs = set(MultitaskSettings.model_fields) - {"profile", "device", "strict_data", "resume"}
@@ -113,6 +120,39 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
                        train_sizes={task: len(t) for task, t in data.train.items()},
                        parameters=count_parameters(model))
     return record, model
+
+
+def run_comparison(cfg: ComparisonConfig, arms: dict[str, tuple[str, dict[str, Any] | None]], data: TaskData,
+                   runtime: Runtime, *, notebook: str, reference: str) -> Comparison:
+    """Every arm once per seed of `cfg.run_seeds()`, on the same data; `arms` maps a label to its
+    study arm and knob updates. Runs are named `<label>-seed<seed>`; `reference` is the label the
+    others are measured against."""
+    if reference not in arms:
+        raise ValueError(f"the reference {reference!r} is not one of the arms compared: {list(arms)}")
+    gold = {task: np.asarray(split.labels, dtype=float) for task, split in data.dev.items()}
+    comparison = Comparison(reference, gold)
+    for seed in cfg.run_seeds():
+        for label, (arm, updates) in arms.items():
+            predicted: dict[str, np.ndarray] = {}
+            record, _ = run_arm(cfg, arm, data, runtime, notebook=notebook, name=f"{label}-seed{seed}",
+                                updates={**(updates or {}), "seed": seed}, dev_predictions=predicted)
+            record.group = label
+            comparison.add(label, record, predicted)
+    return comparison
+
+
+MODEL_KNOBS = ("mode", "attention", "pooling", "head_hidden", "dropout", "shared_similarity")
+
+
+def load_kept_model(cfg: MultitaskSettings, record: RunRecord, notebook: str) -> MultitaskBert:
+    """A finished run's kept weights (its best epoch) from runs/<notebook>/<profile>/<name>/best.pt,
+    in a model built as the run's record says."""
+    path = paths.runs_dir() / notebook / cfg.profile / record.name / "best.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no kept weights of run {record.name!r}; run the notebook again")
+    model = build_model(arm_settings(cfg, record.arm, {k: record.config[k] for k in MODEL_KNOBS}))
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+    return model
 
 
 def save_run_predictions(model: MultitaskBert, data: TaskData, name: str, notebook: str,

@@ -110,6 +110,7 @@ class RunRecord:
     train_sizes: dict[str, int] | None = None
     parameters: int | None = None
     heldout: dict[str, float] | None = None  # the held-out scores (carved from train) it was selected on
+    group: str | None = None  # the comparison arm it is one seed of
 
     @property
     def mean(self) -> float:
@@ -123,6 +124,19 @@ class RunRecord:
     @property
     def seconds(self) -> float:
         return float(sum(h["seconds"] for h in self.history))
+
+    def _total(self, key: str) -> int | None:
+        return sum(h[key] for h in self.history) if all(key in h for h in self.history) else None
+
+    @property
+    def steps(self) -> int | None:
+        """Optimizer steps over the run (its budget); None for records that predate counting them."""
+        return self._total("steps")
+
+    @property
+    def examples(self) -> int | None:
+        """Training examples seen over the run; None for records that predate counting them."""
+        return self._total("examples")
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}

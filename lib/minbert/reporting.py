@@ -16,10 +16,11 @@ import pandas as pd
 import seaborn as sns
 
 from minbert import paths, tasks
-from minbert.evaluation import margin_of_error, normalised_confusion
+from minbert.comparison import Comparison, Difference
+from minbert.evaluation import normalised_confusion
 from minbert.files import atomic_write_text
 from minbert.published import STATE_OF_THE_ART, STUDY_FIGURES
-from minbert.records import Results, RunRecord, headline, load_all
+from minbert.records import Results, RunRecord, load_all
 
 METRIC_LABELS = {tasks.get(t).metric: tasks.get(t).metric_label for t in tasks.MULTITASK}
 
@@ -103,18 +104,28 @@ def multitask_table(runs: list[RunRecord], study_rows: dict[str, str | None],
     return pd.DataFrame(rows).set_index("run")
 
 
+def _checked_on(run: RunRecord) -> tuple[str, str]:
+    """What each epoch of a run was scored on: its held-out rows (carved from train), or dev for runs
+    without them; the loss key's pattern and its label."""
+    if run.history and "heldout_mean" in run.history[0]:
+        return "heldout_{task}_loss", "held-out"
+    return "{task}_dev_loss", "dev"
+
+
 def plot_task_losses(runs: list[RunRecord], names: tuple[str, ...] = tasks.MULTITASK) -> plt.Figure:
-    """Train (solid) and dev (dashed) loss per task and epoch, one colour per run."""
+    """Train (solid) and held-out (dashed; dev for runs without held-out rows) loss per task and epoch,
+    one colour per run."""
     fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.3), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, task in zip(axes[0], names, strict=True):
         for i, run in enumerate(runs):
+            key, label = _checked_on(run)
             epochs = [h["epoch"] for h in run.history]
             colour = colours[i % len(colours)]
             ax.plot(epochs, [h[f"{task}_train_loss"] for h in run.history], "-o", color=colour,
                     label=f"{run.name} train")
-            ax.plot(epochs, [h[f"{task}_dev_loss"] for h in run.history], "--s", color=colour,
-                    label=f"{run.name} dev")
+            ax.plot(epochs, [h[key.format(task=task)] for h in run.history], "--s", color=colour,
+                    label=f"{run.name} {label}")
         ax.set(title=f"{task.upper()} loss", xlabel="epoch")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="upper right")
@@ -123,18 +134,20 @@ def plot_task_losses(runs: list[RunRecord], names: tuple[str, ...] = tasks.MULTI
 
 
 def overfitting_table(runs: list[RunRecord], names: tuple[str, ...] = tasks.MULTITASK) -> pd.DataFrame:
-    """Per run and task at the last epoch: train loss, dev loss and their gap (dev - train), and
-    how much the dev loss rose from its lowest epoch: the signs of overfitting, in numbers."""
+    """Per run and task at the last epoch: train loss, held-out loss (dev for runs without held-out
+    rows) and their gap, and how much the held-out loss rose from its lowest epoch: the signs of
+    overfitting, in numbers."""
     rows = []
     for run in runs:
+        key, label = _checked_on(run)
         last = run.history[-1]
         row = {"run": run.name, "epochs": last["epoch"]}
         for task in names:
-            dev_losses = [h[f"{task}_dev_loss"] for h in run.history]
+            losses = [h[key.format(task=task)] for h in run.history]
             row[f"{task} train"] = last[f"{task}_train_loss"]
-            row[f"{task} dev"] = last[f"{task}_dev_loss"]
-            row[f"{task} gap"] = last[f"{task}_dev_loss"] - last[f"{task}_train_loss"]
-            row[f"{task} dev rise"] = dev_losses[-1] - min(dev_losses)
+            row[f"{task} {label}"] = losses[-1]
+            row[f"{task} gap"] = losses[-1] - last[f"{task}_train_loss"]
+            row[f"{task} {label} rise"] = losses[-1] - min(losses)
         rows.append(row)
     return pd.DataFrame(rows).set_index("run")
 
@@ -155,74 +168,65 @@ def plot_attention(maps: dict[str, np.ndarray], tokens: list[str], title: str = 
     return fig
 
 
-def delta_table(runs: list[RunRecord], reference: str) -> pd.DataFrame:
-    """Each run's dev scores and mean train-dev loss gap minus those of the `reference` run."""
-    def numbers(run: RunRecord) -> dict[str, float]:
-        gaps = overfitting_table([run]).filter(like=" gap").iloc[0]
-        return {**{label: run.dev[metric] for metric, label in METRIC_LABELS.items()},
-                "mean": run.mean, "loss gap": float(gaps.mean())}
+def comparison_table(comparison: Comparison, study_rows: dict[str, str | None] | None = None) -> pd.DataFrame:
+    """One row per arm: each task's dev score as mean ± standard deviation over its seeds, the
+    held-out mean it is selected on, and its budget per run (examples, optimizer steps, seconds),
+    so a reader sees that the arms had the same budget."""
+    rows = []
+    for arm, runs in comparison.runs.items():
+        row: dict = {"arm": arm, "seeds": len(runs)}
+        for metric, label in METRIC_LABELS.items():
+            scores = [r.dev[metric] for r in runs if metric in r.dev]
+            if scores:
+                spread = np.std(scores, ddof=1) if len(scores) > 1 else 0.0
+                row[label] = f"{np.mean(scores):.3f} ± {spread:.3f}"
+        row["mean"] = round(float(np.mean([r.mean for r in runs])), 3)
+        held = [r.heldout_mean for r in runs if r.heldout]
+        row["held-out mean"] = round(float(np.mean(held)), 3) if held else None
+        row["examples"] = runs[0].examples
+        row["steps"] = runs[0].steps
+        row["seconds"] = round(float(np.mean([r.seconds for r in runs])))
+        if study_rows is not None:
+            study_row = study_rows.get(arm) or "-"
+            theirs = STUDY_FIGURES.get(study_row, (None, None, None))
+            row.update({"study row (theirs)": study_row, "study SST": theirs[0], "study QQP": theirs[1],
+                        "study STS": theirs[2]})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("arm")
 
-    base = numbers(next(r for r in runs if r.name == reference))
-    rows = [{"run": r.name, **{f"Δ {k}": v - base[k] for k, v in numbers(r).items()}} for r in runs]
-    return pd.DataFrame(rows).set_index("run")
 
-
-def variant_findings(runs: list[RunRecord], reference: str,
-                     dev_sizes: dict[str, int] | None = None) -> list[str]:
-    """Plain sentences from the numbers: the best run, who beats `reference` on the mean dev
-    score, and whether the ones that do not have a wider dev-train loss gap (overfitting).
-    With `dev_sizes` (rows per task), also which differences exceed the 95% margin of one score."""
-    deltas = delta_table(runs, reference)
-    means = {r.name: r.mean for r in runs}
-    best = headline(runs).name
-    others = [name for name in deltas.index if name != reference]
-    better = [n for n in others if deltas.loc[n, "Δ mean"] > 0]
-    worse = [n for n in others if deltas.loc[n, "Δ mean"] <= 0]
-    wider = [n for n in worse if deltas.loc[n, "Δ loss gap"] > 0]
-    return [f"Headline run (best mean held-out score): {best}, mean dev score {means[best]:.3f}; "
-            f"{reference}: {means[reference]:.3f}.",
-            f"Above {reference} on the mean: {', '.join(better) or 'none'}; "
-            f"at or below: {', '.join(worse) or 'none'}.",
-            f"Of those at or below {reference}, {len(wider)} of {len(worse)} have a wider dev-train "
-            f"loss gap than {reference}: {', '.join(wider) or 'none'}."] + (
-        [beyond_margin(runs, reference, dev_sizes)] if dev_sizes else [])
+def differences_table(differences: list[Difference]) -> pd.DataFrame:
+    """Each arm minus the reference per task: the seed-mean difference, its paired 95% bootstrap
+    interval over the dev items, the difference by seed, and whether it is named a finding."""
+    rows = [{"arm": d.arm, "task": tasks.get(d.task).metric_label, "Δ": round(d.estimate, 3),
+             "95% interval": f"[{d.low:+.3f}, {d.high:+.3f}]",
+             "by seed": " ".join(f"{x:+.3f}" for x in d.seed_differences), "dev items": d.items,
+             "finding": ("above" if d.estimate > 0 else "below") if d.detected else "none detected"}
+            for d in differences]
+    return pd.DataFrame(rows).set_index(["arm", "task"])
 
 
 def aim_findings(record: RunRecord, aims: dict[str, float]) -> list[str]:
-    """Per aimed metric, one sentence: met or by how much it fell short, with the dev score by
-    epoch (* = BERT frozen), so a reader sees whether training had stopped gaining."""
+    """Per aimed metric, one sentence: the dev score met the aim or by how much it fell short, with
+    the held-out score by epoch (dev for runs without held-out rows; * = BERT frozen), so a reader sees
+    whether training had stopped gaining."""
     lines = []
+    held = bool(record.history) and "heldout_mean" in record.history[0]
     for metric, aim in aims.items():
-        scores = [h[metric] for h in record.history]
-        trend = " -> ".join(f"{h[metric]:.3f}" + ("*" if h.get("bert_frozen") else "")
-                            for h in record.history)
+        key = f"heldout_{metric}" if held else metric
+        scores = [h[key] for h in record.history]
+        trend = " -> ".join(f"{h[key]:.3f}" + ("*" if h.get("bert_frozen") else "") for h in record.history)
+        where = "held-out by epoch" if held else "by epoch"
         final = record.dev[metric]
         if final >= aim:
-            lines.append(f"{metric}: {final:.3f}, aim {aim} met (by epoch: {trend}).")
+            lines.append(f"{metric}: {final:.3f}, aim {aim} met ({where}: {trend}).")
             continue
         rising = len(scores) > 1 and scores[-1] > scores[-2]
         state = "still rising" if rising else "no longer rising"
-        lines.append(f"{metric}: {final:.3f}, {aim - final:.3f} short of the aim {aim} (by epoch: {trend}); "
+        lines.append(f"{metric}: {final:.3f}, {aim - final:.3f} short of the aim {aim} ({where}: {trend}); "
                      f"{state} at the last epoch.")
     return lines
 
-
-def beyond_margin(runs: list[RunRecord], reference: str, dev_sizes: dict[str, int]) -> str:
-    """One sentence: the per-task differences from `reference` larger than the 95% margin of the
-    reference's score on that many dev rows (a paired test would be tighter; this is the plain one)."""
-    base = next(r for r in runs if r.name == reference).dev
-    metric_task = {tasks.get(t).metric: t for t in tasks.MULTITASK}
-    margins = {metric: margin_of_error(metric, value, dev_sizes[metric_task[metric]])
-               for metric, value in base.items()}
-    clear = [f"{r.name} {metric_task[metric].upper()} {r.dev[metric] - base[metric]:+.3f}"
-             for r in runs if r.name != reference
-             for metric in margins if abs(r.dev[metric] - base[metric]) > margins[metric]]
-    yardstick = ", ".join(f"{metric_task[m].upper()} ±{v:.3f}" for m, v in margins.items())
-    return (f"95% margin of one dev score here: {yardstick}. Differences from {reference} beyond it: "
-            f"{'; '.join(clear) or 'none'}.")
-
-
-# ----------------------------------------------------------------------------- across notebooks
 
 def runs_table(results: list[Results]) -> pd.DataFrame:
     """One row per run of every notebook and profile: its dev scores (blank where a task was not

@@ -139,12 +139,17 @@ class Task:
             return (outputs > 0).long().tolist()
         return [round(float(s), 4) for s in outputs]
 
-    def score(self, predicted, gold) -> float:
-        """The dev metric of predictions (labels, or raw scores for regression) against gold."""
+    def score(self, predicted, gold) -> float | np.ndarray:
+        """The dev metric of predictions (labels, or raw scores for regression) against gold, along the
+        last axis: a float for one set of predictions, an array for stacked ones (seeds, resamples)."""
         predicted, gold = np.asarray(predicted, dtype=float), np.asarray(gold, dtype=float)
         if self.kind == "regression":
-            return float(np.corrcoef(predicted, gold)[0, 1])
-        return float((predicted == gold).mean())
+            p = predicted - predicted.mean(-1, keepdims=True)
+            g = gold - gold.mean(-1, keepdims=True)
+            scores = (p * g).sum(-1) / np.sqrt((p * p).sum(-1) * (g * g).sum(-1))
+        else:
+            scores = (predicted == gold).mean(-1)
+        return float(scores) if np.ndim(scores) == 0 else scores
 
     def confidence(self, outputs: torch.Tensor) -> np.ndarray:
         """The model's probability for its own prediction (classification kinds)."""

@@ -13,13 +13,15 @@ interrupted; TensorBoard gets each epoch's scalars.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -34,7 +36,7 @@ from minbert.models import MultitaskBert, SentenceClassifier
 from minbert.optim import AdamW, SophiaG
 from minbert.pcgrad import pcgrad_backward
 from minbert.runtime import CPU, Runtime, seed_everything
-from minbert.schedules import epoch_plan, qqp_batches_after_phase
+from minbert.schedules import batch_sizes, epoch_plan
 from minbert.smart import SmartSettings, smart_loss
 
 
@@ -183,25 +185,42 @@ def settings_changes(saved: dict, settings: MultitaskSettings) -> dict[str, tupl
             if key not in RESUME_MAY_CHANGE and saved.get(key) != now[key]}
 
 
-def _epoch_counts(train: dict[str, TaskTensors], settings: MultitaskSettings,
-                  epoch: int) -> tuple[dict, bool]:
-    """Batches each task offers in an epoch, and whether it is the QQP-only phase."""
+def _qqp_phase(train: dict[str, TaskTensors], settings: MultitaskSettings, epoch: int) -> tuple[bool, bool]:
+    """Whether the epoch is the separate QQP phase, and whether it comes after that phase."""
+    phase = bool(settings.qqp_only_epochs) and "qqp" in train
+    return phase and epoch <= settings.qqp_only_epochs, phase and epoch > settings.qqp_only_epochs
+
+
+def _epoch_plan(train: dict[str, TaskTensors], settings: MultitaskSettings,
+                epoch: int) -> list[tuple[str, ...]]:
+    """The steps of one epoch (the same number for every schedule: see `minbert.schedules`)."""
     counts = {task: math.ceil(len(data) / settings.batch_size) for task, data in train.items()}
-    qqp_only = epoch <= settings.qqp_only_epochs
-    if settings.qqp_only_epochs and not qqp_only:
-        counts["qqp"] = qqp_batches_after_phase(counts)
-    return counts, qqp_only
+    order = [t for t in settings.task_order if t in train]
+    qqp_only, after = _qqp_phase(train, settings, epoch)
+    return epoch_plan(settings.schedule, counts, order, qqp_only=qqp_only, qqp_cap=after)
 
 
 def optimizer_steps(train: dict[str, TaskTensors], settings: MultitaskSettings) -> dict[str, int]:
     """How many steps each optimizer takes over the whole run (what the lr schedule spans)."""
     steps: dict[str, int] = {}
-    for epoch in range(1, settings.total_epochs + 1):
-        counts, qqp_only = _epoch_counts(train, settings, epoch)
-        for step_tasks in epoch_plan(settings.schedule, counts, settings.task_order, qqp_only=qqp_only):
+    for epoch in range(1, settings.epochs + 1):
+        for step_tasks in _epoch_plan(train, settings, epoch):
             key = step_tasks[0] if settings.task_optimizers else "all"
             steps[key] = steps.get(key, 0) + 1
     return steps
+
+
+def _batch_stream(data: TaskTensors, size: int, seed: int) -> Iterator[list[int]]:
+    """A task's training batches without end, every one of `size` rows (a pass's last rows are topped up
+    from the next pass), so that every step of every schedule sees the same number of examples: a
+    fresh seeded shuffle per pass, rows of similar length next to each other (`batch_indices`)."""
+    waiting: list[int] = []
+    for rounds in itertools.count():
+        for batch in batch_indices(data.lengths(), size, shuffle=True, seed=seed + rounds * 1_000_003):
+            waiting.extend(batch)
+            while len(waiting) >= size:
+                yield waiting[:size]
+                waiting = waiting[size:]
 
 
 def _check_resumable(path: Path, state: dict, settings: MultitaskSettings) -> None:
@@ -254,15 +273,19 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                     name: str = "run", runtime: Runtime = CPU,
                     checkpoint_dir: Path | None = None, resume: bool = False, log_dir: Path | None = None,
                     stop_after_epoch: int | None = None,
-                    on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+                    on_epoch: Callable[[dict], None] | None = None,
+                    dev_predictions: dict[str, np.ndarray] | None = None) -> list[dict]:
     """Train as the settings say; keep the weights of the best epoch: the best mean score on the
-    `heldout` rows (carved from train) where given, else on dev. Dev is evaluated every epoch either way.
+    `heldout` rows (carved from train) where given, else on dev (then dev is both selected on and
+    reported). With held-out rows, each epoch is scored on them alone and dev is evaluated once, for
+    the kept weights: its scores join that epoch's record, so dev can only be reported, never chosen on.
 
     With `checkpoint_dir`, `last.pt` (model, optimizer, random state, history) and
     `best.pt` are written after every epoch; `resume` continues from `last.pt`. TensorBoard
     scalars go to `log_dir`: replaced by a fresh run, continued by a resumed one.
     `stop_after_epoch` ends the run early, as a kill would (for tests). A NaN or
-    infinite loss raises TrainingError and leaves the last good checkpoint in place.
+    infinite loss raises TrainingError and leaves the last good checkpoint in place. A
+    `dev_predictions` dict receives the kept epoch's dev predictions per task (for paired comparisons).
     """
     device = runtime.device
     model.to(device)
@@ -273,6 +296,7 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     weights = {task: class_weight_tensor(train[task].labels, tasks.get(task).num_classes).to(device)
                for task in train if settings.class_weights and tasks.get(task).kind != "regression"}
     history: list[dict] = []
+    kept_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights, without a checkpoint_dir
     start_epoch = 1
     last, best = (checkpoint_dir / "last.pt", checkpoint_dir / "best.pt") if checkpoint_dir else (None, None)
     if checkpoint_dir is not None:
@@ -295,21 +319,25 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
             shutil.rmtree(log_dir)  # a fresh run's curves must not mix with an earlier run's
         writer = SummaryWriter(str(log_dir))
     try:
-        for epoch in range(start_epoch, settings.total_epochs + 1):
+        for epoch in range(start_epoch, settings.epochs + 1):
             record = _train_epoch(model, optimizers, schedulers, train, settings, name, epoch, weights,
                                   runtime)
-            record.update(dev_metrics(model, dev, settings.eval_batch_size, runtime))
-            record["dev_mean"] = tasks.mean_score(record)
             if heldout:
                 record.update(heldout_metrics(model, heldout, settings.eval_batch_size, runtime))
+            else:
+                record.update(dev_metrics(model, dev, settings.eval_batch_size, runtime))
+                record["dev_mean"] = tasks.mean_score(record)
             history.append(record)
+            kept = best_epoch(history) is record
+            if kept and checkpoint_dir is None:
+                kept_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             if writer is not None:
                 for key, value in record.items():
                     if key != "epoch":
                         writer.add_scalar(key.replace("_", "/", 1), value, epoch)
 
             if checkpoint_dir is not None:
-                if best_epoch(history) is record:
+                if kept:
                     _save_checkpoint(best, {"model": model.state_dict()})
                 _save_checkpoint(last, {"epoch": epoch, "model": model.state_dict(),
                                         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
@@ -325,6 +353,16 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
             writer.close()
     if best is not None and best.is_file():
         model.load_state_dict(torch.load(best, map_location=device, weights_only=True)["model"])
+    elif kept_state is not None:
+        model.load_state_dict(kept_state)
+    predicted: dict[str, np.ndarray] = {}
+    if heldout:  # dev, once, for the kept weights
+        scores = dev_metrics(model, dev, settings.eval_batch_size, runtime, predicted)
+        best_epoch(history).update({**scores, "dev_mean": tasks.mean_score(scores)})
+    elif dev_predictions is not None:
+        dev_metrics(model, dev, settings.eval_batch_size, runtime, predicted)
+    if dev_predictions is not None:
+        dev_predictions.update(predicted)
     return history
 
 
@@ -363,16 +401,15 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
                  settings: MultitaskSettings, name: str, epoch: int, weights: dict, runtime: Runtime) -> dict:
     started = time.perf_counter()
     device = runtime.device
-    frozen = epoch > settings.qqp_only_epochs + settings.epochs
+    frozen = epoch > settings.epochs - settings.freeze_epochs
     for p in model.bert.parameters():
         p.requires_grad = not frozen
     model.train()
-    batches = {task: list(batch_indices(data.lengths(), settings.batch_size, shuffle=True,
-                                        seed=settings.seed * 100_003 + epoch * 101 + i))
+    sizes = batch_sizes(settings.schedule, settings.batch_size, sorted(train))
+    streams = {task: _batch_stream(data, sizes[task], settings.seed * 100_003 + epoch * 101 + i)
                for i, (task, data) in enumerate(sorted(train.items()))}
-    counts, qqp_only = _epoch_counts(train, settings, epoch)
-    plan = epoch_plan(settings.schedule, counts, settings.task_order, qqp_only=qqp_only)
-    position = dict.fromkeys(train, 0)
+    qqp_only, _ = _qqp_phase(train, settings, epoch)
+    plan = _epoch_plan(train, settings, epoch)
     sums, seen = dict.fromkeys(train, 0.0), dict.fromkeys(train, 0)
     smart = {task: SmartSettings(**own) for task, own in settings.smart.items()}
     adv_sums = dict.fromkeys(smart, 0.0)
@@ -381,8 +418,7 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
     for step, step_tasks in enumerate(tqdm(plan, desc=f"{name} epoch {epoch}", leave=False, unit="step")):
         losses, step_batches = [], []
         for task in step_tasks:
-            idx = batches[task][position[task]]
-            position[task] += 1
+            idx = next(streams[task])
             batch = train[task].batch(idx, device)
             step_batches.append((task, batch))
             with runtime.autocast():
@@ -412,7 +448,7 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
             sum(losses).backward()
         clip_gradients(optimizer, settings.max_grad_norm)
         if isinstance(optimizer, SophiaG):
-            optimizer.step(bs=len(step_batches[0][1]["labels"]))
+            optimizer.step(bs=sum(len(b["labels"]) for _, b in step_batches))
             if steps_taken[key] % settings.hessian_interval == settings.hessian_interval - 1:
                 _refresh_hessian(model, optimizer, step_batches, runtime)
         else:
@@ -421,7 +457,7 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
         steps_taken[key] += 1
     first = next(iter(optimizers.values()))
     record = {"epoch": epoch, "seconds": 0.0, "bert_frozen": frozen, "qqp_only": qqp_only,
-              "lr": first.param_groups[0]["lr"]}
+              "lr": first.param_groups[0]["lr"], "steps": len(plan), "examples": sum(seen.values())}
     for task in train:
         record[f"{task}_train_loss"] = sums[task] / seen[task] if seen[task] else math.nan
         if task in smart:

@@ -64,6 +64,8 @@ def open_study(study_name: str, storage: str | None = None, seed: int = 0, worke
     so it does not replay the points other workers or its earlier self already tried. Trials
     left running by a dead process of this machine (a killed worker) are failed at once.
     """
+    # Optuna's per-trial INFO lines go to stderr; the trials table shows the same, so keep warnings only.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage_url(study_name, storage)
     if fresh and study_name in optuna.get_all_study_names(url):
         optuna.delete_study(study_name=study_name, storage=url)
@@ -203,7 +205,8 @@ def plot_study(study: optuna.Study) -> plt.Figure | None:
             axes = result if hasattr(result, "figure") else result.flat[0]
             axes.figure.suptitle(f"{study.study_name}: {title}")
             axes.figure.set_size_inches(max(axes.figure.get_size_inches()[0], 6), 3.6)
-            axes.figure.tight_layout()
+            if title in ("history", "importances"):  # the others' colour bars defeat tight_layout
+                axes.figure.tight_layout()
     return plt.gcf()
 
 
