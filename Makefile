@@ -31,8 +31,9 @@ test: data postgres
 	$(PY) -m ruff check lib tests notebooks benchmarks
 	$(PY) -m pytest
 
+# As root (common in containers) JupyterLab refuses to start without --allow-root.
 lab: data
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 benchmark: data
 	$(PY) benchmarks/throughput.py

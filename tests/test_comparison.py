@@ -89,3 +89,10 @@ def test_a_comparison_measures_every_arm_against_its_reference():
     assert lines[-1] == f"{NO_DIFFERENCE.capitalize()}: same on {tasks.get('qqp').metric_label}."
     with pytest.raises(ValueError, match="reference arm 'missing'"):
         Comparison("missing", {"qqp": gold}, comparison.runs, comparison.predictions).differences()
+
+
+def test_one_arm_alone_has_nothing_to_compare():
+    from minbert.reporting import differences_table
+
+    assert findings([]) == ["Only one arm ran: there is nothing to compare it with."]
+    assert differences_table([]).empty

@@ -13,9 +13,14 @@ from minbert.runner import notebook_names
 
 @pytest.fixture
 def report_dirs(tmp_path, monkeypatch, data_dir):
+    """Reports and runs in a temporary folder; afterwards, every report the test rendered must be
+    clean: no stderr output (warnings, logs) in the page."""
     monkeypatch.setenv("MINBERT_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("MINBERT_RUNS_DIR", str(tmp_path / "runs"))
-    return tmp_path / "reports"
+    yield tmp_path / "reports"
+    for page in (tmp_path / "reports").glob("*.html"):
+        if page.name != "index.html":
+            assert 'data-mime-type="application/vnd.jupyter.stderr"' not in page.read_text(), page.name
 
 
 def test_part1_smoke_run_writes_report_results_and_predictions(report_dirs):
@@ -28,8 +33,10 @@ def test_part1_smoke_run_writes_report_results_and_predictions(report_dirs):
     assert stamp["params"]["finetune_epochs"] == 2 and stamp["seed"] == 11711
     assert stamp["device"].startswith("cpu") and stamp["versions"]["torch"].startswith("2.13.0")
     assert results["data"]["sst"]["train"] == {"source": "ids-sst-train.csv", "size": 64, "skipped": 0}
-    runs = {r["name"]: r for r in results["runs"]}
-    assert list(runs) == ["pretrain", "finetune"]
+    assert [r["name"] for r in results["runs"]] == ["pretrain-seed11711", "pretrain-seed11712",
+                                                    "finetune-seed11711", "finetune-seed11712"]
+    assert results["runs"][1]["config"]["seed"] == 11712
+    runs = {r["name"].removesuffix("-seed11711"): r for r in results["runs"] if r["name"].endswith("11711")}
     assert len(runs["pretrain"]["history"]) == 2 and len(runs["finetune"]["history"]) == 2
     assert results["data"]["sst"]["heldout"]["size"] == 32  # carved from train, selected on
     for run in runs.values():
@@ -39,16 +46,22 @@ def test_part1_smoke_run_writes_report_results_and_predictions(report_dirs):
         assert run["heldout"] == {"sst_acc": kept["heldout_acc"]}
     trainable = {name: run["config"]["trainable_parameters"] for name, run in runs.items()}
     assert trainable["pretrain"] < trainable["finetune"]
+    (difference,) = results["checks"]["differences"]
+    assert (difference["arm"], difference["reference"], difference["task"]) == ("finetune", "pretrain", "sst")
+    assert difference["low"] <= difference["estimate"] <= difference["high"]
+    assert len(difference["seed_differences"]) == 2 and difference["items"] == 32
     parity = results["checks"]["bert_parity"]
     assert parity["max_abs_diff_last_hidden_state"] < 1e-5 and parity["max_abs_diff_pooler_output"] < 1e-5
     predictions = report_dirs / "predictions" / "01_part1_sst.smoke"
     for mode in ("pretrain", "finetune"):
         for split in ("dev", "test"):
-            lines = (predictions / f"{mode}-sst-{split}.csv").read_text().splitlines()
+            lines = (predictions / f"{mode}-seed11711-sst-{split}.csv").read_text().splitlines()
             assert lines[0] == "id\tsentiment" and len(lines) == 33
             assert all(line.split("\t")[1] in "01234" for line in lines[1:])
     html = (report_dirs / "01_part1_sst.smoke.html").read_text()
     assert "Our BERT against" in html and "data:image/png;base64" in html
+    for link in ("index.html", "results/01_part1_sst.smoke.json", "predictions/01_part1_sst.smoke/"):
+        assert f'<a href="{link}">' in html  # the report links back to the index and to its outputs
 
 
 def test_unknown_parameter_stops_before_running(report_dirs, capsys):

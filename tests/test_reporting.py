@@ -12,7 +12,8 @@ from minbert.reporting import aim_findings, comparison_table
 def test_the_comparison_table_shows_seed_spread_and_budget():
     def run(name, sst, seconds):
         history = [{"epoch": 1, "seconds": seconds, "steps": 10, "examples": 320, "heldout_mean": sst}]
-        return RunRecord(name, {"sst_acc": sst}, 1, history, heldout={"sst_acc": sst})
+        return RunRecord(name, {"sst_acc": sst}, 1, history, heldout={"sst_acc": sst},
+                         dev_sizes={"sst": 1101})
 
     comparison = Comparison("a", {"sst": np.zeros(4)})
     for name, scores in (("a", (0.40, 0.44, 0.42)), ("b", (0.50, 0.50, 0.50))):
@@ -22,6 +23,7 @@ def test_the_comparison_table_shows_seed_spread_and_budget():
     assert table.loc["a", "SST acc"] == "0.420 ± 0.020"  # sample standard deviation of .40, .44, .42
     assert table.loc["b", "SST acc"] == "0.500 ± 0.000"
     assert (table.loc["a", "examples"], table.loc["a", "steps"], table.loc["a", "seconds"]) == (320, 10, 11)
+    assert table.loc["a", "dev rows"] == "1,101"
     assert comparison.best_arm() == "b"
 
 

@@ -63,7 +63,8 @@ def test_runs_of_several_profiles_carry_the_profile_in_their_name(reports):
 def test_no_results_yet_gives_empty_tables_and_the_study_bars(tmp_path):
     table = reporting.runs_table(records.load_all(tmp_path))
     assert table.empty and list(table.columns) == ["SST acc", "QQP acc", "STS pearson", "mean",
-                                                   "held-out mean", "profile", "device", "commit", "headline"]
+                                                   "held-out mean", "seeds", "dev rows", "profile", "device",
+                                                   "commit", "headline"]
     assert reporting.headline_runs(table).empty
     fig = reporting.plot_tasks(table)
     assert [len(ax.patches) for ax in fig.axes] == [2, 2, 2]  # the study's best and the state of the art
@@ -112,3 +113,20 @@ def test_the_headline_run_is_chosen_on_held_out_rows_not_dev():
     assert records.headline([better_on_dev, better_held_out]).name == "b"
     older = records.RunRecord("c", {"sst_acc": 0.95}, 1, [])  # recorded before the held-out split
     assert records.headline([better_on_dev, older]).name == "c"  # then dev decides, as it did
+
+
+def test_the_headline_is_the_best_arm_over_its_seeds_and_the_table_has_a_row_per_arm(tmp_path):
+    def seeded(group, seed, held, sst):
+        return {**run(f"{group}-seed{seed}", sst_acc=sst), "group": group, "heldout": {"sst_acc": held}}
+
+    # arm "a" has the single best held-out seed (0.9) but the lower mean (0.6 against 0.7)
+    runs = [seeded("a", 1, 0.9, 0.50), seeded("a", 2, 0.3, 0.40),
+            seeded("b", 1, 0.7, 0.45), seeded("b", 2, 0.7, 0.47)]
+    write_result(tmp_path, "02_sbert_baseline", runs)
+    (result,) = records.load_all(tmp_path)
+    assert result.headline().name == "b-seed1"  # the best arm, then its best held-out seed (first of ties)
+    table = reporting.runs_table([result])
+    assert list(table.index) == [("02_sbert_baseline", "a"), ("02_sbert_baseline", "b")]
+    row = table.loc[("02_sbert_baseline", "b")]
+    assert row["SST acc"] == pytest.approx(0.46) and row["seeds"] == 2 and row["held-out mean"] == 0.7
+    assert list(reporting.headline_runs(table).index) == [("02_sbert_baseline", "b")]

@@ -67,6 +67,8 @@ def test_two_runs_at_once_one_is_refused_and_predictions_match_their_own_results
             for row in csv.DictReader(fh, delimiter="\t"):
                 gold[row["id"].strip()] = int(row["sentiment"])
         for run in results["runs"]:
+            if not (folder / f"{run['name']}-sst-dev.csv").is_file():
+                continue  # only each mode's first seed writes prediction files
             with open(folder / f"{run['name']}-sst-dev.csv", encoding="utf-8") as fh:
                 rows = list(csv.DictReader(fh, delimiter="\t"))
             predicted = [int(r["sentiment"]) for r in rows]
@@ -74,9 +76,10 @@ def test_two_runs_at_once_one_is_refused_and_predictions_match_their_own_results
             assert TASKS["sst"].score(predicted, [gold[r["id"]] for r in rows]) == run["dev"]["sst_acc"]
         return {p.name for p in folder.iterdir()}
 
-    assert check_predictions_against_results() == {f"{m}-sst-{s}.csv" for m in ("pretrain", "finetune")
-                                                   for s in ("dev", "test")}
+    assert check_predictions_against_results() == {f"{m}-seed11711-sst-{s}.csv"
+                                                   for m in ("pretrain", "finetune") for s in ("dev", "test")}
     # a later run with one mode publishes its own set: no file of the earlier run stays beside it
     cli.main(["run", "01_part1_sst", "--profile", "smoke", "-p", "modes", "[finetune]"])
-    assert check_predictions_against_results() == {"finetune-sst-dev.csv", "finetune-sst-test.csv"}
+    assert check_predictions_against_results() == {"finetune-seed11711-sst-dev.csv",
+                                                   "finetune-seed11711-sst-test.csv"}
     assert not list((dirs / "reports" / "predictions").glob(".*"))  # no staging folder left behind

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import stats
 
 from minbert import tasks
-from minbert.records import RunRecord
+from minbert.records import RunRecord, headline
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -53,7 +53,8 @@ class Difference:
         else:
             verdict = NO_DIFFERENCE
         seeds = ", ".join(f"{d:+.3f}" for d in self.seed_differences)
-        return f"{label}, {self.arm} − {self.reference}: {span} ({verdict}; by seed: {seeds})."
+        return (f"{label}, {self.arm} − {self.reference}: {span} on {self.items:,} dev items ({verdict}; "
+                f"by seed: {seeds}).")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "detected": self.detected}
@@ -98,7 +99,9 @@ class Comparison:
     predictions: dict[str, list[dict[str, np.ndarray]]] = field(default_factory=dict)
 
     def add(self, arm: str, record: RunRecord, predictions: dict[str, np.ndarray]) -> None:
-        """One run of `arm` (its seeds must come in the same order for every arm)."""
+        """One run of `arm` (its seeds must come in the same order for every arm); the record's
+        `group` becomes the arm."""
+        record.group = arm
         self.runs.setdefault(arm, []).append(record)
         self.predictions.setdefault(arm, []).append(predictions)
 
@@ -107,9 +110,8 @@ class Comparison:
         return list(self.runs)
 
     def best_arm(self) -> str:
-        """The arm with the highest held-out mean over its seeds (selection never looks at dev)."""
-        return max(self.arms, key=lambda arm: np.mean([r.heldout_mean if r.heldout else r.mean
-                                                       for r in self.runs[arm]]))
+        """The arm with the highest held-out mean over its seeds (`records.headline`'s rule)."""
+        return headline(self.records()).group
 
     def records(self) -> list[RunRecord]:
         return [record for runs in self.runs.values() for record in runs]
@@ -137,6 +139,8 @@ class Comparison:
 
 def findings(differences: Sequence[Difference]) -> list[str]:
     """The differences that survive the rule first, then a line naming the ones that do not."""
+    if not differences:
+        return ["Only one arm ran: there is nothing to compare it with."]
     named = [d.sentence() for d in differences if d.detected]
     missed = [f"{d.arm} on {tasks.get(d.task).metric_label}" for d in differences if not d.detected]
     lines = named or ["No arm differs from the reference on any task beyond the intervals."]

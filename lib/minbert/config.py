@@ -64,7 +64,18 @@ class NotebookConfig(_Settings):
     strict_data: bool = Field(False, description="stop at the first malformed CSV row instead of skipping")
 
 
-class Part1Config(NotebookConfig):
+class ComparisonConfig(NotebookConfig):
+    """A notebook that compares arms (modes, variants...): each runs once per seed on the same data
+    (`seed` draws the data and is the first run seed; the others follow it)."""
+
+    seeds: int = Field(3, ge=1, description="runs per arm, seeds seed, seed+1, ...: the spread and the "
+                       "paired intervals of a comparison need several")
+
+    def run_seeds(self) -> list[int]:
+        return [self.seed + i for i in range(self.seeds)]
+
+
+class Part1Config(ComparisonConfig):
     """01_part1_sst: SST-5 sentiment with BERT frozen (`pretrain`) or trained (`finetune`)."""
 
     modes: list[Literal["pretrain", "finetune"]] = Field(["pretrain", "finetune"], min_length=1)
@@ -225,17 +236,6 @@ def _check_arms_fit(settings: MultitaskSettings, arms: list[str | None]) -> None
                              f"{reason}") from None
 
 
-class ComparisonConfig(MultitaskSettings):
-    """A notebook that compares arms: each arm runs once per seed on the same data (`seed` draws the
-    data and is the first run seed; the others follow it)."""
-
-    seeds: int = Field(3, ge=1, description="runs per arm, seeds seed, seed+1, ...: the spread and the "
-                       "paired intervals of a comparison need several")
-
-    def run_seeds(self) -> list[int]:
-        return [self.seed + i for i in range(self.seeds)]
-
-
 class OneArmConfig(MultitaskSettings):
     """A notebook whose runs all follow one study arm."""
 
@@ -252,7 +252,7 @@ class OneArmConfig(MultitaskSettings):
         return self
 
 
-class SbertConfig(ComparisonConfig):
+class SbertConfig(MultitaskSettings, ComparisonConfig):
     """02_sbert_baseline: multitask bi-encoder on SST, QQP and STS, one run per study arm."""
 
     arms: list[str] = Field(["baseline", "qqp-first", "round-robin", "combined", "pcgrad", "qqp-separate",

@@ -118,6 +118,7 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
                        best_epoch=best["epoch"], history=history,
                        config={**config, "precision": runtime.precision},
                        train_sizes={task: len(t) for task, t in data.train.items()},
+                       dev_sizes={task: len(t) for task, t in data.dev.items()},
                        parameters=count_parameters(model))
     return record, model
 
@@ -136,7 +137,6 @@ def run_comparison(cfg: ComparisonConfig, arms: dict[str, tuple[str, dict[str, A
             predicted: dict[str, np.ndarray] = {}
             record, _ = run_arm(cfg, arm, data, runtime, notebook=notebook, name=f"{label}-seed{seed}",
                                 updates={**(updates or {}), "seed": seed}, dev_predictions=predicted)
-            record.group = label
             comparison.add(label, record, predicted)
     return comparison
 
@@ -207,10 +207,13 @@ def load_sentence_task(task: str, cfg: Part1Config, tokenizer) -> TaskData:
                       strict=cfg.strict_data, heldout_sizes=heldout)
 
 
-def run_sst_mode(cfg: Part1Config, mode: str, data: TaskData,
-                 runtime: Runtime) -> tuple[RunRecord, SentenceClassifier]:
-    """Train one Part 1 classifier (`pretrain` or `finetune`); its record (dev accuracy of the
-    best epoch, per-epoch history) and the trained model."""
+def run_sst_mode(cfg: Part1Config, mode: str, data: TaskData, runtime: Runtime,
+                 seed: int | None = None) -> tuple[RunRecord, SentenceClassifier]:
+    """Train one Part 1 classifier (`pretrain` or `finetune`) with a run seed (default: the config's);
+    its record (`<mode>-seed<seed>`: dev accuracy of the best epoch, per-epoch history) and the
+    trained model (the kept epoch's weights)."""
+    seed = cfg.seed if seed is None else seed
+    torch.manual_seed(seed)  # the head's start
     bert = BertModel.from_pretrained(cfg.checkpoint, hidden_dropout_prob=cfg.dropout)
     model = SentenceClassifier(bert, num_classes=tasks.get("sst").num_classes, dropout=cfg.dropout,
                                pooling=cfg.pooling, freeze_bert=mode == "pretrain")
@@ -219,20 +222,29 @@ def run_sst_mode(cfg: Part1Config, mode: str, data: TaskData,
     train, dev, held = data.train["sst"], data.dev["sst"], data.heldout.get("sst")
     history = train_classifier(model, train.a, train.labels, dev.a, dev.labels, epochs=epochs, lr=lr,
                                heldout=(held.a, held.labels) if held is not None else None,
-                               batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, seed=cfg.seed,
+                               batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, seed=seed,
                                runtime=runtime, eval_batch_size=cfg.eval_batch_size, desc=mode,
                                lr_schedule=cfg.lr_schedule, warmup_ratio=cfg.warmup_ratio,
                                max_grad_norm=cfg.max_grad_norm)
     best = max(history, key=lambda h: h.get("heldout_acc", h["dev_acc"]))  # the epoch the trainer kept
-    config = {"mode": mode, "epochs": epochs, "lr": lr, "batch_size": cfg.batch_size, "pooling": cfg.pooling,
+    config = {"mode": mode, "seed": seed, "epochs": epochs, "lr": lr, "batch_size": cfg.batch_size,
+              "pooling": cfg.pooling,
               "dropout": cfg.dropout, "weight_decay": cfg.weight_decay, "optimizer": "minbert.optim.AdamW",
               "lr_schedule": cfg.lr_schedule, "warmup_ratio": cfg.warmup_ratio,
               "max_grad_norm": cfg.max_grad_norm,
               "precision": runtime.precision,
               "trainable_parameters": count_parameters(model, trainable_only=True)}
     heldout = {"sst_acc": best["heldout_acc"]} if held is not None else None
-    record = RunRecord(mode, {"sst_acc": best["dev_acc"]}, best["epoch"], history, config, heldout=heldout)
+    record = RunRecord(f"{mode}-seed{seed}", {"sst_acc": best["dev_acc"]}, best["epoch"], history, config,
+                       heldout=heldout, group=mode, dev_sizes={"sst": len(dev)})
     return record, model
+
+
+def sst_dev_predictions(model: SentenceClassifier, data: TaskData, cfg: Part1Config,
+                        runtime: Runtime) -> dict[str, np.ndarray]:
+    """A Part 1 model's SST dev predictions in input order (what a paired comparison resamples)."""
+    logits = predict_logits(model, data.dev["sst"].a, cfg.eval_batch_size, runtime)
+    return {"sst": np.asarray(tasks.get("sst").predicted_labels(logits))}
 
 
 def save_sst_predictions(model: SentenceClassifier, data: TaskData, mode: str, notebook: str,

@@ -111,6 +111,7 @@ class RunRecord:
     parameters: int | None = None
     heldout: dict[str, float] | None = None  # the held-out scores (carved from train) it was selected on
     group: str | None = None  # the comparison arm it is one seed of
+    dev_sizes: dict[str, int] | None = None  # task -> dev rows its scores are on (a seeded subset is fewer)
 
     @property
     def mean(self) -> float:
@@ -147,15 +148,24 @@ class RunRecord:
         return cls(**known)
 
 
+def _selection_score(run: RunRecord) -> float:
+    return run.heldout_mean if run.heldout else run.mean
+
+
 def headline(runs: list[RunRecord]) -> RunRecord:
-    """THE rule for a notebook's headline run: the highest mean held-out score (rows carved from train)
-    of the tasks it ran; dev is only reported. Runs recorded without held-out scores (before the
-    held-out split) are chosen by their mean dev score, as they were."""
+    """THE rule for a notebook's headline run: the arm (a run's `group`; a run without one is its own)
+    with the highest mean held-out score (rows carved from train) over its seeds, then that arm's
+    run with the highest held-out score; dev is only reported. Runs recorded without held-out
+    scores (before the held-out split) are chosen by their mean dev score, as they were."""
     if not runs:
         raise ValueError("no runs to choose a headline run from")
-    if all(r.heldout for r in runs):
-        return max(runs, key=lambda r: r.heldout_mean)
-    return max(runs, key=lambda r: r.mean)
+    if not all(r.heldout for r in runs):
+        return max(runs, key=lambda r: r.mean)
+    groups: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault(run.group or run.name, []).append(run)
+    best = max(groups.values(), key=lambda group: sum(map(_selection_score, group)) / len(group))
+    return max(best, key=_selection_score)
 
 
 def results_path(notebook: str, profile: str) -> Path:

@@ -24,6 +24,19 @@ from minbert.records import Results, RunRecord, load_all
 
 METRIC_LABELS = {tasks.get(t).metric: tasks.get(t).metric_label for t in tasks.MULTITASK}
 
+def report_links(notebook: str, profile: str, outputs: bool = True):
+    """The links a rendered report (reports/<notebook>.<profile>.html) opens with: back to the index,
+    and, with `outputs`, to its results file and its prediction files (paths relative to reports/)."""
+    from IPython.display import HTML
+
+    links = [("all reports", "index.html")]
+    if outputs:
+        links += [("results file", f"results/{notebook}.{profile}.json"),
+                  ("prediction files", f"predictions/{notebook}.{profile}/")]
+    items = " · ".join(f'<a href="{html.escape(href)}">{html.escape(text)}</a>' for text, href in links)
+    return HTML(f"<p>{items}</p>")
+
+
 def arms_table(names: list[str] | None = None) -> pd.DataFrame:
     """The study's arms as the library defines them (`experiments.ARMS`): what each does, the knobs
     it changes over the notebook's settings, and the study's row for it (theirs)."""
@@ -183,6 +196,7 @@ def comparison_table(comparison: Comparison, study_rows: dict[str, str | None] |
         row["mean"] = round(float(np.mean([r.mean for r in runs])), 3)
         held = [r.heldout_mean for r in runs if r.heldout]
         row["held-out mean"] = round(float(np.mean(held)), 3) if held else None
+        row["dev rows"] = _dev_rows(runs[0])
         row["examples"] = runs[0].examples
         row["steps"] = runs[0].steps
         row["seconds"] = round(float(np.mean([r.seconds for r in runs])))
@@ -195,6 +209,14 @@ def comparison_table(comparison: Comparison, study_rows: dict[str, str | None] |
     return pd.DataFrame(rows).set_index("arm")
 
 
+def _dev_rows(run: RunRecord) -> str | None:
+    """The dev rows each task's score is on, sst/qqp/sts (fewer than the file where a seeded subset
+    was used for speed), or None for records that predate counting them."""
+    if not run.dev_sizes:
+        return None
+    return "/".join(f"{run.dev_sizes[t]:,}" for t in tasks.MULTITASK if t in run.dev_sizes)
+
+
 def differences_table(differences: list[Difference]) -> pd.DataFrame:
     """Each arm minus the reference per task: the seed-mean difference, its paired 95% bootstrap
     interval over the dev items, the difference by seed, and whether it is named a finding."""
@@ -203,7 +225,8 @@ def differences_table(differences: list[Difference]) -> pd.DataFrame:
              "by seed": " ".join(f"{x:+.3f}" for x in d.seed_differences), "dev items": d.items,
              "finding": ("above" if d.estimate > 0 else "below") if d.detected else "none detected"}
             for d in differences]
-    return pd.DataFrame(rows).set_index(["arm", "task"])
+    columns = ["arm", "task", "Δ", "95% interval", "by seed", "dev items", "finding"]
+    return pd.DataFrame(rows, columns=columns).set_index(["arm", "task"])  # columns even when empty
 
 
 def aim_findings(record: RunRecord, aims: dict[str, float]) -> list[str]:
@@ -229,27 +252,38 @@ def aim_findings(record: RunRecord, aims: dict[str, float]) -> list[str]:
 
 
 def runs_table(results: list[Results]) -> pd.DataFrame:
-    """One row per run of every notebook and profile: its dev scores (blank where a task was not
-    run), the mean of those it has, and the stamp's profile, device and commit. Where a notebook
-    has results of several profiles, each run's name carries its profile."""
+    """One row per arm (the runs of one `group`, its seeds; a run without a group is its own row) of
+    every notebook and profile: its mean dev scores over the seeds (blank where a task was not run),
+    the mean of those it has, the held-out mean, how many seeds, and the stamp's profile, device and
+    commit. Where a notebook has results of several profiles, each row's name carries its profile."""
     profiles: dict[str, set[str]] = {}
     for result in results:
         profiles.setdefault(result.notebook, set()).add(result.profile)
     rows = []
     for result in results:
         several = len(profiles[result.notebook]) > 1  # e.g. a quick run here and a full one on a GPU
+        top = result.headline() if result.runs else None
+        groups: dict[str, list[RunRecord]] = {}
         for run in result.runs:
-            name = f"{run.name} ({result.profile})" if several else run.name
-            rows.append({"notebook": result.notebook, "run": name,
-                         **{label: run.dev.get(metric) for metric, label in METRIC_LABELS.items()},
-                         "mean": run.mean if run.dev else None, "held-out mean": run.heldout_mean,
-                         "profile": result.profile,
+            groups.setdefault(run.group or run.name, []).append(run)
+        for group, runs in groups.items():
+            name = f"{group} ({result.profile})" if several else group
+            scores = {label: _mean_or_none([r.dev.get(metric) for r in runs])
+                      for metric, label in METRIC_LABELS.items()}
+            rows.append({"notebook": result.notebook, "run": name, **scores,
+                         "mean": _mean_or_none([r.mean if r.dev else None for r in runs]),
+                         "held-out mean": _mean_or_none([r.heldout_mean for r in runs]),
+                         "seeds": len(runs), "dev rows": _dev_rows(runs[0]), "profile": result.profile,
                          "device": result.stamp["device"],
-                         "commit": _short_commit(result.stamp),
-                         "headline": run is result.headline()})
-    columns = ["notebook", "run", *METRIC_LABELS.values(), "mean", "held-out mean", "profile", "device",
-               "commit", "headline"]
+                         "commit": _short_commit(result.stamp), "headline": any(r is top for r in runs)})
+    columns = ["notebook", "run", *METRIC_LABELS.values(), "mean", "held-out mean", "seeds", "dev rows",
+               "profile", "device", "commit", "headline"]
     return pd.DataFrame(rows, columns=columns).set_index(["notebook", "run"])  # columns even when empty
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
 
 
 def _short_commit(stamp: dict) -> str:
@@ -295,10 +329,15 @@ def plot_tasks(table: pd.DataFrame) -> plt.Figure:
 
 
 def _summary_line(result: Results) -> str:
+    """The headline arm's dev scores: the mean over its seeds where it has several."""
     best = result.headline()
-    scores = ", ".join(f"{METRIC_LABELS[k]} {v:.3f}" for k, v in best.dev.items() if k in METRIC_LABELS)
+    runs = [r for r in result.runs if best.group is not None and r.group == best.group] or [best]
+    scores = ", ".join(f"{label} {_mean_or_none([r.dev.get(m) for r in runs]):.3f}"
+                       for m, label in METRIC_LABELS.items() if m in best.dev)
+    name = best.group or best.name
+    seeds = f" (mean of {len(runs)} seeds)" if len(runs) > 1 else ""
     stamp = result.stamp
-    return (f"headline run <code>{html.escape(best.name)}</code>: {scores}; profile {result.profile}, "
+    return (f"headline run <code>{html.escape(name)}</code>{seeds}: {scores}; profile {result.profile}, "
             f"{html.escape(stamp['device'])}, commit {(stamp['commit'] or '?')[:7]}, "
             f"{stamp['wall_s'] / 60:.1f} min")
 

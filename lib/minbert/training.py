@@ -134,7 +134,8 @@ def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[
         dev_acc = float((dev_logits.argmax(-1) == dev_y).float().mean())
         record = {"epoch": epoch, "train_loss": total / count,
                   "dev_loss": float(F.cross_entropy(dev_logits, dev_y)), "dev_acc": dev_acc,
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started,
+                  "steps": len(batches), "examples": count}
         selected = dev_acc
         if heldout is not None:
             held_logits = predict_logits(model, heldout[0], eval_batch_size, runtime, heldout_features)

@@ -22,6 +22,7 @@ import hashlib
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -199,7 +200,11 @@ def plot_study(study: optuna.Study) -> plt.Figure | None:
                   ("parallel coordinates", ovm.plot_parallel_coordinate)]
     if completed == 0:
         return None
-    with _quiet_experimental():
+    with _quiet_experimental(), warnings.catch_warnings():
+        # With a handful of trials Optuna warns about flat axes and importance quantiles that
+        # select every trial: notes on the plots' reliability, not faults; the notebooks say
+        # how many trials each study had.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"optuna\.")
         for title, plot in plots:
             result = plot(study)
             axes = result if hasattr(result, "figure") else result.flat[0]
@@ -299,8 +304,6 @@ class _quiet_experimental:
     """Silence Optuna's 'experimental feature' warnings for the calls inside."""
 
     def __enter__(self):
-        import warnings
-
         self._catcher = warnings.catch_warnings()
         self._catcher.__enter__()
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
