@@ -100,6 +100,24 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_checkpoint, 
         assert torch.equal(a, b), name
 
 
+def test_a_finished_run_keeps_a_small_last_checkpoint_and_resuming_it_trains_nothing(tiny_checkpoint, tasks,
+                                                                                    tmp_path):
+    train, dev = tasks
+    run = MultitaskSettings(epochs=2, lr=1e-3, batch_size=8)
+    first = make_model(tiny_checkpoint)
+    expected = train_multitask(first, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["finished"] is True and "model" not in state and "optimizers" not in state
+    assert (tmp_path / "last.pt").stat().st_size < (tmp_path / "best.pt").stat().st_size / 100
+    again = make_model(tiny_checkpoint)
+    steps = []
+    got = train_multitask(again, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path, resume=True,
+                          on_epoch=steps.append)
+    assert steps == [] and got == expected  # no epoch ran; the kept weights and their dev scores return
+    for (name, a), (_, b) in zip(first.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
 def test_freeze_last_epoch_and_separate_qqp_phase(tiny_checkpoint, tasks):
     train, dev = tasks
     model = make_model(tiny_checkpoint)
@@ -169,7 +187,10 @@ def test_sophia_trains_with_hessian_refreshes_and_resumes(tiny_checkpoint, tasks
                        weight_decay=0.1)
     model = make_model(tiny_checkpoint)
     before = dev_metrics(model, dev, 32, CPU)
-    expected = train_multitask(model, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "a")
+    # stopped as a kill after the last epoch would: last.pt keeps the optimizer state (a finished
+    # run's does not)
+    expected = train_multitask(model, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "a",
+                               stop_after_epoch=2)
     assert expected[-1]["sts_dev_loss"] < before["sts_dev_loss"]
     state = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["optimizers"]["all"]["state"]
     hessians = [s["hessian"] for s in state.values()]
@@ -269,7 +290,8 @@ def test_the_standard_recipe_warms_up_decays_to_zero_and_clips(tiny_checkpoint, 
         total, warmup = 2 * per_epoch, round(0.1 * 2 * per_epoch)
         assert optimizer_steps(train, run) == {"all": total}
         history = train_multitask(make_model(tiny_checkpoint), train, dev, run,
-                                  checkpoint_dir=tmp_path / optimizer)
+                                  checkpoint_dir=tmp_path / optimizer,
+                                  stop_after_epoch=2)  # as a kill after the last epoch: last.pt whole
         assert history[0]["lr"] == pytest.approx(1e-3 * (total - per_epoch) / (total - warmup))
         assert history[1]["lr"] == 0.0
         state = torch.load(tmp_path / optimizer / "last.pt", weights_only=True)["schedulers"]["all"]

@@ -282,7 +282,8 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     the kept weights: its scores join that epoch's record, so dev can only be reported, never chosen on.
 
     With `checkpoint_dir`, `last.pt` (model, optimizer, random state, history) and
-    `best.pt` are written after every epoch; `resume` continues from `last.pt`. TensorBoard
+    `best.pt` are written after every epoch; `resume` continues from `last.pt`. A finished run's
+    `last.pt` keeps only its history and settings (a resume of it trains nothing). TensorBoard
     scalars go to `log_dir`: replaced by a fresh run, continued by a resumed one.
     `stop_after_epoch` ends the run early, as a kill would (for tests). A NaN or
     infinite loss raises TrainingError and leaves the last good checkpoint in place. A
@@ -305,11 +306,12 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     if resume and last is not None and last.is_file():
         state = torch.load(last, map_location=device, weights_only=True)
         _check_resumable(last, state, settings)
-        model.load_state_dict(state["model"])
-        for key, optimizer in optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][key])
-            schedulers[key].load_state_dict(state["schedulers"][key])
-        torch.set_rng_state(state["rng"])
+        if not state.get("finished"):  # a finished run keeps only its history: nothing is left to train
+            model.load_state_dict(state["model"])
+            for key, optimizer in optimizers.items():
+                optimizer.load_state_dict(state["optimizers"][key])
+                schedulers[key].load_state_dict(state["schedulers"][key])
+            torch.set_rng_state(state["rng"])
         history = json.loads(state["history"])
         start_epoch = int(state["epoch"]) + 1
     writer = None
@@ -352,6 +354,11 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     finally:
         if writer is not None:
             writer.close()
+    if last is not None and start_epoch <= settings.epochs:
+        # Finished: the optimizer state (twice the model's size) is of no more use; the kept
+        # weights are in best.pt, and a resume of a finished run needs only its history.
+        _save_checkpoint(last, {"epoch": settings.epochs, "finished": True, "history": json.dumps(history),
+                                "settings": settings.model_dump_json()})
     if best is not None and best.is_file():
         model.load_state_dict(torch.load(best, map_location=device, weights_only=True)["model"])
     elif kept_state is not None:
