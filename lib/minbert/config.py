@@ -222,18 +222,16 @@ def _known_arm(name: str | None) -> str | None:
 def _check_arms_fit(settings: MultitaskSettings, arms: list[str | None]) -> None:
     """Each arm's knob updates over these settings must be valid settings too (e.g. the freeze arm
     needs two epochs), so a bad combination stops at validation, naming the arm."""
-    from minbert.experiments import ARMS
+    from minbert.experiments import ARMS, arm_settings
 
-    knobs = settings.model_dump(include=set(MultitaskSettings.model_fields))
     for arm in arms:
         if arm is None:
             continue
         try:
-            MultitaskSettings.model_validate({**knobs, **ARMS[arm].settings})
-        except ValidationError as exc:
-            reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+            arm_settings(settings, arm)
+        except ConfigError as exc:
             raise ValueError(f"arm {arm!r} ({ARMS[arm].settings}) does not fit these settings: "
-                             f"{reason}") from None
+                             f"{exc}") from None
 
 
 class OneArmConfig(MultitaskSettings):
