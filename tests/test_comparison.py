@@ -96,3 +96,21 @@ def test_one_arm_alone_has_nothing_to_compare():
 
     assert findings([]) == ["Only one arm ran: there is nothing to compare it with."]
     assert differences_table([]).empty
+
+
+def test_verdicts_name_only_detected_differences_with_their_intervals():
+    from minbert.comparison import Difference, verdict
+
+    def diff(task, estimate, low, high):
+        return Difference("b", "a", task, estimate, low, high, [estimate] * 3, 100)
+
+    up, down = diff("sst", 0.05, 0.02, 0.08), diff("qqp", -0.04, -0.07, -0.01)
+    flat = diff("sts", 0.01, -0.02, 0.04)
+    assert verdict([up, flat], "b") == ("b is above a on SST acc +0.050 [+0.020, +0.080]; no difference "
+                                        "detected at this budget on STS pearson.")
+    assert verdict([up, down], "b").startswith("b is mixed against a: above on SST acc")
+    assert verdict([down], "b") == "b is below a on QQP acc -0.040 [-0.070, -0.010]."
+    assert verdict([flat], "b") == ("b against a: no difference detected at this budget on any task "
+                                    "(STS pearson).")
+    with pytest.raises(ValueError, match="no differences of arm 'c'"):
+        verdict([flat], "c")

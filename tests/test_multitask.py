@@ -327,3 +327,41 @@ def test_the_kept_epoch_is_the_best_on_held_out_rows(tiny_checkpoint, tasks, tmp
     assert dev_metrics(model, dev, 32, CPU)["sts_pearson"] == pytest.approx(best["sts_pearson"], abs=1e-6)
     assert set(predicted) == {"sst", "qqp", "sts"} and len(predicted["sst"]) == len(dev["sst"])
     assert selection_score({"dev_mean": 0.9}) == 0.9  # without held-out rows, dev decides
+
+
+def test_sophia_records_its_regime_per_epoch_also_with_one_optimizer_per_task(tiny_checkpoint, tasks):
+    train, dev = tasks
+    for task_optimizers in (False, True):
+        run = MultitaskSettings(epochs=1, lr=1e-3, batch_size=8, optimizer="sophia", hessian_interval=2,
+                                task_optimizers=task_optimizers, hessian_bias_correction=True)
+        (record,) = train_multitask(make_model(tiny_checkpoint), train, dev, run, runtime=CPU)
+        assert 0.0 <= record["sophia_clipped_share"] <= 1.0
+        assert record["sophia_hessian_mean"] > 0.0
+    adamw = train_multitask(make_model(tiny_checkpoint), train, dev,
+                            MultitaskSettings(epochs=1, batch_size=8), runtime=CPU)
+    assert "sophia_clipped_share" not in adamw[0]
+
+
+def test_attention_variant_parameters_get_their_own_learning_rate(tiny_checkpoint, tasks):
+    from minbert.attention import variant_movement
+    from minbert.training import make_optimizers
+
+    train, dev = tasks
+    moved = {}
+    for variant_lr in (None, 1e-2):
+        run = MultitaskSettings(epochs=1, lr=1e-4, batch_size=8, attention="center+linear",
+                                variant_lr=variant_lr)
+        torch.manual_seed(0)
+        model = MultitaskBert(BertModel.from_pretrained(tiny_checkpoint, attention="center+linear"))
+        assert variant_movement(model) and all(v == 0.0 for layer in variant_movement(model)
+                                              for k, v in layer.items() if k != "layer")
+        groups = make_optimizers(model, run)["all"].param_groups
+        assert [g["lr"] for g in groups] == ([1e-4] if variant_lr is None else [1e-4, 1e-2])
+        if variant_lr is not None:
+            names = {id(p): n for n, p in model.named_parameters()}
+            assert {names[id(p)].rsplit(".", 1)[-1] for p in groups[1]["params"]} == {"query_mix", "key_mix",
+                                                                                      "center"}
+        train_multitask(model, train, dev, run, runtime=CPU)
+        moved[variant_lr] = max(layer["center"] for layer in variant_movement(model))
+    assert moved[1e-2] > 10 * moved[None] > 0
+    assert variant_movement(make_model(tiny_checkpoint)) == []  # standard attention has nothing to move

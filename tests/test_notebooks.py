@@ -138,8 +138,14 @@ def test_attention_smoke_run_compares_variants(report_dirs):
     assert results["checks"]["reference"] == "standard"
     assert [(d["arm"], d["reference"]) for d in results["checks"]["differences"]] == [
         ("center+linear+sparsemax", "standard")] * 3
+    variant = runs["center+linear+sparsemax"]
+    assert variant["config"]["variant_lr"] == 1e-3
+    assert len(variant["variant_movement"]) == 6  # one entry per layer
+    assert all(layer["center"] > 0 and layer["query_mix"] > 0 for layer in variant["variant_movement"])
+    assert "variant_movement" not in runs["standard"]
+    assert set(results["checks"]["loss_gaps"]) == set(runs)
     html = (report_dirs / "05_attention.smoke.html").read_text()
-    assert "Softmax against sparsemax" in html
+    assert "Softmax against sparsemax" in html and "How far the variants" in html
     assert "sBERT-CenterMatrixLinearSelfAttentionWithSparsemax" in html
 
 
@@ -147,8 +153,9 @@ def test_sophia_smoke_run_tunes_and_compares_optimizers(report_dirs):
     cli.main(["run", "03_sophia", "--profile", "smoke"])
     results = json.loads((report_dirs / "results" / "03_sophia.smoke.json").read_text())
     names = [r["group"] for r in results["runs"]]
-    assert names == ["adamw", "sophia", "adamw-tuned", "sophia-tuned", "sophia-tuned-qqp-separate",
-                     "sophia-tuned-class-weights", "sophia-per-task-tuned", "sophia-regularised"]
+    assert names == ["adamw", "sophia", "sophia-corrected", "adamw-tuned", "sophia-tuned",
+                     "sophia-tuned-qqp-separate", "sophia-tuned-class-weights", "sophia-per-task-tuned",
+                     "sophia-regularised"]
     assert results["runs"][0]["name"] == "adamw-seed11711"
     by_name = {r["group"]: r for r in results["runs"]}
     assert by_name["sophia"]["config"]["optimizer"] == "sophia"
@@ -163,19 +170,42 @@ def test_sophia_smoke_run_tunes_and_compares_optimizers(report_dirs):
     assert tuned["hessian_interval"] == studies["sophia"]["params"]["hessian_interval"]
     assert (report_dirs.parent / "runs" / "optuna" / "03_sophia-smoke-sophia.db").is_file()
     assert {d["arm"] for d in results["checks"]["differences"]} == set(names[1:])
+    corrected = by_name["sophia-corrected"]["config"]
+    assert corrected["hessian_bias_correction"] is True
+    assert by_name["sophia"]["config"]["hessian_bias_correction"] is False
+    regime = {r["arm"]: r for r in results["checks"]["sophia_regime"]}
+    assert set(regime) == {n for n in names if n.startswith("sophia")}
+    assert all(0.0 <= r["clipped share"] <= 1.0 for r in regime.values())
+    assert "sophia_clipped_share" in by_name["sophia"]["history"][0]
+    assert "Which regime Sophia ran in" in (report_dirs / "03_sophia.smoke.html").read_text()
 
 
 def test_smart_smoke_run_compares_and_tunes(report_dirs):
     cli.main(["run", "04_smart", "--profile", "smoke"])
     results = json.loads((report_dirs / "results" / "04_smart.smoke.json").read_text())
     by_name = {r["group"]: r for r in results["runs"]}
-    assert list(by_name) == ["no-smart", "smart", "smart-naive-sts", "smart-tuned"]
+    assert list(by_name) == ["no-smart", "dropout-only", "smart", "smart-naive-sts", "smart-tuned"]
     assert {d["reference"] for d in results["checks"]["differences"]} == {"no-smart"}
     assert by_name["no-smart"]["config"]["smart"] == {}
-    assert by_name["smart"]["config"]["smart"]["sts"]["epsilon"] == 1e-5
+    assert by_name["no-smart"]["config"]["mode"] == "cross-encoder"  # where the study's STS collapsed
+    assert by_name["dropout-only"]["config"]["smart"]["sst"]["epsilon"] == 0.0
+    smart = by_name["smart"]["config"]["smart"]["sts"]
+    assert (smart["epsilon"], smart["step_size"], smart["relative"]) == (0.03, 0.03, True)
     assert by_name["smart-naive-sts"]["config"]["smart"]["sts"]["naive_regression"] is True
-    assert "sts_smart_loss" in by_name["smart"]["history"][0]
+    first = by_name["smart"]["history"][0]
+    assert first["sts_smart_loss"] > 0 and first["sts_smart_control"] > 0
     assert "sts_smart_loss" not in by_name["no-smart"]["history"][0]
+    # the probe: a perturbation of 3% of the embedding scale moves the outputs; none does not
+    probe = {(r["task"], r["epsilon"]): r for r in results["checks"]["probe"]}
+    for task in ("sst", "qqp", "sts"):
+        assert probe[(task, 0.0)]["eval term"] <= 1e-9 < probe[(task, 0.03)]["eval term"]
+        paper = probe[(task, "paper's own: ε 1e-5, inf, absolute")]
+        assert paper["eval term"] < probe[(task, 0.03)]["eval term"]
+    terms = {(t["arm"], t["task"]): t for t in results["checks"]["smart_terms"]}
+    dropout_only = terms[("dropout-only", "STS")]  # two dropout passes of the same inputs: equal on average
+    assert abs(dropout_only["added by the perturbation"]) < 0.25 * dropout_only["SMART term"]
+    html = (report_dirs / "04_smart.smoke.html").read_text()
+    assert "Does the perturbation perturb?" in html and "STS collapse" in html
     studies = results["checks"]["studies"]
     assert set(studies) == {"sst", "qqp", "sts"}
     for task, study in studies.items():

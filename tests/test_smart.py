@@ -10,7 +10,17 @@ import torch
 from minbert.bert import BertModel
 from minbert.config import MultitaskSettings
 from minbert.models import MultitaskBert
-from minbert.smart import SmartSettings, divergence, normalise, project, smart_loss
+from minbert.smart import (
+    SmartSettings,
+    divergence,
+    dropout_control,
+    embedding_scale,
+    normalise,
+    perturbation,
+    project,
+    smart_loss,
+    token_norms,
+)
 from minbert.training import train_multitask
 from tests.test_bert import padded_batch
 from tests.test_multitask import CPU, toy_tasks
@@ -102,14 +112,88 @@ def test_every_perturbation_stays_in_the_ball(sst_setup, norm):
     assert (torch.linalg.vector_norm(seen[-1][0], ord=order, dim=-1) > 0.049).all()  # ascent reaches the edge
 
 
-def test_gradient_reaches_the_encoder_not_the_clean_target(sst_setup):
+def test_gradient_reaches_the_encoder_and_the_clean_pass_only_when_asked(sst_setup):
     model, batch = sst_setup
-    loss, clean = run_smart(model, batch, "sst", "multiclass", SmartSettings(epsilon=0.1, step_size=0.1))
-    weight = model.bert.encoder.layer[0].attention.self.qkv.weight
-    grad_weight, grad_clean = torch.autograd.grad(loss, [weight, clean], allow_unused=True)
-    assert grad_weight is not None and grad_weight.abs().sum() > 0
-    assert grad_clean is None
+    for through_clean in (False, True):
+        settings = SmartSettings(epsilon=0.1, step_size=0.1, through_clean=through_clean)
+        loss, clean = run_smart(model, batch, "sst", "multiclass", settings)
+        weight = model.bert.encoder.layer[0].attention.self.qkv.weight
+        grad_weight, grad_clean = torch.autograd.grad(loss, [weight, clean], allow_unused=True)
+        assert grad_weight is not None and grad_weight.abs().sum() > 0
+        assert (grad_clean is not None and grad_clean.abs().sum() > 0) == through_clean
     assert all(p.grad is None for p in model.parameters())  # the ascent steps leave .grad alone
+
+
+def perturbation_of(model, batch, settings):
+    embedded = model.embed_inputs(batch)
+    clean = model.outputs_from_embedded("qqp", embedded)
+
+    def forward(deltas):
+        shifted = [e.shifted(d) for e, d in zip(embedded, deltas, strict=True)]
+        return model.outputs_from_embedded("qqp", shifted)
+
+    inputs = [e.hidden for e in embedded]
+    return inputs, perturbation(forward, inputs, clean, "binary", settings)
+
+
+@pytest.mark.parametrize("norm", ["inf", "l2"])
+def test_mtdnn_perturbation_has_epsilon_norm_on_every_token(sst_setup, norm):
+    """MT-DNN's form rescales noise plus the ascent step to unit norm per token (times epsilon here)."""
+    model, batch = sst_setup
+    for epsilon in (1.0, 0.3):
+        _, deltas = perturbation_of(model, batch, SmartSettings(form="mtdnn", epsilon=epsilon, norm=norm))
+        for delta in deltas:
+            torch.testing.assert_close(token_norms(delta, norm), torch.full((len(delta), 1), epsilon))
+
+
+def test_relative_sizes_are_multiples_of_the_embedding_scale(sst_setup):
+    model, batch = sst_setup
+    settings = SmartSettings(epsilon=0.05, step_size=0.1, noise_var=1e-3, norm="l2", relative=True)
+    inputs, deltas = perturbation_of(model, batch, settings)
+    scale = embedding_scale(inputs, "l2")
+    by_hand = torch.cat([token_norms(x.detach(), "l2").flatten() for x in inputs]).mean()
+    assert scale == pytest.approx(float(by_hand)) and scale > 1.0
+    for delta in deltas:  # one step of twice epsilon from small noise: every token on the ball's edge
+        torch.testing.assert_close(token_norms(delta, "l2"), torch.full((len(delta), 1), 0.05 * scale))
+
+
+def test_dropout_alone_makes_the_zero_perturbation_term_positive(tiny_checkpoint):
+    torch.manual_seed(0)
+    model = MultitaskBert(BertModel.from_pretrained(tiny_checkpoint, hidden_dropout_prob=0.3))
+    ids = padded_batch(model.bert.config.vocab_size)
+    batch = {"a": {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"]}}
+    for training in (True, False):
+        model.train(training)
+        embedded = model.embed_inputs(batch)
+        clean = model.outputs_from_embedded("sst", embedded)
+        (only,) = embedded
+        control = dropout_control(lambda ds, e=only: model.outputs_from_embedded("sst", [e.shifted(ds[0])]),
+                                  [only.hidden], clean, "multiclass")
+        assert (float(control) > 1e-6) == training
+
+
+@pytest.mark.filterwarnings("ignore:skipped malformed row")
+def test_on_real_batches_the_term_is_positive_and_grows_with_epsilon(data_dir):
+    """The embedded MiniLM on one real batch per task: the adversarial term (eval mode, no dropout)
+    grows with a perturbation sized relative to the embeddings, and at the paper's absolute 1e-5
+    it is next to nothing."""
+    from minbert.bert import load_tokenizer
+    from minbert.config import load_config
+    from minbert.experiments import arm_settings, build_model, load_multitask
+    from minbert.training import smart_scale_probe
+
+    cfg = load_config("04_smart", "smoke")
+    data = load_multitask(cfg, load_tokenizer())
+    model = build_model(arm_settings(cfg, cfg.arm))
+    rows = smart_scale_probe(model, data.train, [0.0, 0.01, 0.03, 0.1],
+                             SmartSettings(norm="l2", relative=True), batch_size=16)
+    for task in ("sst", "qqp", "sts"):
+        terms = [r["eval term"] for r in rows if r["task"] == task]
+        assert terms[0] == 0.0 and all(b > a > 0 for a, b in zip(terms[1:], terms[2:], strict=False))
+        assert all(r["train control"] > 0 for r in rows if r["task"] == task)  # dropout alone
+    paper = smart_scale_probe(model, {"sts": data.train["sts"]}, [1e-5], SmartSettings(), batch_size=16)
+    strong = [r["eval term"] for r in rows if r["task"] == "sts"][-1]
+    assert paper[0]["eval term"] < 1e-4 * strong
 
 
 def test_training_with_smart_on_every_task_is_finite(tiny_checkpoint):
@@ -122,8 +206,11 @@ def test_training_with_smart_on_every_task_is_finite(tiny_checkpoint):
     record = train_multitask(model, train, dev, run, runtime=CPU)[0]
     for task in ("sst", "qqp", "sts"):
         assert math.isfinite(record[f"{task}_train_loss"]) and record[f"{task}_smart_loss"] >= 0
+        assert record[f"{task}_smart_control"] >= 0  # the dropout-only part, recorded beside it
     assert math.isfinite(record["dev_mean"])
     with pytest.raises(ValueError, match="smart"):
         MultitaskSettings(smart={"sst": {"norm": "l3"}})
     with pytest.raises(ValueError, match="smart"):
         MultitaskSettings(smart={"sst": {"radius": 1.0}})
+    with pytest.raises(ValueError, match="form"):
+        MultitaskSettings(smart={"sst": {"form": "fgsm"}})

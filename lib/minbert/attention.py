@@ -128,6 +128,18 @@ class Packing:
         return packed.view(self.batch, self.length, *packed.shape[1:])
 
 
+def variant_movement(model: nn.Module) -> list[dict[str, float]]:
+    """Per attention layer of `model` (in order) whose variant has parameters of its own, how far
+    each moved from its start (relative norm); empty for standard attention and sparsemax alone."""
+    layers = [m for m in model.modules() if isinstance(m, SelfAttention)]
+    return [{"layer": i, **moved} for i, layer in enumerate(layers) if (moved := layer.variant_movement())]
+
+
+def is_variant_parameter(name: str) -> bool:
+    """Whether a parameter's qualified name is one a variant adds (it may get a learning rate of its own)."""
+    return name.rsplit(".", 1)[-1] in VARIANT_PARAMETERS
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention over a (batch, length, hidden) input, in one of `VARIANTS`."""
 
@@ -145,14 +157,24 @@ class SelfAttention(nn.Module):
         self.sparsemax = "sparsemax" in components
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
         self.query_mix = self.key_mix = self.center = None
+        self._linear_terms = 0
         linear = next((c for c in components if c.startswith("linear")), None)
         if linear:
-            terms = 2 if linear == "linear-nobias" else 3  # weights of Q, K (and a constant)
-            start = torch.eye(2, terms).repeat(num_heads, 1, 1)  # (heads, 2, terms): Q' = Q, K' = K
-            self.query_mix = nn.Parameter(start[:, 0].clone())
-            self.key_mix = nn.Parameter(start[:, 1].clone())
-        if "center" in components:
-            self.center = nn.Parameter(torch.eye(self.head_dim).repeat(num_heads, 1, 1))
+            self._linear_terms = 2 if linear == "linear-nobias" else 3  # weights of Q, K (and a constant)
+        self._has_center = "center" in components
+        for name, start in self.variant_start().items():
+            setattr(self, name, nn.Parameter(start))
+
+    def variant_start(self) -> dict[str, torch.Tensor]:
+        """The variant's own parameters at their start, where the layer is standard attention:
+        a = (1, 0, 0) and b = (0, 1, 0) per head (Q' = Q, K' = K), W = I per head."""
+        start = {}
+        if self._linear_terms:
+            mix = torch.eye(2, self._linear_terms).repeat(self.num_heads, 1, 1)  # (heads, 2, terms)
+            start.update(query_mix=mix[:, 0].clone(), key_mix=mix[:, 1].clone())
+        if self._has_center:
+            start["center"] = torch.eye(self.head_dim).repeat(self.num_heads, 1, 1)
+        return start
 
     def forward(self, hidden: torch.Tensor, packing: Packing) -> torch.Tensor:
         """Packed (tokens, hidden) in, packed (tokens, hidden) out."""
@@ -182,6 +204,14 @@ class SelfAttention(nn.Module):
         if self.center is not None:
             q = q @ self.center.to(q.dtype)  # Q W K^T = (Q W) K^T
         return q, k, v
+
+    def variant_movement(self) -> dict[str, float]:
+        """How far training moved each variant parameter: ||theta - start|| / ||start||."""
+        moved = {}
+        for name, start in self.variant_start().items():
+            value = getattr(self, name).detach().float().cpu()
+            moved[name] = float(torch.linalg.vector_norm(value - start) / torch.linalg.vector_norm(start))
+        return moved
 
     @staticmethod
     def _mix(weights: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

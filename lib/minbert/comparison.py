@@ -147,3 +147,29 @@ def findings(differences: Sequence[Difference]) -> list[str]:
     if missed:
         lines.append(f"{NO_DIFFERENCE.capitalize()}: {', '.join(missed)}.")
     return lines
+
+
+def verdict(differences: Sequence[Difference], arm: str) -> str:
+    """One arm against the reference in words, from its differences: above, below, mixed, or no
+    difference detected; the named differences come with their intervals."""
+    own = [d for d in differences if d.arm == arm]
+    if not own:
+        raise ValueError(f"no differences of arm {arm!r}; arms: {sorted({d.arm for d in differences})}")
+    reference = own[0].reference
+    above = [d for d in own if d.detected and d.estimate > 0]
+    below = [d for d in own if d.detected and d.estimate < 0]
+    unseen = [tasks.get(d.task).metric_label for d in own if not d.detected]
+
+    def listed(found: list[Difference]) -> str:
+        return ", ".join(f"{tasks.get(d.task).metric_label} {d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
+                         for d in found)
+
+    if above and below:
+        head = f"{arm} is mixed against {reference}: above on {listed(above)}; below on {listed(below)}"
+    elif above:
+        head = f"{arm} is above {reference} on {listed(above)}"
+    elif below:
+        head = f"{arm} is below {reference} on {listed(below)}"
+    else:
+        return f"{arm} against {reference}: {NO_DIFFERENCE} on any task ({', '.join(unseen)})."
+    return head + (f"; {NO_DIFFERENCE} on {', '.join(unseen)}." if unseen else ".")

@@ -126,6 +126,8 @@ class MultitaskSettings(NotebookConfig):
     head_hidden: int | None = Field(None, gt=0, description="hidden units of the heads; null for linear")
     dropout: dict[TaskName, float] = Field(_per_task(0.1), description="dropout before each task's head")
     shared_similarity: bool = Field(False, description="bi-encoder: one linear layer shared by QQP and STS")
+    variant_lr: float | None = Field(None, gt=0.0, description="peak learning rate of the attention "
+                                     "variants' own parameters (linear mixes, centre matrix); null: the lr")
     # training
     schedule: Literal[SCHEDULES] = Field(
         "sequential", description="which tasks train at each step (minbert.schedules)")
@@ -152,6 +154,8 @@ class MultitaskSettings(NotebookConfig):
     optimizer: Literal["adamw", "sophia"] = "adamw"
     rho: float = Field(0.04, gt=0.0, description="sophia: clipping scale")
     hessian_interval: int = Field(10, ge=1, description="sophia: steps between Hessian refreshes (k)")
+    hessian_bias_correction: bool = Field(False, description="sophia: divide the Hessian EMA by 1 - b2^n "
+                                          "(our addition; off as in the official code)")
     task_optimizers: bool = Field(False, description="one optimizer per task, as the study did")
     task_settings: dict[TaskName, dict[Literal["lr", "rho", "weight_decay"], float]] = Field(
         {}, description="with task_optimizers: a task's own lr, rho and weight decay")
@@ -292,6 +296,8 @@ class AttentionConfig(OneArmConfig, ComparisonConfig):
                                  "center+linear", "linear+sparsemax", "center+sparsemax",
                                  "center+linear+sparsemax"],
                                 min_length=1, description="attention variants, e.g. center+linear+sparsemax")
+    variant_lr: float | None = Field(1e-3, gt=0.0, description="peak learning rate of the variants' own "
+                                     "parameters: at the run's lr they barely leave standard attention")
     heatmap_sentence: str = Field("The acting is superb, but the plot never quite comes together.",
                                   min_length=1, description="the sentence whose attention is drawn")
 
@@ -326,6 +332,8 @@ class SophiaConfig(TuningConfig):
     sophia_lr: float = Field(1e-4, gt=0.0, description="Sophia's reference default")
     sophia_rho: float = Field(0.04, gt=0.0)
     sophia_weight_decay: float = Field(0.1, ge=0.0)
+    corrected_hessian_interval: int = Field(3, ge=1, description="the sophia-corrected run: steps between "
+                                            "Hessian refreshes, sized so that a short run refreshes often")
     studies: list[Literal[STUDY_NAMES]] = list(STUDY_NAMES)
     objective: Literal["mean", "sst", "qqp", "sts"] = Field("mean", description="mean of the three dev "
                                                             "scores, or one task's")
@@ -335,23 +343,47 @@ class SophiaConfig(TuningConfig):
         return {"optimizer": "sophia", "lr": self.sophia_lr, "rho": self.sophia_rho,
                 "weight_decay": self.sophia_weight_decay}
 
+    def sophia_corrected(self) -> dict:
+        """Sophia at its defaults with a bias-corrected Hessian EMA refreshed every
+        `corrected_hessian_interval` steps: a regime where the curvature estimate can matter."""
+        return {**self.sophia_defaults(), "hessian_bias_correction": True,
+                "hessian_interval": self.corrected_hessian_interval}
+
 
 class SmartConfig(TuningConfig):
-    """04_smart: multitask training without and with SMART, and SMART tuned per task."""
+    """04_smart: multitask training without SMART, with its dropout-only part, with SMART at a
+    perturbation that moves the outputs (and with the study's STS divergence there), and tuned."""
 
+    mode: Literal["bi-encoder", "cross-encoder"] = Field(
+        "cross-encoder", description="the study's STS collapse under SMART was in its cross-encoder")
     smart_tasks: list[TaskName] = Field(list(MULTITASK), min_length=1, description="tasks with SMART")
     smart_weight: float = Field(1.0, ge=0.0)
-    smart_epsilon: float = Field(1e-5, ge=0.0)
-    smart_step_size: float = Field(1e-3, ge=0.0)
+    smart_form: Literal["paper", "mtdnn"] = Field("paper", description="the paper's Algorithm 1, or MT-DNN's "
+                                                  "normalised perturbation (minbert.smart)")
+    smart_relative: bool = Field(True, description="sizes as multiples of the embeddings' mean per-token "
+                                 "norm (the paper's absolute 1e-5 moves nothing)")
+    smart_epsilon: float = Field(0.03, ge=0.0, description="size of the perturbation per token")
+    smart_step_size: float | None = Field(None, ge=0.0, description="ascent step; null: epsilon, so that one "
+                                          "step can reach the ball's edge")
     smart_noise_var: float = Field(1e-5, ge=0.0)
-    smart_norm: Literal["inf", "l2", "l1"] = "inf"
+    smart_norm: Literal["inf", "l2", "l1"] = "l2"
     smart_steps: int = Field(1, ge=0)
+    smart_through_clean: bool = Field(False, description="back-propagate through the clean pass (MT-DNN)")
+    probe_epsilons: list[float] = Field([0.0, 1e-5, 0.003, 0.01, 0.03, 0.1, 0.3], min_length=1,
+                                        description="perturbation sizes of the scale probe")
     studies: list[TaskName] = Field(list(MULTITASK), description="one SMART study per task named")
 
     def smart_defaults(self) -> dict:
-        """SmartSettings fields at this config's default settings."""
-        return {"weight": self.smart_weight, "epsilon": self.smart_epsilon, "step_size": self.smart_step_size,
-                "noise_var": self.smart_noise_var, "norm": self.smart_norm, "steps": self.smart_steps}
+        """SmartSettings fields at this config's SMART settings."""
+        step = self.smart_epsilon if self.smart_step_size is None else self.smart_step_size
+        return {"weight": self.smart_weight, "epsilon": self.smart_epsilon, "step_size": step,
+                "noise_var": self.smart_noise_var, "norm": self.smart_norm, "steps": self.smart_steps,
+                "form": self.smart_form, "relative": self.smart_relative,
+                "through_clean": self.smart_through_clean}
+
+    def dropout_only(self) -> dict:
+        """The same SMART term at zero perturbation: the dropout-consistency part alone (the control)."""
+        return {**self.smart_defaults(), "epsilon": 0.0, "noise_var": 0.0, "steps": 0}
 
 
 class FinalConfig(OneArmConfig):

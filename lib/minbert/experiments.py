@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from minbert import paths, tasks
+from minbert.attention import variant_movement
 from minbert.bert import BertModel, count_parameters, load_tokenizer
 from minbert.comparison import Comparison
 from minbert.config import ComparisonConfig, FinalConfig, MultitaskSettings, Part1Config
@@ -119,7 +120,7 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
                        config={**config, "precision": runtime.precision},
                        train_sizes={task: len(t) for task, t in data.train.items()},
                        dev_sizes={task: len(t) for task, t in data.dev.items()},
-                       parameters=count_parameters(model))
+                       parameters=count_parameters(model), variant_movement=variant_movement(model) or None)
     return record, model
 
 

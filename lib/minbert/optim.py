@@ -113,10 +113,17 @@ class SophiaG(Optimizer):
     `minbert.multitask.sampled_label_loss`). g_hat is the gradient of a mean over
     bs predictions, so bs * g_hat^2 estimates the Gauss-Newton diagonal: hence bs
     in `step`. Defaults are the reference implementation's.
+
+    The EMA starts at 0, so with a refresh every k = 10 steps and b2 = 0.99 it holds only
+    1 - 0.99^n of its level after n refreshes (5% after 50 steps): the ratio clips nearly
+    everywhere and Sophia runs as sign descent, lr * sign(m). `bias_correction` (our
+    addition, off by default to stay faithful) divides h by 1 - b2^n, as Adam does for its
+    second moment. Each step counts the coordinates whose step was clipped
+    (`clipped_share`), so a run can say which regime it was in.
     """
 
     def __init__(self, params: Iterable, lr: float = 1e-4, betas: tuple[float, float] = (0.965, 0.99),
-                 rho: float = 0.04, weight_decay: float = 0.1) -> None:
+                 rho: float = 0.04, weight_decay: float = 0.1, bias_correction: bool = False) -> None:
         if lr < 0.0:
             raise ValueError(f"invalid learning rate {lr}: must be >= 0")
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
@@ -125,15 +132,47 @@ class SophiaG(Optimizer):
             raise ValueError(f"invalid rho {rho}: must be >= 0")
         if weight_decay < 0.0:
             raise ValueError(f"invalid weight_decay {weight_decay}: must be >= 0")
-        super().__init__(params, dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay,
+                                      bias_correction=bias_correction))
+        self._clipped = self._counted = 0
 
     def _state(self, p: torch.Tensor) -> dict:
         state = self.state[p]
         if not state:
             state["step"] = 0
+            state["hessian_updates"] = 0
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["hessian"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state
+
+    @staticmethod
+    def _hessian_scale(state: dict, group: dict) -> float:
+        """What h is multiplied by before use: 1, or with bias correction 1 / (1 - b2^n)."""
+        updates = state.get("hessian_updates", 0)
+        if not group.get("bias_correction") or updates == 0:
+            return 1.0
+        return 1.0 / (1.0 - group["betas"][1] ** updates)
+
+    def clipped_share(self, reset: bool = True) -> float:
+        """The share of coordinate updates since the last reset whose step was clipped to lr * sign(m)
+        (|m| >= rho * bs * h); NaN before any step."""
+        share = float(self._clipped) / self._counted if self._counted else math.nan
+        if reset:
+            self._clipped = self._counted = 0
+        return share
+
+    @torch.no_grad()
+    def hessian_mean(self) -> float:
+        """The mean of the Hessian estimate over all coordinates, as the step uses it (bias-corrected
+        where that is on); NaN before the first refresh."""
+        total, count = 0.0, 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p)
+                if state and state.get("hessian_updates", 0):
+                    total += float(state["hessian"].double().sum()) * self._hessian_scale(state, group)
+                    count += state["hessian"].numel()
+        return total / count if count else math.nan
 
     @torch.no_grad()
     def update_hessian(self) -> None:
@@ -142,7 +181,9 @@ class SophiaG(Optimizer):
             beta2 = group["betas"][1]
             for p in group["params"]:
                 if p.grad is not None:
-                    self._state(p)["hessian"].mul_(beta2).addcmul_(p.grad, p.grad, value=1.0 - beta2)
+                    state = self._state(p)
+                    state["hessian"].mul_(beta2).addcmul_(p.grad, p.grad, value=1.0 - beta2)
+                    state["hessian_updates"] = state.get("hessian_updates", 0) + 1
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None, bs: int = 5120) -> float | None:
@@ -162,12 +203,15 @@ class SophiaG(Optimizer):
                     raise RuntimeError("SophiaG does not support sparse gradients")
                 state = self._state(p)
                 state["step"] += 1
+                scale = group["rho"] * bs * self._hessian_scale(state, group)
                 for w, g, m, h in _pieces(p, p.grad, state["exp_avg"], state["hessian"]):
                     if group["weight_decay"]:
                         w.mul_(1.0 - lr * group["weight_decay"])
                     m.lerp_(g, 1.0 - beta1)
-                    ratio = torch.mul(h, group["rho"] * bs, out=self._scratch(h)).add_(1e-15)
+                    ratio = torch.mul(h, scale, out=self._scratch(h)).add_(1e-15)
                     ratio = torch.div(m.abs(), ratio, out=ratio).clamp_(max=1.0)
+                    self._clipped = self._clipped + (ratio == 1.0).sum()  # a tensor: no device sync per step
+                    self._counted += ratio.numel()
                     w.addcmul_(m.sign(), ratio, value=-lr)
         return loss
 

@@ -112,6 +112,7 @@ class RunRecord:
     heldout: dict[str, float] | None = None  # the held-out scores (carved from train) it was selected on
     group: str | None = None  # the comparison arm it is one seed of
     dev_sizes: dict[str, int] | None = None  # task -> dev rows its scores are on (a seeded subset is fewer)
+    variant_movement: list[dict] | None = None  # attention variants: how far their own parameters moved
 
     @property
     def mean(self) -> float:

@@ -369,3 +369,89 @@ def write_index(reports_dir: Path | None = None) -> Path:
             "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 6px}"
             "</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
     return atomic_write_text(folder / "index.html", page)
+
+
+# ----------------------------------------------------------------------------- what ran inside the runs
+
+def _epoch_mean(runs: list[RunRecord], key: str) -> float | None:
+    """The mean of one history key over every epoch of every run that records it."""
+    values = [h[key] for r in runs for h in r.history if key in h and np.isfinite(h[key])]
+    return float(np.mean(values)) if values else None
+
+
+def smart_terms_table(comparison: Comparison, names: tuple[str, ...] = tasks.MULTITASK) -> pd.DataFrame:
+    """Per arm and task, means over seeds and epochs: the task loss, the SMART term trained on, and the
+    same term at zero perturbation (dropout alone); their difference is what the perturbation adds."""
+    rows = []
+    for arm, runs in comparison.runs.items():
+        for task in names:
+            term = _epoch_mean(runs, f"{task}_smart_loss")
+            control = _epoch_mean(runs, f"{task}_smart_control")
+            if term is None:
+                continue
+            loss = _epoch_mean(runs, f"{task}_train_loss")
+            rows.append({"arm": arm, "task": task.upper(), "task loss": loss,
+                         "SMART term": term, "at zero perturbation": control,
+                         "added by the perturbation": term - control if control is not None else None})
+    columns = ["arm", "task", "task loss", "SMART term", "at zero perturbation", "added by the perturbation"]
+    return pd.DataFrame(rows, columns=columns).set_index(["arm", "task"])
+
+
+def plot_smart_probe(rows: list[dict]) -> plt.Figure:
+    """The adversarial term against the perturbation's size, one panel per task (log scales): eval mode
+    (the perturbation alone) and train mode, with the dropout-only level as a dotted line."""
+    frame = pd.DataFrame(rows)
+    frame = frame[frame["epsilon"] > 0]
+    task_names = list(dict.fromkeys(frame["task"]))
+    fig, axes = plt.subplots(1, len(task_names), figsize=(4.2 * len(task_names), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], task_names, strict=True):
+        part = frame[frame["task"] == task]
+        ax.plot(part["epsilon"], part["eval term"].clip(lower=1e-9), "-o",
+                label="eval mode (perturbation only)")
+        ax.plot(part["epsilon"], part["train term"], "-s", label="train mode (with dropout)")
+        ax.axhline(part["train control"].iloc[0], color="grey", ls=":", label="dropout alone (ε = 0)")
+        ax.axhline(part["task loss"].iloc[0], color="black", ls="--", lw=0.8, label="task loss")
+        ax.set(xscale="log", yscale="log", title=task.upper(), xlabel="ε (× embedding scale)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("SMART term")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def sophia_regime_table(comparison: Comparison) -> pd.DataFrame:
+    """Per Sophia arm, means over seeds and epochs: the share of coordinate steps clipped to
+    lr * sign(m) (near 1: sign descent; lower: Newton-like steps where the Hessian estimate is
+    trusted) and the Hessian estimate's mean as the step used it."""
+    rows = [{"arm": arm, "clipped share": _epoch_mean(runs, "sophia_clipped_share"),
+             "Hessian mean": _epoch_mean(runs, "sophia_hessian_mean")}
+            for arm, runs in comparison.runs.items() if _epoch_mean(runs, "sophia_clipped_share") is not None]
+    return pd.DataFrame(rows, columns=["arm", "clipped share", "Hessian mean"]).set_index("arm")
+
+
+def variant_movement_table(comparison: Comparison) -> pd.DataFrame:
+    """Per attention variant with parameters of its own, how far each moved from its start
+    (||theta - start|| / ||start||, where start is standard attention): one column per layer,
+    means over the seeds."""
+    rows = []
+    for arm, runs in comparison.runs.items():
+        moved = [r.variant_movement for r in runs if r.variant_movement]
+        if not moved:
+            continue
+        names = [k for k in moved[0][0] if k != "layer"]
+        for name in names:
+            rows.append({"variant": arm, "parameter": name,
+                         **{f"layer {layer['layer']}": float(np.mean([m[i][name] for m in moved]))
+                            for i, layer in enumerate(moved[0])}})
+    return pd.DataFrame(rows).set_index(["variant", "parameter"]) if rows else pd.DataFrame()
+
+
+def loss_gaps(comparison: Comparison, names: tuple[str, ...] = tasks.MULTITASK) -> pd.Series:
+    """Per arm, the held-out (dev without held-out rows) minus train loss at the last epoch, averaged
+    over the tasks and seeds: larger where an arm fits its training data better than new data."""
+    gaps = {}
+    for arm, runs in comparison.runs.items():
+        table = overfitting_table(runs, names)
+        gaps[arm] = float(table[[f"{task} gap" for task in names]].to_numpy().mean())
+    return pd.Series(gaps, name="loss gap")

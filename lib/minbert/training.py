@@ -37,7 +37,7 @@ from minbert.optim import AdamW, SophiaG
 from minbert.pcgrad import pcgrad_backward
 from minbert.runtime import CPU, Runtime, seed_everything
 from minbert.schedules import batch_sizes, epoch_plan
-from minbert.smart import SmartSettings, smart_loss
+from minbert.smart import SmartSettings, dropout_control, embedding_scale, smart_loss
 
 
 class TrainingError(RuntimeError):
@@ -160,15 +160,30 @@ def class_weight_tensor(labels: list[int], num_classes: int) -> torch.Tensor:
     return len(labels) / (num_classes * counts.clamp(min=1.0))
 
 
+def parameter_groups(model: MultitaskBert, lr: float, variant_lr: float | None) -> list[dict]:
+    """The model's weights as optimizer groups: the attention variants' own parameters in a group of
+    their own when they get their own learning rate (`variant_lr`), everything else at `lr`."""
+    from minbert.attention import is_variant_parameter
+
+    if variant_lr is None:
+        return [{"params": list(model.parameters()), "lr": lr}]
+    named = list(model.named_parameters())
+    groups = [{"params": [p for n, p in named if not is_variant_parameter(n)], "lr": lr},
+              {"params": [p for n, p in named if is_variant_parameter(n)], "lr": variant_lr}]
+    return [g for g in groups if g["params"]]
+
+
 def make_optimizers(model: MultitaskBert, settings: MultitaskSettings) -> dict[str, AdamW | SophiaG]:
     """The run's optimizer over all weights, keyed "all"; or, with `task_optimizers`, one per task
-    (each over all weights, with the task's own lr, rho and weight decay where given)."""
+    (each over all weights, with the task's own lr, rho and weight decay where given). The attention
+    variants' parameters train at `variant_lr` where it is set."""
     def build(own: dict[str, float]) -> AdamW | SophiaG:
         lr, weight_decay = own.get("lr", settings.lr), own.get("weight_decay", settings.weight_decay)
+        groups = parameter_groups(model, lr, settings.variant_lr)
         if settings.optimizer == "sophia":
-            return SophiaG(model.parameters(), lr=lr, rho=own.get("rho", settings.rho),
-                           weight_decay=weight_decay)
-        return AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+            return SophiaG(groups, lr=lr, rho=own.get("rho", settings.rho), weight_decay=weight_decay,
+                           bias_correction=settings.hessian_bias_correction)
+        return AdamW(groups, lr=lr, weight_decay=weight_decay)
 
     if settings.task_optimizers:
         return {task: build(settings.task_settings.get(task, {})) for task in tasks.MULTITASK}
@@ -374,9 +389,10 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     return history
 
 
-def _smart_term(model: MultitaskBert, task: str, embedded: list[Embedded], outputs: torch.Tensor,
-                settings: SmartSettings, runtime: Runtime) -> torch.Tensor:
-    """SMART's adversarial divergence for one task batch, perturbing the embedding output."""
+def _smart_terms(model: MultitaskBert, task: str, embedded: list[Embedded], outputs: torch.Tensor,
+                 settings: SmartSettings, runtime: Runtime) -> tuple[torch.Tensor, float]:
+    """SMART's adversarial divergence for one task batch, perturbing the embedding output, and the same
+    divergence at zero perturbation (what dropout alone contributes; recorded, not trained on)."""
     kind = tasks.get(task).kind
     if kind == "regression" and settings.naive_regression:
         kind = "regression-as-classification"
@@ -386,7 +402,46 @@ def _smart_term(model: MultitaskBert, task: str, embedded: list[Embedded], outpu
             shifted = [e.shifted(d) for e, d in zip(embedded, deltas, strict=True)]
             return model.outputs_from_embedded(task, shifted)
 
-    return smart_loss(forward, [e.hidden for e in embedded], outputs, kind, settings)
+    inputs = [e.hidden for e in embedded]
+    control = float(dropout_control(forward, inputs, outputs, kind))
+    return smart_loss(forward, inputs, outputs, kind, settings), control
+
+
+def smart_scale_probe(model: MultitaskBert, train: dict[str, TaskTensors], epsilons: Sequence[float],
+                      base: SmartSettings, runtime: Runtime = CPU, batch_size: int = 32,
+                      seed: int = 0) -> list[dict]:
+    """How big a SMART perturbation must be to move the outputs: on one seeded batch per task, the task
+    loss and the adversarial term at each epsilon (`base` gives the other knobs; in the paper's form the
+    ascent step is set to epsilon, so that one step can reach the ball's edge), in eval mode (the
+    perturbation alone) and in train mode beside its dropout-only control (the same term at zero
+    perturbation), with the batch's embedding scale (what relative sizes multiply). The model's
+    weights are left as they were."""
+    was_training, rows = model.training, []
+    model.to(runtime.device)
+    for task, data in train.items():
+        rng = np.random.default_rng(seed)
+        idx = sorted(rng.choice(len(data), size=min(batch_size, len(data)), replace=False).tolist())
+        batch = data.batch(idx, runtime.device)
+        for epsilon in epsilons:
+            step = float(epsilon) if base.form == "paper" else base.step_size
+            settings = SmartSettings(**{**base.__dict__, "epsilon": float(epsilon), "step_size": step})
+            row = {"task": task, "epsilon": float(epsilon)}
+            for mode in ("eval", "train"):
+                model.train(mode == "train")
+                torch.manual_seed(seed)
+                with runtime.autocast():  # as in training: clean and perturbed passes alike
+                    embedded = model.embed_inputs(batch)
+                    outputs = model.outputs_from_embedded(task, embedded)
+                if mode == "eval":
+                    row["embedding scale"] = embedding_scale([e.hidden for e in embedded], settings.norm)
+                term, control = _smart_terms(model, task, embedded, outputs, settings, runtime)
+                row[f"{mode} term"] = float(term.detach())
+                if mode == "train":
+                    row["train control"] = control
+                    row["task loss"] = float(tasks.get(task).loss(outputs, batch["labels"]).detach())
+            rows.append(row)
+    model.train(was_training)
+    return rows
 
 
 def _refresh_hessian(model: MultitaskBert, optimizer: SophiaG, step_batches: list[tuple[str, dict]],
@@ -405,6 +460,11 @@ def _refresh_hessian(model: MultitaskBert, optimizer: SophiaG, step_batches: lis
     optimizer.zero_grad(set_to_none=True)
 
 
+def _mean_of_known(values: list[float]) -> float:
+    known = [v for v in values if not math.isnan(v)]
+    return sum(known) / len(known) if known else math.nan
+
+
 def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train: dict[str, TaskTensors],
                  settings: MultitaskSettings, name: str, epoch: int, weights: dict, runtime: Runtime) -> dict:
     started = time.perf_counter()
@@ -420,7 +480,7 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
     plan = _epoch_plan(train, settings, epoch)
     sums, seen = dict.fromkeys(train, 0.0), dict.fromkeys(train, 0)
     smart = {task: SmartSettings(**own) for task, own in settings.smart.items()}
-    adv_sums = dict.fromkeys(smart, 0.0)
+    adv_sums, control_sums = dict.fromkeys(smart, 0.0), dict.fromkeys(smart, 0.0)
     params = [p for p in model.parameters() if p.requires_grad]
     steps_taken = dict.fromkeys(optimizers, 0)
     for step, step_tasks in enumerate(tqdm(plan, desc=f"{name} epoch {epoch}", leave=False, unit="step")):
@@ -438,9 +498,10 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
             sums[task] += loss.item() * len(idx)
             seen[task] += len(idx)
             if task in smart:
-                adversarial = _smart_term(model, task, embedded, outputs, smart[task], runtime)
+                adversarial, control = _smart_terms(model, task, embedded, outputs, smart[task], runtime)
                 check_finite(adversarial, f"{where} (SMART term)")
                 adv_sums[task] += adversarial.item() * len(idx)
+                control_sums[task] += control * len(idx)
                 loss = loss + smart[task].weight * adversarial
             losses.append(loss * settings.loss_weights[task] if len(step_tasks) > 1 else loss)
         # With BERT frozen, a head-less task (STS without a similarity layer) has nothing to train.
@@ -466,9 +527,14 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
     first = next(iter(optimizers.values()))
     record = {"epoch": epoch, "seconds": 0.0, "bert_frozen": frozen, "qqp_only": qqp_only,
               "lr": first.param_groups[0]["lr"], "steps": len(plan), "examples": sum(seen.values())}
+    sophias = [o for o in optimizers.values() if isinstance(o, SophiaG)]
+    if sophias:  # which regime Sophia ran in: clipped sign steps, or Newton-like ones
+        record["sophia_clipped_share"] = _mean_of_known([o.clipped_share() for o in sophias])
+        record["sophia_hessian_mean"] = _mean_of_known([o.hessian_mean() for o in sophias])
     for task in train:
         record[f"{task}_train_loss"] = sums[task] / seen[task] if seen[task] else math.nan
         if task in smart:
             record[f"{task}_smart_loss"] = adv_sums[task] / seen[task] if seen[task] else math.nan
+            record[f"{task}_smart_control"] = control_sums[task] / seen[task] if seen[task] else math.nan
     record["seconds"] = time.perf_counter() - started
     return record

@@ -245,13 +245,13 @@ def regularisation_space(trial: optuna.Trial) -> dict[str, Any]:
 
 
 def smart_space(task: str, defaults: dict[str, Any] | None = None) -> Space:
-    """SMART on one task: ball radius, ascent step, initial noise and norm (over `defaults`)."""
+    """SMART on one task over `defaults`: the perturbation's size (in the defaults' units: relative to
+    the embeddings' scale where they say so), the ascent step tied to it, the weight and the norm."""
     def space(trial: optuna.Trial) -> dict[str, Any]:
-        settings = {**(defaults or {}),
-                    "epsilon": trial.suggest_float("epsilon", 1e-6, 1e-1, log=True),
-                    "step_size": trial.suggest_float("step_size", 1e-5, 1e-1, log=True),
-                    "noise_var": trial.suggest_float("noise_var", 1e-6, 1e-1, log=True),
-                    "norm": trial.suggest_categorical("norm", ["inf", "l2", "l1"])}
+        epsilon = trial.suggest_float("epsilon", 3e-3, 0.3, log=True)
+        settings = {**(defaults or {}), "epsilon": epsilon, "step_size": epsilon,
+                    "weight": trial.suggest_float("weight", 0.1, 3.0, log=True),
+                    "norm": trial.suggest_categorical("norm", ["inf", "l2"])}
         return {"smart": {task: settings}}
 
     return space
