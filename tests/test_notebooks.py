@@ -10,17 +10,28 @@ import pytest
 from minbert import cli
 from minbert.runner import notebook_names
 
+# A script or style sheet a page would fetch from elsewhere (links a reader may follow are fine).
+FETCHED = re.compile(r"<(?:script|link|img)\b[^>]*\b(?:src|href)=[\"'](?:https?:)?//", re.IGNORECASE)
+
+
+def check_clean_report(page) -> None:
+    """A rendered report holds no stderr output (warnings, logs), fetches nothing from the network, and
+    shows no saved widget state (offline it would render as nothing)."""
+    text = page.read_text()
+    assert 'data-mime-type="application/vnd.jupyter.stderr"' not in text, page.name
+    assert not FETCHED.search(text), f"{page.name} fetches {FETCHED.search(text).group(0)}"
+    assert "application/vnd.jupyter.widget-state+json" not in text, page.name
+
 
 @pytest.fixture
 def report_dirs(tmp_path, monkeypatch, data_dir):
-    """Reports and runs in a temporary folder; afterwards, every report the test rendered must be
-    clean: no stderr output (warnings, logs) in the page."""
+    """Reports and runs in a temporary folder; afterwards, every report the test rendered must be clean."""
     monkeypatch.setenv("MINBERT_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("MINBERT_RUNS_DIR", str(tmp_path / "runs"))
     yield tmp_path / "reports"
     for page in (tmp_path / "reports").glob("*.html"):
         if page.name != "index.html":
-            assert 'data-mime-type="application/vnd.jupyter.stderr"' not in page.read_text(), page.name
+            check_clean_report(page)
 
 
 def test_part1_smoke_run_writes_report_results_and_predictions(report_dirs):
@@ -206,6 +217,10 @@ def test_smart_smoke_run_compares_and_tunes(report_dirs):
     assert abs(dropout_only["added by the perturbation"]) < 0.25 * dropout_only["SMART term"]
     html = (report_dirs / "04_smart.smoke.html").read_text()
     assert "Does the perturbation perturb?" in html and "STS collapse" in html
+    # the findings open the report (right after the title), worded; the code that words them is hidden
+    assert html.index('id="Findings"') < html.index('id="Data"')
+    assert "def sts_of" not in html
+    assert "param probe_epsilons" in html  # what the profile changed, in the stamp
     studies = results["checks"]["studies"]
     assert set(studies) == {"sst", "qqp", "sts"}
     for task, study in studies.items():

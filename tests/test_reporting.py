@@ -57,3 +57,48 @@ def test_aim_findings_follow_the_held_out_scores_by_epoch():
     assert aim_findings(record, {"sst_acc": 0.52}) == [
         "sst_acc: 0.430, 0.090 short of the aim 0.52 (held-out by epoch: 0.410 -> 0.440); "
         "still rising at the last epoch."]
+
+
+def loss_run(name: str, epochs: int, shift: float = 0.0) -> RunRecord:
+    history = [{"epoch": e, "seconds": 1.0, "heldout_mean": 0.5,
+                **{f"{t}_train_loss": 1.0 / e + shift for t in ("sst", "qqp", "sts")},
+                **{f"heldout_{t}_loss": 1.2 / e + shift for t in ("sst", "qqp", "sts")}}
+               for e in range(1, epochs + 1)]
+    return RunRecord(name, {"sst_acc": 0.5}, 1, history, heldout={"sst_acc": 0.5})
+
+
+def test_loss_plots_are_small_multiples_with_the_legend_outside():
+    import matplotlib.pyplot as plt
+
+    from minbert.reporting import plot_task_losses
+
+    fig = plot_task_losses([loss_run(f"arm{i}", 3, i / 10) for i in range(7)])
+    assert [ax.get_title() for ax in fig.axes] == ["SST loss", "QQP loss", "STS loss"]
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    fig.canvas.draw()
+    legend_top = fig.legends[0].get_window_extent().y1
+    assert all(legend_top <= ax.get_window_extent().y0 for ax in fig.axes)  # below the panels
+    ticks = fig.axes[0].get_xticks()
+    assert all(float(t).is_integer() for t in ticks)  # whole epochs only
+    assert len(fig.axes[0].lines) == 14  # a train and a held-out curve per run
+    plt.close(fig)
+    single = plot_task_losses([loss_run("a", 1), loss_run("b", 1)])
+    assert not single.axes[0].lines and len(single.axes[0].patches) == 4  # two bars per run, no lone dots
+    plt.close(single)
+
+
+def test_limits_state_the_budget_and_the_interval_widths():
+    from minbert.comparison import Difference
+    from minbert.reporting import limits
+
+    comparison = Comparison("a", {"sst": np.zeros(4)})
+    for arm in ("a", "b"):
+        for seed in range(3):
+            run = loss_run(f"{arm}-{seed}", 2)
+            run.train_sizes, run.dev_sizes, run.config = {"sst": 300}, {"sst": 1101}, {"epochs": 2}
+            comparison.add(arm, run, {"sst": np.zeros(4)})
+    differences = [Difference("b", "a", "sst", 0.01, -0.02, 0.04, [0.01] * 3, 1101)]
+    text = limits(comparison, differences, "quick")
+    assert "SST 300 training rows, 2 epochs, 3 seeds per arm; dev rows 1,101" in text
+    assert "±0.030 on SST acc" in text
+    assert "quick profile" in text and "quick profile" not in limits(comparison, differences, "full")

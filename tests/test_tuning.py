@@ -144,3 +144,29 @@ def test_a_diverged_trial_fails_and_the_study_goes_on(tmp_path):
     run_trials(study, objective, 3)
     states = [t.state for t in study.trials]
     assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+
+
+@pytest.mark.parametrize("n_trials", [3, 12])
+def test_study_figure_keeps_four_panels_a_row_and_importances_for_enough_trials(n_trials, capsys):
+    import matplotlib.pyplot as plt
+
+    from minbert.tuning import MIN_TRIALS_FOR_IMPORTANCE, plot_study
+
+    plt.close("all")
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("lr", 1e-5, 1e-3, log=True) * 100 + t.suggest_int("k", 2, 20)
+                   + len(t.suggest_categorical("norm", ["inf", "l2"])) + t.suggest_float("rho", 0.0, 1.0)
+                   + t.suggest_float("wd", 1e-4, 0.3, log=True), n_trials=n_trials)
+    fig = plot_study(study)
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+    assert len(panels) == 6  # the history and one slice per parameter
+    rows = {round(ax.get_position().y0, 2) for ax in panels}
+    assert len(rows) == 2  # 4 + 2: at most four a row
+    assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == 1
+    colorbar = next(ax for ax in fig.axes if ax.get_label() == "<colorbar>")
+    assert all(colorbar.get_position().x0 >= ax.get_position().x1 for ax in panels)  # outside the panels
+    assert fig.axes[1].get_xscale() == "log"  # lr was searched on a log scale
+    enough = n_trials >= MIN_TRIALS_FOR_IMPORTANCE
+    assert len(plt.get_fignums()) == (3 if enough else 1)
+    assert ("are left out" in capsys.readouterr().out) != enough
+    plt.close("all")

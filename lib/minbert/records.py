@@ -68,9 +68,11 @@ def library_versions() -> dict[str, str]:
 class RunStamp:
     """What produced a run: commit, params, seed, device, versions, start and wall time."""
 
-    def __init__(self, params: dict[str, Any], seed: int | None, runtime: Runtime) -> None:
+    def __init__(self, params: dict[str, Any], seed: int | None, runtime: Runtime,
+                 changed: dict[str, Any] | None = None) -> None:
         self.commit, self.dirty = git_state()
         self.params = params
+        self.changed = changed or {}  # the params that differ from the notebook's defaults
         self.seed = seed
         self.device = runtime.describe()
         self.versions = library_versions()
@@ -79,11 +81,14 @@ class RunStamp:
 
     @classmethod
     def of(cls, cfg, runtime: Runtime) -> RunStamp:
-        """The stamp of a notebook run: its whole validated config and seed."""
-        return cls(cfg.model_dump(), getattr(cfg, "seed", None), runtime)
+        """The stamp of a notebook run: its whole validated config, what of it differs from the
+        notebook's defaults (the profile's file and any overrides), and its seed."""
+        params, defaults = cfg.model_dump(), type(cfg)().model_dump()
+        changed = {k: v for k, v in params.items() if k != "profile" and defaults.get(k) != v}
+        return cls(params, getattr(cfg, "seed", None), runtime, changed)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"commit": self.commit, "dirty": self.dirty, "params": self.params,
+        return {"commit": self.commit, "dirty": self.dirty, "params": self.params, "changed": self.changed,
                 "seed": self.seed, "device": self.device, "versions": self.versions,
                 "started": self.started, "wall_s": round(time.perf_counter() - self._t0, 1)}
 
@@ -92,7 +97,9 @@ class RunStamp:
         d = self.as_dict()
         rows = [("commit", f"{d['commit']}{' (uncommitted changes)' if d['dirty'] else ''}"),
                 ("started (UTC)", d["started"]), ("device", d["device"]),
-                ("seed", "-" if d["seed"] is None else d["seed"])]  # 07 trains nothing: no seed
+                ("seed", "-" if d["seed"] is None else d["seed"]),  # 07 trains nothing: no seed
+                ("profile", d["params"].get("profile", "-"))]
+        rows += [(f"param {key}", str(value)) for key, value in self.changed.items()]  # not the defaults
         rows += [(name, version) for name, version in d["versions"].items()]
         return pd.DataFrame(rows, columns=["", "value"]).set_index("")
 

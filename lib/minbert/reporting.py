@@ -126,23 +126,46 @@ def _checked_on(run: RunRecord) -> tuple[str, str]:
 
 
 def plot_task_losses(runs: list[RunRecord], names: tuple[str, ...] = tasks.MULTITASK) -> plt.Figure:
-    """Train (solid) and held-out (dashed; dev for runs without held-out rows) loss per task and epoch,
-    one colour per run."""
-    fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.3), squeeze=False)
+    """Small multiples, one panel per task: train (solid) and held-out (dashed; dev for runs without
+    held-out rows) loss by epoch, one colour per run, the legend below the panels. Runs of a single
+    epoch have no curve to draw: their two losses are bars instead."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False,
+                             layout="constrained")
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    one_epoch = all(len(run.history) == 1 for run in runs)
     for ax, task in zip(axes[0], names, strict=True):
         for i, run in enumerate(runs):
             key, label = _checked_on(run)
-            epochs = [h["epoch"] for h in run.history]
             colour = colours[i % len(colours)]
-            ax.plot(epochs, [h[f"{task}_train_loss"] for h in run.history], "-o", color=colour,
-                    label=f"{run.name} train")
-            ax.plot(epochs, [h[key.format(task=task)] for h in run.history], "--s", color=colour,
-                    label=f"{run.name} {label}")
-        ax.set(title=f"{task.upper()} loss", xlabel="epoch")
+            train = [h[f"{task}_train_loss"] for h in run.history]
+            checked = [h[key.format(task=task)] for h in run.history]
+            if one_epoch:
+                ax.bar([i - 0.2, i + 0.2], [train[0], checked[0]], width=0.4, color=colour,
+                       hatch=["", "//"], edgecolor="white")
+            else:
+                epochs = [h["epoch"] for h in run.history]
+                ax.plot(epochs, train, "-o", color=colour, ms=3)
+                ax.plot(epochs, checked, "--s", color=colour, ms=3)
+        if one_epoch:
+            ax.set_xticks(range(len(runs)), [run.name for run in runs], rotation=45, ha="right", fontsize=8)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("epoch")
+        ax.set_title(f"{task.upper()} loss")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
+    label = _checked_on(runs[0])[1] if runs else "held-out"
+    if one_epoch:
+        styles = [plt.Rectangle((0, 0), 1, 1, color="grey", hatch=h) for h in ("", "//")]
+    else:
+        styles = [Line2D([], [], color="grey", ls="-"), Line2D([], [], color="grey", ls="--")]
+    handles = styles + ([] if one_epoch else [Line2D([], [], color=colours[i % len(colours)], lw=3)
+                                              for i in range(len(runs))])
+    labels = ["train", label] + ([] if one_epoch else [run.name for run in runs])
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=8,
+               frameon=False)
     return fig
 
 
@@ -166,18 +189,20 @@ def overfitting_table(runs: list[RunRecord], names: tuple[str, ...] = tasks.MULT
 
 
 def plot_attention(maps: dict[str, np.ndarray], tokens: list[str], title: str = "") -> plt.Figure:
-    """Attention weights (query rows, key columns) of one sentence, one panel per model."""
-    side = 0.33 * len(tokens)
-    fig, axes = plt.subplots(1, len(maps), figsize=(side * len(maps) + 2, side + 1.5), squeeze=False)
+    """Attention weights (query rows, key columns) of one sentence, one panel per model, on one colour
+    scale from 0 to 1 with its colour bar beside the panels."""
+    side = max(0.38 * len(tokens), 3.0)
+    fig, axes = plt.subplots(1, len(maps), figsize=(side * len(maps) + 1.5, side + 1.2), squeeze=False,
+                             layout="constrained")
     for ax, (name, weights) in zip(axes[0], maps.items(), strict=True):
         sns.heatmap(weights, vmin=0, vmax=1, cmap="viridis", square=True, cbar=False, ax=ax,
                     xticklabels=tokens, yticklabels=tokens)
         zeros = float((weights == 0).mean())
         ax.set(title=f"{name}\n{zeros:.0%} exact zeros", xlabel="key", ylabel="query")
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=9)
+    fig.colorbar(axes[0][0].collections[0], ax=axes[0].tolist(), label="attention weight", shrink=0.8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
@@ -455,3 +480,28 @@ def loss_gaps(comparison: Comparison, names: tuple[str, ...] = tasks.MULTITASK) 
         table = overfitting_table(runs, names)
         gaps[arm] = float(table[[f"{task} gap" for task in names]].to_numpy().mean())
     return pd.Series(gaps, name="loss gap")
+
+
+def limits(comparison: Comparison, differences: list[Difference], profile: str) -> str:
+    """What a comparison's budget can and cannot show, from its own runs, as Markdown: the data and
+    seeds behind it and, per task, the typical half-width of its paired intervals (differences much
+    smaller than that go undetected at this budget)."""
+    first = comparison.records()[0]
+    names = [t for t in tasks.MULTITASK if t in (first.train_sizes or first.dev_sizes or {})]
+    sized = ", ".join(f"{t.upper()} {first.train_sizes[t]:,}" for t in names if first.train_sizes)
+    dev = _dev_rows(first)
+    seeds = len(next(iter(comparison.runs.values())))
+    epochs = first.config.get("epochs", "?")
+    lines = [f"- Budget: {sized or 'the data above'} training rows, {epochs} epochs, "
+             f"{seeds} seed{'s' if seeds != 1 else ''} per arm; dev rows {dev or 'as shown'} (sst/qqp/sts)."]
+    widths = {}
+    for d in differences:
+        widths.setdefault(d.task, []).append((d.high - d.low) / 2)
+    if widths:
+        lines.append("- Resolution: the paired 95% intervals are typically ±" + ", ±".join(
+            f"{float(np.median(w)):.3f} on {tasks.get(t).metric_label}" for t, w in widths.items())
+            + " wide; smaller true differences go undetected here.")
+    if profile != "full":
+        lines.append(f"- This is the {profile} profile, sized for a 2-core CPU: it shows the mechanics and "
+                     "the direction of large effects. The full profile (all data, 5 seeds) is the evidence.")
+    return "\n".join(lines)

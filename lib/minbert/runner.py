@@ -2,7 +2,9 @@
 
 Parameters are validated before the kernel starts, so a mistyped key fails in
 a second, not after a run. The HTML report replaces the old one only when the
-notebook ran through; a failed run leaves the previous report in place.
+notebook ran through; a failed run leaves the previous report in place. A report
+opens with its findings (computed last, shown first) and fetches nothing from the
+network: it reads the same from a file with the network off.
 """
 
 from __future__ import annotations
@@ -39,9 +41,32 @@ def report_path(notebook: str, profile: str) -> Path:
     return paths.reports_dir() / f"{notebook}.{profile}.html"
 
 
+TEMPLATES = Path(__file__).parent / "templates"
+FINDINGS_TAG = "findings"  # cells a report shows right after its title
+
+
+def for_reading(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The executed notebook as its report shows it: the cells tagged `findings` right after the title
+    (the notebook computes its conclusions last; a reader wants them first), without the `parameters`
+    cell (defaults only: the injected cell and the stamp say what ran), and without saved widget state
+    (a page offline cannot run widgets; a static table stands in for them)."""
+    notebook = nbformat.from_dict(notebook)
+    cells = [c for c in notebook.cells if "parameters" not in c.metadata.get("tags", [])]
+    findings = [c for c in cells if FINDINGS_TAG in c.metadata.get("tags", [])]
+    rest = [c for c in cells if FINDINGS_TAG not in c.metadata.get("tags", [])]
+    for cell in findings:
+        if cell.cell_type == "code":  # the conclusions in words; the code that words them is in the notebook
+            cell.transient = {"remove_source": True}
+    notebook.cells = rest[:1] + findings + rest[1:]
+    notebook.metadata.pop("widgets", None)
+    return notebook
+
+
 def render_html(notebook_path: Path, html_path: Path) -> Path:
-    """nbconvert's HTML of an executed notebook, input cells included, written atomically."""
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook_path, as_version=4))
+    """nbconvert's HTML of an executed notebook (`for_reading`), input cells included, in JupyterLab's
+    look without any script from the network (templates/minbert_report), written atomically."""
+    exporter = HTMLExporter(template_name="minbert_report", extra_template_basedirs=[str(TEMPLATES)])
+    body, _ = exporter.from_notebook_node(for_reading(nbformat.read(notebook_path, as_version=4)))
     return atomic_write_text(html_path, body)
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage
@@ -188,31 +189,75 @@ def trials_table(study: optuna.Study):
     return frame.set_index("number")
 
 
+MIN_TRIALS_FOR_IMPORTANCE = 10  # below this, importances and parallel coordinates mostly show noise
+
+
 def plot_study(study: optuna.Study) -> plt.Figure | None:
-    """Optimisation history, slices, parameter importances and parallel coordinates, drawn by
-    `optuna.visualization.matplotlib` (importances need two completed trials; skipped otherwise)."""
+    """One figure of a study: its optimisation history (each trial's objective and the best so far), then
+    one slice per parameter (objective against the value tried, coloured by trial number: one colour bar,
+    outside the panels), at most four panels a row. With `MIN_TRIALS_FOR_IMPORTANCE` finished trials or
+    more, Optuna's parameter importances and parallel coordinates follow; with fewer, a line says why
+    they are left out. None without a finished trial."""
+    from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not trials:
+        return None
+    names = list(dict.fromkeys(name for t in trials for name in t.params))
+    columns = min(4, 1 + len(names))
+    rows = -(-(1 + len(names)) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.9 * rows), squeeze=False,
+                             layout="constrained")
+    numbers = np.array([t.number for t in trials])
+    values = np.array([t.value for t in trials])
+    running = np.maximum if study.direction == optuna.study.StudyDirection.MAXIMIZE else np.minimum
+    best = running.accumulate(values)
+    history = axes.flat[0]
+    history.plot(numbers, values, "o", color="tab:blue", label="trial")
+    history.step(numbers, best, where="post", color="tab:red", label="best so far")
+    history.set(title="history", xlabel="trial", ylabel="objective")
+    history.xaxis.set_major_locator(MaxNLocator(integer=True))
+    history.legend(fontsize=8)
+    colours = None
+    for ax, name in zip(axes.flat[1:], names, strict=False):
+        tried = [t for t in trials if name in t.params]
+        distribution = tried[0].distributions[name]
+        xs = [t.params[name] for t in tried]
+        if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+            choices = list(distribution.choices)
+            xs = [choices.index(x) for x in xs]
+            ax.set_xticks(range(len(choices)), [str(c) for c in choices])
+            ax.set_xlim(-0.5, len(choices) - 0.5)
+        colours = ax.scatter(xs, [t.value for t in tried], c=[t.number for t in tried], cmap="viridis",
+                             vmin=numbers.min(), vmax=max(numbers.max(), numbers.min() + 1))
+        if getattr(distribution, "log", False):
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(numticks=4))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set(title=name, xlabel=name)
+    for ax in axes.flat[1 + len(names):]:
+        ax.set_visible(False)
+    if colours is not None:
+        bar = fig.colorbar(colours, ax=axes.ravel().tolist(), label="trial", shrink=0.8)
+        bar.locator = MaxNLocator(integer=True)
+        bar.update_ticks()
+    fig.suptitle(f"{study.study_name}: {len(trials)} finished trials")
+    if len(trials) < MIN_TRIALS_FOR_IMPORTANCE or len(names) < 2:
+        print(f"{study.study_name}: parameter importances and parallel coordinates are left out: they need "
+              f"{MIN_TRIALS_FOR_IMPORTANCE} finished trials and two parameters or more, and this study has "
+              f"{len(trials)} and {len(names)}.")
+        return fig
     from optuna.visualization import matplotlib as ovm
 
-    completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    plots = [("history", ovm.plot_optimization_history), ("slice", ovm.plot_slice)]
-    if completed >= 2 and len(study.best_params) >= 2:
-        plots += [("importances", ovm.plot_param_importances),
-                  ("parallel coordinates", ovm.plot_parallel_coordinate)]
-    if completed == 0:
-        return None
-    with _quiet_experimental(), warnings.catch_warnings():
-        # With a handful of trials Optuna warns about flat axes and importance quantiles that
-        # select every trial: notes on the plots' reliability, not faults; the notebooks say
-        # how many trials each study had.
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"optuna\.")
-        for title, plot in plots:
+    with _quiet_experimental():
+        for title, plot in (("importances", ovm.plot_param_importances),
+                            ("parallel coordinates", ovm.plot_parallel_coordinate)):
             result = plot(study)
-            axes = result if hasattr(result, "figure") else result.flat[0]
-            axes.figure.suptitle(f"{study.study_name}: {title}")
-            axes.figure.set_size_inches(max(axes.figure.get_size_inches()[0], 6), 3.6)
-            if title in ("history", "importances"):  # the others' colour bars defeat tight_layout
-                axes.figure.tight_layout()
-    return plt.gcf()
+            axes_of = result if hasattr(result, "figure") else result.flat[0]
+            axes_of.figure.set_size_inches(10, 3.8)
+            axes_of.figure.suptitle(f"{study.study_name}: {title}")
+            axes_of.figure.subplots_adjust(left=0.2, right=0.85, top=0.85)
+    return fig
 
 
 # ----------------------------------------------------------------------------- the study's spaces
