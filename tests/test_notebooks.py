@@ -40,8 +40,10 @@ def test_part1_smoke_run_writes_report_results_and_predictions(report_dirs):
     assert set(results) == {"notebook", "profile", "stamp", "data", "runs", "checks"}
     assert results["notebook"] == "01_part1_sst" and results["profile"] == "smoke"
     stamp = results["stamp"]
-    assert set(stamp) == {"commit", "dirty", "params", "seed", "device", "versions", "started", "wall_s"}
+    assert set(stamp) == {"commit", "dirty", "params", "changed", "seed", "device", "versions", "started",
+                          "wall_s"}
     assert stamp["params"]["finetune_epochs"] == 2 and stamp["seed"] == 11711
+    assert stamp["changed"]["finetune_epochs"] == 2 and "pooling" not in stamp["changed"]  # a default
     assert stamp["device"].startswith("cpu") and stamp["versions"]["torch"].startswith("2.13.0")
     assert results["data"]["sst"]["train"] == {"source": "ids-sst-train.csv", "size": 64, "skipped": 0}
     assert [r["name"] for r in results["runs"]] == ["pretrain-seed11711", "pretrain-seed11712",
@@ -217,9 +219,11 @@ def test_smart_smoke_run_compares_and_tunes(report_dirs):
     assert abs(dropout_only["added by the perturbation"]) < 0.25 * dropout_only["SMART term"]
     html = (report_dirs / "04_smart.smoke.html").read_text()
     assert "Does the perturbation perturb?" in html and "STS collapse" in html
+    (form,) = results["checks"]["divergence_form"]  # the naive divergence against the right one
+    assert (form["arm"], form["reference"], form["task"]) == ("smart-naive-sts", "smart", "sts")
     # the findings open the report (right after the title), worded; the code that words them is hidden
     assert html.index('id="Findings"') < html.index('id="Data"')
-    assert "def sts_of" not in html
+    assert "theirs_before, theirs_after" not in html
     assert "param probe_epsilons" in html  # what the profile changed, in the stamp
     studies = results["checks"]["studies"]
     assert set(studies) == {"sst", "qqp", "sts"}
@@ -235,6 +239,11 @@ def test_results_notebook_gathers_every_results_file(report_dirs):
     assert "state of the art cited by the study" in html and "finetune" in html
     index = (report_dirs / "index.html").read_text()
     assert '<a href="01_part1_sst.smoke.html">' in index and '<a href="07_results.smoke.html">' in index
+    # both open with the study's questions, the study's answers and ours, from the saved differences
+    worded = ("finetune is above pretrain", "finetune is below pretrain", "finetune against pretrain")
+    assert "The study's questions, its answers and ours" in index and any(w in index for w in worded)
+    assert "Does fine-tuning all of BERT beat" in html
+    assert html.index('id="Findings:-the-study') < html.index('id="Our-runs"')
 
 
 def test_final_model_smoke_run_with_error_analysis(report_dirs):
@@ -251,7 +260,9 @@ def test_final_model_smoke_run_with_error_analysis(report_dirs):
         assert lines[0] == f"id\t{column}" and len(lines) == 33
     assert (predictions / "final-sts-test.csv").is_file()
     html = (report_dirs / "06_final_bert.smoke.html").read_text()
-    assert "most wrong" in html and "'label':" in html  # the tables and the headless predictor calls
+    assert "most wrong" in html  # the error analysis
+    # the static stand-in for the panel: the model's answers to example inputs
+    assert "A dull, lifeless and badly acted film." in html and "label: " in html and "probability: " in html
 
 
 def test_report_names_the_failed_notebook_and_cell_and_runs_the_others(report_dirs, tmp_path, monkeypatch,
@@ -286,3 +297,41 @@ def test_final_model_script_without_jupyter(report_dirs, capsys):
     assert results["checks"]["aims_met"] == {k: run["dev"][k] >= v for k, v in aims.items()}
     assert (report_dirs / "predictions" / "06_final_bert.smoke" / "final-sst-test.csv").is_file()
     assert "short of the aim" in capsys.readouterr().out
+
+
+def test_figures_in_the_notebooks_prose_are_the_studys_own():
+    """Every three-decimal figure a notebook's text quotes is one of the study's published figures
+    (`minbert.published`, from its results table), so a hand-typed figure cannot drift from the table;
+    the few hyper-parameters written with three decimals are named here."""
+    import nbformat
+
+    from minbert import paths
+    from minbert.published import STATE_OF_THE_ART, STUDY_FIGURES
+
+    published = {round(v, 3) for row in STUDY_FIGURES.values() for v in row if v is not None}
+    published |= {round(v, 3) for v in STATE_OF_THE_ART}
+    hyper_parameters = {0.965}  # Sophia's beta1 (the reference implementation's default)
+    quoted = []
+    for name in notebook_names():
+        notebook = nbformat.read(paths.notebooks_dir() / f"{name}.ipynb", as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type == "markdown":
+                quoted += [(name, float(m)) for m in re.findall(r"(?<![\d.])0\.\d{3}(?!\d)", cell.source)]
+    assert quoted  # the test reads the intros' quotes
+    strays = [(name, value) for name, value in quoted if value not in published | hyper_parameters]
+    assert not strays, f"figures in prose that are not the study's: {strays}"
+    assert STUDY_FIGURES["BERT-Final"] == (0.512, 0.888, 0.822)  # the row 06 quotes, as the study gives it
+
+
+def test_reports_open_with_findings_and_comparisons_end_with_their_limits():
+    import nbformat
+
+    from minbert import paths
+
+    for name in notebook_names():
+        cells = nbformat.read(paths.notebooks_dir() / f"{name}.ipynb", as_version=4).cells
+        tagged = [c for c in cells if "findings" in c.metadata.get("tags", [])]
+        assert [c.cell_type for c in tagged] == ["markdown", "code"], name
+        assert tagged[0].source.startswith("## Findings"), name
+        if name not in ("06_final_bert", "07_results"):  # one model; the gathered results
+            assert any(c.source.strip() == "## Limits" for c in cells), name

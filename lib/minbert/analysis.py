@@ -118,6 +118,28 @@ class Predictor:
         return spec.explain(outputs[0])
 
 
+# What the static report shows in place of the panel (a page offline cannot run widgets).
+EXAMPLE_INPUTS: tuple[tuple[str, str, str | None], ...] = (
+    ("sst", "A gripping, beautifully acted film.", None),
+    ("sst", "A dull, lifeless and badly acted film.", None),
+    ("qqp", "How do I learn Python?", "What is the best way to learn Python?"),
+    ("qqp", "How do I learn Python?", "How do I cook rice?"),
+    ("sts", "A man is playing a guitar.", "A person plays an instrument."),
+    ("sts", "A man is playing a guitar.", "A woman is slicing an onion."),
+)
+
+
+def example_predictions(predictor: Predictor,
+                        inputs: tuple[tuple[str, str, str | None], ...] = EXAMPLE_INPUTS) -> pd.DataFrame:
+    """The model's answers to a few typed inputs, one row each: the panel's output as a static table."""
+    rows = []
+    for task, a, b in inputs:
+        answer = predictor.predict(task, a, b)
+        shown = ", ".join(f"{k}: {v}" for k, v in answer.items() if k != "probabilities")
+        rows.append({"task": task.upper(), "input": a if b is None else f"{a} ‖ {b}", "prediction": shown})
+    return pd.DataFrame(rows)
+
+
 def prediction_panel(predictor: Predictor):
     """An ipywidgets panel around `Predictor.predict`: pick a task, type text, see the output.
     Under papermill nothing is typed; the panel renders and the notebook goes on."""

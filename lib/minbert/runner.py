@@ -56,7 +56,7 @@ def for_reading(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     rest = [c for c in cells if FINDINGS_TAG not in c.metadata.get("tags", [])]
     for cell in findings:
         if cell.cell_type == "code":  # the conclusions in words; the code that words them is in the notebook
-            cell.transient = {"remove_source": True}
+            cell.metadata["transient"] = {"remove_source": True}  # what nbconvert's templates read
     notebook.cells = rest[:1] + findings + rest[1:]
     notebook.metadata.pop("widgets", None)
     return notebook

@@ -1,0 +1,123 @@
+"""The study-wide summary: each question the study asked, the study's answer, ours, and the evidence.
+
+The study's answers are its own figures (`minbert.published`) put in words; ours are worded from the
+paired differences each notebook saved in its results file (`comparison.verdict`), so the summary
+cannot drift from the reports. Where a notebook has a full-profile results file, that one answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from minbert import tasks
+from minbert.comparison import Difference, verdict
+from minbert.published import STUDY_FIGURES
+from minbert.records import Results
+
+PROFILE_ORDER = ("full", "quick", "smoke")  # the evidence first
+
+
+def _fig(row: str, task: int) -> str:
+    value = STUDY_FIGURES[row][task]
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _final_model(result: Results) -> str:
+    run = result.headline()
+    specs = [tasks.get(t) for t in tasks.MULTITASK if tasks.get(t).metric in run.dev]
+    scores = ", ".join(f"{spec.metric_label} {run.dev[spec.metric]:.3f}" for spec in specs)
+    rows = "/".join(f"{run.dev_sizes[t]:,}" for t in tasks.MULTITASK if run.dev_sizes and t in run.dev_sizes)
+    return f"{run.name}: {scores} (dev rows {rows or 'as in the report'}; MiniLM, 22M parameters)."
+
+
+@dataclass(frozen=True)
+class Question:
+    """One of the study's questions: where we answer it, the study's answer, and which of our arms'
+    differences (against that notebook's reference, on `task_names` or every task) answer it."""
+
+    text: str
+    notebook: str
+    theirs: str
+    arms: tuple[str, ...] = ()
+    task_names: tuple[str, ...] | None = None
+    checks_key: str = "differences"  # where the results file keeps the differences that answer it
+    ours: Callable[[Results], str] | None = None  # for a question that is not a comparison
+
+
+QUESTIONS: tuple[Question, ...] = (
+    Question("Does fine-tuning all of BERT beat training a head on frozen BERT (SST-5)?", "01_part1_sst",
+             f"Fine-tuned BERT-base: SST {_fig('Part 1 finetune (BERT-base)', 0)} (its table has no "
+             "frozen-BERT figure).", ("finetune",)),
+    Question("Does a different task order or schedule train the three tasks better together?",
+             "02_sbert_baseline",
+             f"One run each: reordering gave SST {_fig('sBERT-ReorderedTraining', 0)}, STS "
+             f"{_fig('sBERT-ReorderedTraining', 2)} against its baseline's {_fig('sBERT-Baseline_2', 0)}, "
+             f"{_fig('sBERT-Baseline_2', 2)}; round-robin STS {_fig('sBERT-RoundRobinTraining', 2)}; the "
+             f"combined loss SST {_fig('sBERT-Combined Loss', 0)}.",
+             ("qqp-first", "round-robin", "combined", "pcgrad", "qqp-separate", "class-weights", "freeze")),
+    Question("Does Sophia beat AdamW?", "03_sophia",
+             f"No: Sophia at its defaults SST {_fig('sBERT-Sophia Baseline', 0)}, QQP "
+             f"{_fig('sBERT-Sophia Baseline', 1)}, STS {_fig('sBERT-Sophia Baseline', 2)}; tuned, SST "
+             f"{_fig('sBERT-Sophia Tuned', 0)}; AdamW's baseline SST {_fig('sBERT-Baseline_2', 0)}.",
+             ("sophia", "sophia-corrected", "sophia-tuned")),
+    Question("Does SMART help?", "04_smart",
+             f"Little, one run each: the sBERT with SMART SST {_fig('sBERT-SMART Baseline', 0)}, QQP "
+             f"{_fig('sBERT-SMART Baseline', 1)}, STS {_fig('sBERT-SMART Baseline', 2)}; the BERT with SMART "
+             f"SST {_fig('BERT-SMART', 0)}, QQP {_fig('BERT-SMART', 1)}.",
+             ("dropout-only", "smart", "smart-tuned")),
+    Question("Does a classification divergence on the STS score collapse STS?", "04_smart",
+             f"Yes: the BERT's STS fell from {_fig('BERT Baseline', 2)} to {_fig('BERT-SMART', 2)} with "
+             "SMART.",
+             ("smart-naive-sts",), ("sts",), checks_key="divergence_form"),  # against the right divergence
+    Question("Do the attention variants (linear Q/K, centre matrix, sparsemax) help?", "05_attention",
+             f"No: all below standard attention (SST {_fig('sBERT-BertSelfAttention', 0)}), e.g. linear "
+             f"{_fig('sBERT-LinearSelfAttention', 0)}, sparsemax {_fig('sBERT-SparsemaxSelfAttention', 0)}; "
+             "blamed on overfitting.",
+             ("linear", "linear-nobias", "center", "sparsemax", "center+linear", "linear+sparsemax",
+              "center+sparsemax", "center+linear+sparsemax")),
+    Question("How good is the final multitask model?", "06_final_bert",
+             f"BERT-Final (BERT-base, all of QQP): SST {_fig('BERT-Final', 0)}, QQP {_fig('BERT-Final', 1)}, "
+             f"STS {_fig('BERT-Final', 2)}.", ours=_final_model),
+)
+
+
+def _evidence(result: Results) -> str:
+    arms = [r.group or r.name for r in result.runs]
+    seeds = max((arms.count(a) for a in set(arms)), default=1)
+    commit = str(result.stamp.get("commit") or "?")[:7]
+    return (f"{result.notebook}.{result.profile} ({len(result.runs)} runs, {seeds} seed(s) per arm, "
+            f"commit {commit})")
+
+
+def answer(question: Question, result: Results | None) -> str:
+    """Our answer to one question from a results file, in words."""
+    if result is None:
+        return "not run yet"
+    if question.ours is not None:
+        return question.ours(result)
+    if question.checks_key not in result.checks:
+        return "no paired differences for this in its results file (it predates them): run the notebook again"
+    wanted = question.task_names or tasks.MULTITASK
+    found = [Difference(**{k: v for k, v in d.items() if k != "detected"})
+             for d in result.checks[question.checks_key] if d["arm"] in question.arms and d["task"] in wanted]
+    arms = [a for a in question.arms if any(d.arm == a for d in found)]
+    return " ".join(verdict(found, arm) for arm in arms) or "none of these arms ran in this profile"
+
+
+def study_summary(results: list[Results]) -> pd.DataFrame:
+    """One row per question: the study's answer, ours, and the results file behind ours (full profile
+    where there is one)."""
+    by_notebook: dict[str, Results] = {}
+    for result in sorted(results, key=lambda r: PROFILE_ORDER.index(r.profile)
+                         if r.profile in PROFILE_ORDER else len(PROFILE_ORDER)):
+        by_notebook.setdefault(result.notebook, result)
+    rows = []
+    for question in QUESTIONS:
+        result = by_notebook.get(question.notebook)
+        rows.append({"question": question.text, "the study (theirs, BERT-base)": question.theirs,
+                     "ours (MiniLM)": answer(question, result),
+                     "evidence": _evidence(result) if result else "-"})
+    return pd.DataFrame(rows)
