@@ -336,6 +336,7 @@ def test_sophia_records_its_regime_per_epoch_also_with_one_optimizer_per_task(ti
                                 task_optimizers=task_optimizers, hessian_bias_correction=True)
         (record,) = train_multitask(make_model(tiny_checkpoint), train, dev, run, runtime=CPU)
         assert 0.0 <= record["sophia_clipped_share"] <= 1.0
+        assert 0.0 <= record["sophia_clipped_share_estimated"] <= 1.0
         assert record["sophia_hessian_mean"] > 0.0
     adamw = train_multitask(make_model(tiny_checkpoint), train, dev,
                             MultitaskSettings(epochs=1, batch_size=8), runtime=CPU)

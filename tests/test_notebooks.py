@@ -189,6 +189,8 @@ def test_sophia_smoke_run_tunes_and_compares_optimizers(report_dirs):
     regime = {r["arm"]: r for r in results["checks"]["sophia_regime"]}
     assert set(regime) == {n for n in names if n.startswith("sophia")}
     assert all(0.0 <= r["clipped share"] <= 1.0 for r in regime.values())
+    estimated = [r["clipped share where h > 0"] for r in regime.values()]  # NaN: no refresh in a smoke run
+    assert all(share != share or 0.0 <= share <= 1.0 for share in estimated)
     assert "sophia_clipped_share" in by_name["sophia"]["history"][0]
     assert "Which regime Sophia ran in" in (report_dirs / "03_sophia.smoke.html").read_text()
 

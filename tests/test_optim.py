@@ -220,9 +220,10 @@ def test_sophia_refuses_invalid_hyper_parameters(kwargs):
 
 def test_sophia_counts_clipped_coordinates_and_corrects_the_hessian_bias_by_hand():
     """Four coordinates, h = 0.01 g_hat^2 after one refresh, m = 0.035 g after one step, bs 1, rho 0.04:
-    a step is clipped where |m| >= rho * h. With bias correction h is divided by 1 - 0.99 = 0.01."""
+    a step is clipped where |m| >= rho * h. With bias correction h is divided by 1 - 0.99 = 0.01. The
+    last coordinate has momentum but no estimate (h = 0): it always clips."""
     g_hat = torch.tensor([1.0, 10.0, 2.0, 0.0], dtype=torch.float64)
-    g = torch.tensor([1.0, 1.0, 0.1, 0.0], dtype=torch.float64)
+    g = torch.tensor([1.0, 1.0, 0.1, 0.5], dtype=torch.float64)
     for corrected in (False, True):
         p = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
         opt = SophiaG([p], lr=0.1, weight_decay=0.0, bias_correction=corrected)
@@ -233,12 +234,15 @@ def test_sophia_counts_clipped_coordinates_and_corrects_the_hessian_bias_by_hand
         opt.step(bs=1)
         h = 0.01 * g_hat**2 / (0.01 if corrected else 1.0)
         m = 0.035 * g
-        # uncorrected: rho h = (4e-4, 4e-2, 1.6e-3, 0) against |m| = (.035, .035, .0035, 0): clipped, not,
-        # clipped, not (m = 0); corrected: rho h = (.04, 4, .16, 0): none clipped
-        clipped = (m.abs() >= 0.04 * h) & (m != 0)
-        assert clipped.tolist() == ([True, False, True, False] if not corrected else [False] * 4)
+        # uncorrected: rho h = (4e-4, 4e-2, 1.6e-3, 0) against |m| = (.035, .035, .0035, .0175): clipped,
+        # not, clipped, clipped (no estimate); corrected: rho h = (.04, 4, .16, 0): only the last
+        clipped = m.abs() >= 0.04 * h
+        expected_clipped = [False, False, False, True] if corrected else [True, False, True, True]
+        assert clipped.tolist() == expected_clipped
+        assert opt.clipped_share(reset=False, estimated_only=True) == pytest.approx(
+            float(clipped[:3].double().mean()))  # among the three coordinates with h > 0
         assert opt.clipped_share() == pytest.approx(float(clipped.double().mean()))
-        assert math.isnan(opt.clipped_share())  # read and reset
+        assert math.isnan(opt.clipped_share()) and math.isnan(opt.clipped_share(estimated_only=True))
         assert opt.hessian_mean() == pytest.approx(float(h.mean()))
         expected = -0.1 * torch.sign(m) * torch.clamp(m.abs() / (0.04 * h + 1e-15), max=1.0)
         torch.testing.assert_close(p.detach(), expected)

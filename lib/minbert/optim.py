@@ -135,6 +135,7 @@ class SophiaG(Optimizer):
         super().__init__(params, dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay,
                                       bias_correction=bias_correction))
         self._clipped = self._counted = 0
+        self._clipped_estimated = self._estimated = 0  # the same among coordinates with h > 0
 
     def _state(self, p: torch.Tensor) -> dict:
         state = self.state[p]
@@ -153,12 +154,17 @@ class SophiaG(Optimizer):
             return 1.0
         return 1.0 / (1.0 - group["betas"][1] ** updates)
 
-    def clipped_share(self, reset: bool = True) -> float:
+    def clipped_share(self, reset: bool = True, estimated_only: bool = False) -> float:
         """The share of coordinate updates since the last reset whose step was clipped to lr * sign(m)
-        (|m| >= rho * bs * h); NaN before any step."""
-        share = float(self._clipped) / self._counted if self._counted else math.nan
+        (|m| >= rho * bs * h); NaN before any step. With `estimated_only`, among the coordinates that
+        have a Hessian estimate (h > 0): a coordinate no refresh reached (an embedding row absent from
+        the refresh batches) always clips, which says nothing about the estimate."""
+        clipped, counted = ((self._clipped_estimated, self._estimated) if estimated_only
+                            else (self._clipped, self._counted))
+        share = float(clipped) / float(counted) if float(counted) else math.nan
         if reset:
             self._clipped = self._counted = 0
+            self._clipped_estimated = self._estimated = 0
         return share
 
     @torch.no_grad()
@@ -210,8 +216,11 @@ class SophiaG(Optimizer):
                     m.lerp_(g, 1.0 - beta1)
                     ratio = torch.mul(h, scale, out=self._scratch(h)).add_(1e-15)
                     ratio = torch.div(m.abs(), ratio, out=ratio).clamp_(max=1.0)
-                    self._clipped = self._clipped + (ratio == 1.0).sum()  # a tensor: no device sync per step
+                    clipped, estimated = ratio == 1.0, h > 0
+                    self._clipped = self._clipped + clipped.sum()  # tensors: no device sync per step
                     self._counted += ratio.numel()
+                    self._clipped_estimated = self._clipped_estimated + (clipped & estimated).sum()
+                    self._estimated = self._estimated + estimated.sum()
                     w.addcmul_(m.sign(), ratio, value=-lr)
         return loss
 

@@ -456,11 +456,14 @@ def plot_smart_probe(rows: list[dict]) -> plt.Figure:
 def sophia_regime_table(comparison: Comparison) -> pd.DataFrame:
     """Per Sophia arm, means over seeds and epochs: the share of coordinate steps clipped to
     lr * sign(m) (near 1: sign descent; lower: Newton-like steps where the Hessian estimate is
-    trusted) and the Hessian estimate's mean as the step used it."""
+    trusted), the same among coordinates with an estimate (h > 0; rows no refresh reached always
+    clip), and the Hessian estimate's mean as the step used it."""
     rows = [{"arm": arm, "clipped share": _epoch_mean(runs, "sophia_clipped_share"),
+             "clipped share where h > 0": _epoch_mean(runs, "sophia_clipped_share_estimated"),
              "Hessian mean": _epoch_mean(runs, "sophia_hessian_mean")}
             for arm, runs in comparison.runs.items() if _epoch_mean(runs, "sophia_clipped_share") is not None]
-    return pd.DataFrame(rows, columns=["arm", "clipped share", "Hessian mean"]).set_index("arm")
+    columns = ["arm", "clipped share", "clipped share where h > 0", "Hessian mean"]
+    return pd.DataFrame(rows, columns=columns).set_index("arm")
 
 
 def variant_movement_table(comparison: Comparison) -> pd.DataFrame:

@@ -529,7 +529,9 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
               "lr": first.param_groups[0]["lr"], "steps": len(plan), "examples": sum(seen.values())}
     sophias = [o for o in optimizers.values() if isinstance(o, SophiaG)]
     if sophias:  # which regime Sophia ran in: clipped sign steps, or Newton-like ones
+        estimated = [o.clipped_share(reset=False, estimated_only=True) for o in sophias]
         record["sophia_clipped_share"] = _mean_of_known([o.clipped_share() for o in sophias])
+        record["sophia_clipped_share_estimated"] = _mean_of_known(estimated)
         record["sophia_hessian_mean"] = _mean_of_known([o.hessian_mean() for o in sophias])
     for task in train:
         record[f"{task}_train_loss"] = sums[task] / seen[task] if seen[task] else math.nan
