@@ -13,6 +13,7 @@ interrupted; TensorBoard gets each epoch's scalars.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import math
@@ -424,7 +425,7 @@ def smart_scale_probe(model: MultitaskBert, train: dict[str, TaskTensors], epsil
         batch = data.batch(idx, runtime.device)
         for epsilon in epsilons:
             step = float(epsilon) if base.form == "paper" else base.step_size
-            settings = SmartSettings(**{**base.__dict__, "epsilon": float(epsilon), "step_size": step})
+            settings = dataclasses.replace(base, epsilon=float(epsilon), step_size=step)
             row = {"task": task, "epsilon": float(epsilon)}
             for mode in ("eval", "train"):
                 model.train(mode == "train")
