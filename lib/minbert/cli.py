@@ -36,6 +36,13 @@ def _report(args: argparse.Namespace) -> None:
         raise SystemExit(f"{len(failures)} notebook(s) failed: {', '.join(failures)}")
 
 
+def _peer(args: argparse.Namespace) -> None:
+    from minbert.peer import record_peer
+
+    overrides = {key: parse_override(value) for key, value in args.param}
+    print(f"wrote {record_peer(args.profile, overrides)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minbert", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar=("KEY", "VALUE"), help="override one parameter (YAML value)")
     run.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     run.set_defaults(func=_run)
+
+    peer = sub.add_parser("peer", help="fine-tune the same weights with transformers, one task at a time "
+                                       "(the peer row of notebook 06), as a recorded run")
+    peer.add_argument("--profile", default="quick", help="smoke, quick or full")
+    peer.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
+    peer.set_defaults(func=_peer)
 
     report = sub.add_parser("report", help="run every notebook in order and render reports/")
     report.add_argument("--profile", default="quick")

@@ -399,6 +399,25 @@ class ResultsConfig(_Settings):
     profile: Literal["smoke", "quick", "full"] = "quick"
 
 
+class PeerConfig(NotebookConfig):
+    """The peer (`minbert.peer`): transformers' own fine-tune of the same weights, one task at a time,
+    with its usual recipe, on the rows notebook 06 uses (its data knobs must equal 06's: a test checks)."""
+
+    tasks: list[TaskName] = Field(list(MULTITASK), min_length=1)
+    lr: float = Field(1e-4, gt=0.0)
+    epochs: int = Field(3, gt=0, description="the epoch kept is the best on the held-out rows")
+    batch_size: int = Field(32, gt=0)
+    eval_batch_size: int = Field(128, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    max_length: int = Field(64, gt=2, le=512)
+    train_limits: dict[TaskName, int] = Field({}, description="as notebook 06's")
+    dev_limit: int | None = Field(None, gt=0, description="as notebook 06's")
+    heldout_sizes: dict[TaskName, int] = Field(MultitaskSettings.model_fields["heldout_sizes"].default,
+                                               description="as notebook 06's")
+
+
 NOTEBOOK_CONFIGS: dict[str, type[_Settings]] = {
     "01_part1_sst": Part1Config,
     "02_sbert_baseline": SbertConfig,
@@ -410,11 +429,16 @@ NOTEBOOK_CONFIGS: dict[str, type[_Settings]] = {
 }
 
 
+# Recorded runs that are not notebooks: their params files sit beside the notebooks'.
+SCRIPT_CONFIGS: dict[str, type[_Settings]] = {"peer_transformers": PeerConfig}
+
+
 def config_class(notebook: str) -> type[_Settings]:
+    known = {**NOTEBOOK_CONFIGS, **SCRIPT_CONFIGS}
     try:
-        return NOTEBOOK_CONFIGS[notebook]
+        return known[notebook]
     except KeyError:
-        raise ConfigError(f"unknown notebook {notebook!r}; known: {sorted(NOTEBOOK_CONFIGS)}") from None
+        raise ConfigError(f"unknown notebook {notebook!r}; known: {sorted(known)}") from None
 
 
 def describe(cls: type[BaseModel], exc: ValidationError) -> str:

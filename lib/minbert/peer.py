@@ -1,0 +1,226 @@
+"""The peer: `transformers`' own sequence-classification fine-tune of the same weights, one task at a time.
+
+What a reader could do instead of our multitask model, in a few lines of the library everyone
+uses: `AutoModelForSequenceClassification` on the same checkpoint (5 labels for SST, 2 for QQP,
+1 for STS, regressing the raw 0..5 score with its built-in MSE), pairs given to the tokenizer as
+text pairs, `torch.optim.AdamW`, `transformers.get_linear_schedule_with_warmup`, gradients clipped
+to norm 1 (the Trainer's defaults), batch 32. It trains on the same rows as notebook 06, selects
+its epoch on the same held-out rows carved from train, and is scored once on dev. Our own code
+(BertModel, AdamW, the heads) is deliberately not used: the peer is an outside reference.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from minbert import tasks
+from minbert.data import TaskSplit, batch_indices
+from minbert.records import RunRecord
+from minbert.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class PeerRecipe:
+    """The peer's usual recipe (the values of `config.PeerConfig`)."""
+
+    lr: float = 1e-4
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    max_length: int = 128
+
+
+def num_labels(task: str) -> int:
+    """Outputs of the peer's head: one per class (QQP too, as `run_glue` does), one score for STS."""
+    spec = tasks.get(task)
+    return 1 if spec.kind == "regression" else max(spec.num_classes, 2)
+
+
+def encode_split(tokenizer, split: TaskSplit, max_length: int) -> list[dict[str, list[int]]]:
+    """Each row's token ids and token types, pairs as the tokenizer's own text pairs (the longer
+    sentence truncated first)."""
+    texts = [e.texts for e in split.examples]
+    first = [t[0] for t in texts]
+    second = [t[1] for t in texts] if texts and len(texts[0]) > 1 else None
+    encoded = tokenizer(first, second, truncation=True, max_length=max_length)
+    return [dict(zip(encoded.keys(), row, strict=True)) for row in zip(*encoded.values(), strict=True)]
+
+
+def _lengths(rows: list[dict[str, list[int]]]) -> list[int]:
+    return [len(row["input_ids"]) for row in rows]
+
+
+def _batch(tokenizer, rows: list[dict[str, list[int]]], idx: list[int],
+           device: torch.device) -> dict[str, torch.Tensor]:
+    padded = tokenizer.pad([rows[i] for i in idx], return_tensors="pt")
+    return {k: v.to(device) for k, v in padded.items()}
+
+
+def peer_outputs(model, tokenizer, ids: list[dict[str, list[int]]], batch_size: int,
+                 runtime: Runtime) -> np.ndarray:
+    """The head's outputs in input order: logits (N, labels), or scores (N,) for one label."""
+    model.eval()
+    outputs: list[np.ndarray | None] = [None] * len(ids)
+    with torch.no_grad():
+        for idx in batch_indices(_lengths(ids), batch_size, shuffle=False):
+            with runtime.autocast():
+                logits = model(**_batch(tokenizer, ids, idx, runtime.device)).logits.float().cpu().numpy()
+            for row, i in enumerate(idx):
+                outputs[i] = logits[row]
+    stacked = np.stack(outputs)
+    return stacked[:, 0] if stacked.shape[1] == 1 else stacked
+
+
+def predictions_from(task: str, outputs: np.ndarray) -> np.ndarray:
+    """Labels as the task files hold them (class index; 0/1), or the raw score for STS."""
+    return outputs if tasks.get(task).kind == "regression" else outputs.argmax(-1)
+
+
+@dataclass
+class PeerRun:
+    """One task's peer fine-tune: its record and its dev predictions (in the dev file's order)."""
+
+    record: RunRecord
+    dev_predictions: np.ndarray
+    dev_ids: list[str]
+    extra: dict = field(default_factory=dict)
+
+
+def fine_tune(task: str, train: TaskSplit, heldout: TaskSplit, dev: TaskSplit, checkpoint: str,
+              recipe: PeerRecipe, runtime: Runtime, seed: int) -> PeerRun:
+    """Fine-tune the checkpoint on one task as `transformers` users do; keep the epoch with the best
+    held-out score and score dev once with it."""
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        get_linear_schedule_with_warmup,
+    )
+
+    spec = tasks.get(task)
+    random.seed(seed)
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=num_labels(task))
+    model.to(runtime.device)
+    encoded = {name: encode_split(tokenizer, split, recipe.max_length)
+               for name, split in (("train", train), ("heldout", heldout), ("dev", dev))}
+    labels = torch.tensor([e.label for e in train.examples],
+                          dtype=torch.float if spec.kind == "regression" else torch.long)
+    lengths = _lengths(encoded["train"])
+    steps_per_epoch = math.ceil(len(lengths) / recipe.batch_size)
+    decay = [p for n, p in model.named_parameters() if not n.endswith("bias") and "LayerNorm" not in n]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr)
+    total = steps_per_epoch * recipe.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(recipe.warmup_ratio * total), total)
+
+    def score(split: str, gold: TaskSplit) -> tuple[float, np.ndarray]:
+        outputs = peer_outputs(model, tokenizer, encoded[split], recipe.eval_batch_size, runtime)
+        predicted = predictions_from(task, outputs)
+        return float(spec.score(predicted, [e.label for e in gold.examples])), predicted
+
+    history, best_score, kept = [], -np.inf, None
+    for epoch in range(1, recipe.epochs + 1):
+        model.train()
+        started, total_loss, batches = time.perf_counter(), 0.0, 0
+        for idx in batch_indices(lengths, recipe.batch_size, shuffle=True, seed=seed + epoch):
+            batch = _batch(tokenizer, encoded["train"], idx, runtime.device)
+            with runtime.autocast():
+                loss = model(**batch, labels=labels[idx].to(runtime.device)).loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"peer {task}, epoch {epoch}: the loss is {loss.item()}")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            total_loss, batches = total_loss + loss.item(), batches + 1
+        seconds = time.perf_counter() - started
+        heldout_score, _ = score("heldout", heldout)
+        history.append({"epoch": epoch, "seconds": seconds, "steps": batches, "examples": len(lengths),
+                        f"{task}_train_loss": total_loss / max(batches, 1),
+                        f"heldout_{spec.metric}": heldout_score})
+        if heldout_score >= best_score:  # the latest of equals, as our trainer keeps
+            best_score, kept = heldout_score, copy.deepcopy(model.state_dict())
+    model.load_state_dict(kept)
+    best = max(h["epoch"] for h in history if h[f"heldout_{spec.metric}"] == best_score)
+    started = time.perf_counter()
+    dev_score, dev_predicted = score("dev", dev)
+    history[best - 1].update({spec.metric: dev_score, "dev_seconds": time.perf_counter() - started})
+    record = RunRecord(name=f"peer-{task}", arm="peer", dev={spec.metric: dev_score},
+                       heldout={spec.metric: best_score}, best_epoch=best, history=history,
+                       config={**recipe.__dict__, "seed": seed, "model": type(model).__name__,
+                               "precision": runtime.precision},
+                       train_sizes={task: len(train)}, dev_sizes={task: len(dev)},
+                       parameters=sum(p.numel() for p in model.parameters()))
+    return PeerRun(record, dev_predicted, [e.id for e in dev.examples])
+
+
+def run_peer(cfg, runtime: Runtime, tokenizer=None) -> tuple[list[PeerRun], dict]:
+    """Every task of `cfg.tasks` fine-tuned apart on the rows notebook 06 uses (the same train
+    subsample, held-out carve and dev rows, drawn with the same seed); the runs and the data summary."""
+    from minbert.bert import load_tokenizer, resolve_checkpoint
+    from minbert.data import load_tasks
+
+    checkpoint = str(resolve_checkpoint(cfg.checkpoint))
+    data = load_tasks(tokenizer or load_tokenizer(cfg.checkpoint), cfg.max_length, names=tuple(cfg.tasks),
+                      train_limits=cfg.train_limits, dev_limit=cfg.dev_limit, seed=cfg.seed,
+                      strict=cfg.strict_data, heldout_sizes=cfg.heldout_sizes)
+    recipe = PeerRecipe(**{k: getattr(cfg, k) for k in PeerRecipe.__dataclass_fields__})
+    splits = data.splits
+    runs = [fine_tune(task, splits["train"][task], splits["heldout"][task], splits["dev"][task], checkpoint,
+                      recipe, runtime, cfg.seed) for task in cfg.tasks]
+    return runs, data.summary
+
+
+PEER = "peer_transformers"  # its results file: reports/results/peer_transformers.<profile>.json
+
+
+def record_peer(profile: str, overrides: dict | None = None) -> Path:
+    """Run the peer on a profile as a recorded run: a results file with its stamp, and the dev
+    predictions of each task under reports/predictions/peer_transformers.<profile>/ (for paired
+    comparisons with notebook 06's model); returns the results file."""
+    import transformers
+
+    from minbert.config import load_config
+    from minbert.evaluation import write_predictions
+    from minbert.records import predictions_dir, save_results, start_run
+
+    transformers.logging.set_verbosity_error()  # the head's "newly initialized" notice is expected
+    cfg = load_config(PEER, profile, overrides)
+    runtime = Runtime.resolve(cfg.device, cfg.precision, cfg.seed)
+    stamp = start_run(PEER, cfg, runtime)
+    runs, summary = run_peer(cfg, runtime)
+    for run in runs:
+        task = run.record.name.removeprefix("peer-")
+        write_predictions(predictions_dir(PEER, profile) / f"peer-{task}-dev.csv", run.dev_ids,
+                          run.dev_predictions.tolist(), tasks.get(task).label_column)
+    return save_results(PEER, profile, stamp, summary, [run.record for run in runs])
+
+
+def load_peer_predictions(profile: str, task: str, ids: list[str]) -> np.ndarray | None:
+    """The peer's dev predictions of a task in the order of `ids`, or None where the peer has not run
+    on this profile or did not score every one of those rows."""
+    import pandas as pd
+
+    from minbert.records import published_predictions_dir
+
+    path = published_predictions_dir(PEER, profile) / f"peer-{task}-dev.csv"
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, sep="\t", dtype={"id": str}).set_index("id")
+    if not set(ids) <= set(table.index):
+        return None
+    return table.loc[ids].iloc[:, 0].to_numpy(dtype=float)
