@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     stamp = records.start_run(NOTEBOOK, cfg, runtime)
     final = final_model(cfg, runtime, NOTEBOOK)
     print("\n".join(reporting.aim_findings(final.record, FINAL_AIMS)))
-    path = records.save_results(NOTEBOOK, cfg.profile, stamp, final.data.summary, [final.record],
+    path = records.save_results(NOTEBOOK, cfg.profile, stamp, final.data.summary, final.runs,
                                 checks=final.checks())
     print(f"wrote {path}; {stamp.as_dict()['wall_s']} s on {stamp.device}")
 

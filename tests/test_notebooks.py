@@ -249,20 +249,34 @@ def test_results_notebook_gathers_every_results_file(report_dirs):
 
 
 def test_final_model_smoke_run_with_error_analysis(report_dirs):
+    """The recipe at two seeds, the members chosen on held-out rows, the ablation of two levers against
+    the recipe (paired differences), the error analysis and the panel's static stand-in."""
     cli.main(["run", "06_final_bert", "--profile", "smoke"])
     results = json.loads((report_dirs / "results" / "06_final_bert.smoke.json").read_text())
-    (run,) = results["runs"]
-    assert run["config"]["mode"] == "cross-encoder" and run["config"]["task_order"] == ["qqp", "sts", "sst"]
-    assert run["config"]["smart"] == {"sts": {}}
-    assert [h["bert_frozen"] for h in run["history"]] == [False, True]  # 2 epochs, the last frozen
-    assert set(results["checks"]["aims_met"]) == {"sst_acc", "qqp_acc", "sts_pearson"}
+    members = [r for r in results["runs"] if r["name"].startswith("final")]
+    assert {r["name"] for r in members} >= {"final-seed11711", "final-seed11712"}
+    for run in members:
+        config = run["config"]
+        assert config["mode"] == "cross-encoder" and config["schedule"] == "proportional"
+        assert (config["layer_lr_decay"], config["head_lr"], config["smart"]) == (0.9, 5e-4, {"sts": {}})
+    checks = results["checks"]
+    assert checks["ensemble"] and set(checks["ensemble"]) <= {"final-seed11711", "final-seed11712"}
+    assert len(checks["selection_trace"]) == len(checks["ensemble"])
+    assert set(checks["aims_met"]) == {"sst_acc", "qqp_acc", "sts_pearson"}
+    assert checks["peer_differences"] == []  # the peer has not run on this profile here
+    assert {(d["arm"], d["reference"]) for d in checks["differences"]} == {
+        ("one lr for all layers", "recipe"), ("CLS and mean pooling", "recipe")}
+    ablation = [r for r in results["runs"] if r.get("group") in ("recipe", "one lr for all layers")]
+    assert {r["examples"] if "examples" in r else sum(h["examples"] for h in r["history"])
+            for r in ablation} == {96}  # the same budget: 32 rows per task, one epoch
     predictions = report_dirs / "predictions" / "06_final_bert.smoke"
     for task, column in (("sst", "sentiment"), ("qqp", "is_duplicate"), ("sts", "similarity")):
         lines = (predictions / f"final-{task}-dev.csv").read_text().splitlines()
         assert lines[0] == f"id\t{column}" and len(lines) == 33
     assert (predictions / "final-sts-test.csv").is_file()
     html = (report_dirs / "06_final_bert.smoke.html").read_text()
-    assert "most wrong" in html  # the error analysis
+    assert "most wrong" in html and "wrong answers one class off" in html  # the error analysis
+    assert "No peer results for the smoke profile" in html
     # the static stand-in for the panel: the model's answers to example inputs
     assert "A dull, lifeless and badly acted film." in html and "label: " in html and "probability: " in html
 
@@ -293,10 +307,11 @@ def test_final_model_script_without_jupyter(report_dirs, capsys):
     spec.loader.exec_module(script)
     script.main(["--profile", "smoke", "-p", "weight_decay", "0.0"])
     results = json.loads((report_dirs / "results" / "06_final_bert.smoke.json").read_text())
-    (run,) = results["runs"]
-    assert results["profile"] == "smoke" and [h["bert_frozen"] for h in run["history"]] == [False, True]
+    chosen = results["checks"]["ensemble"]  # an ensemble's record is "final"; one member keeps its name
+    final = next(r for r in results["runs"] if r["name"] == ("final" if len(chosen) > 1 else chosen[0]))
+    assert results["profile"] == "smoke" and results["runs"][0]["config"]["weight_decay"] == 0.0
     aims = results["checks"]["aims"]
-    assert results["checks"]["aims_met"] == {k: run["dev"][k] >= v for k, v in aims.items()}
+    assert results["checks"]["aims_met"] == {k: final["dev"][k] >= v for k, v in aims.items()}
     assert (report_dirs / "predictions" / "06_final_bert.smoke" / "final-sst-test.csv").is_file()
     assert "short of the aim" in capsys.readouterr().out
 

@@ -46,6 +46,54 @@ def most_wrong(table: pd.DataFrame, k: int = 8) -> pd.DataFrame:
     return table[~table["correct"]].nlargest(k, "confidence")
 
 
+def _word_overlap(text: str) -> float:
+    """Jaccard overlap of the lower-cased word sets of a pair's two sentences (`a || b`)."""
+    first, _, second = text.partition(" || ")
+    a, b = set(first.lower().split()), set(second.lower().split())
+    return len(a & b) / max(len(a | b), 1)
+
+
+def _mean_or_dash(values: pd.Series) -> str:
+    return f"{values.mean():.2f}" if len(values) else "-"
+
+
+def error_profile(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """What the mistakes have in common, measured: for SST the share of wrong answers one class off
+    and the most frequent confusion; for QQP the false positives and negatives and the word overlap of
+    wrong pairs against right ones; for STS the mean signed error by gold band (over- or
+    under-estimation of similarity)."""
+    rows = []
+    sst = tables.get("sst")
+    if sst is not None and (~sst["correct"]).any():
+        wrong = sst[~sst["correct"]]
+        names = tasks.get("sst").class_names
+        confusions = wrong.groupby(["gold", "predicted"]).size()
+        gold, predicted = confusions.idxmax()
+        one_off = float(((wrong["gold"] - wrong["predicted"]).abs() == 1).mean())
+        rows += [("SST", "wrong answers one class off", f"{one_off:.0%}"),
+                 ("SST", "most frequent confusion (gold -> predicted)",
+                  f"{names[int(gold)]} -> {names[int(predicted)]} ({int(confusions.max())} rows)")]
+    qqp = tables.get("qqp")
+    if qqp is not None and (~qqp["correct"]).any():
+        wrong = qqp[~qqp["correct"]]
+        overlap = qqp["text"].map(_word_overlap)
+        rows += [("QQP", "false duplicates / missed duplicates",
+                  f"{int((wrong['predicted'] == 1).sum())} / {int((wrong['predicted'] == 0).sum())}"),
+                 ("QQP", "word overlap (Jaccard) of wrong / right pairs",
+                  f"{overlap[~qqp['correct']].mean():.2f} / {overlap[qqp['correct']].mean():.2f}"),
+                 ("QQP", "word overlap of false duplicates / of true duplicates",
+                  f"{_mean_or_dash(overlap[~qqp['correct'] & (qqp['predicted'] == 1)])} / "
+                  f"{_mean_or_dash(overlap[qqp['correct'] & (qqp['gold'] == 1)])}")]
+    sts = tables.get("sts")
+    if sts is not None and len(sts):
+        signed = sts["predicted"] - sts["gold"]
+        bands = pd.cut(sts["gold"], [-0.01, 1, 2, 3, 4, 5], labels=["0-1", "1-2", "2-3", "3-4", "4-5"])
+        for band, values in signed.groupby(bands, observed=True):
+            rows.append(("STS", f"mean predicted - gold, gold {band}",
+                         f"{values.mean():+.2f} ({len(values)} rows)"))
+    return pd.DataFrame(rows, columns=["task", "measure", "value"]).set_index(["task", "measure"])
+
+
 def metric_by_length(task: str, table: pd.DataFrame, lengths: list[int], bins: int = 5) -> pd.DataFrame:
     """The dev metric per length bin (quantiles of the input's token count) with the bin sizes."""
     frame = table.assign(length=lengths)

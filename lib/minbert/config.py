@@ -122,7 +122,8 @@ class MultitaskSettings(NotebookConfig):
     mode: Literal["bi-encoder", "cross-encoder"] = Field(
         "bi-encoder", description="sentences of a pair encoded apart (sBERT) or read together (BERT)")
     attention: str = Field("standard", description="attention variant, e.g. center+linear+sparsemax")
-    pooling: Literal["cls", "mean"] = "mean"
+    pooling: Literal["cls", "mean", "cls+mean"] = Field(
+        "mean", description="the sentence vector: BERT's pooler, the mean of the tokens, or both together")
     head_hidden: int | None = Field(None, gt=0, description="hidden units of the heads; null for linear")
     dropout: dict[TaskName, float] = Field(_per_task(0.1), description="dropout before each task's head")
     shared_similarity: bool = Field(False, description="bi-encoder: one linear layer shared by QQP and STS")
@@ -138,7 +139,12 @@ class MultitaskSettings(NotebookConfig):
     qqp_only_epochs: int = Field(0, ge=0, description="of the epochs, the first ones on QQP alone")
     freeze_epochs: int = Field(0, ge=0, description="of the epochs, the last ones with BERT frozen (heads "
                                "only)")
-    lr: float = Field(5e-5, gt=0.0, description="peak learning rate")
+    lr: float = Field(5e-5, gt=0.0, description="peak learning rate (of the top BERT layer)")
+    layer_lr_decay: float = Field(1.0, gt=0.0, le=1.0, description="each BERT layer's learning rate is this "
+                                  "times the one above it (the embeddings lowest); 1 for one rate")
+    head_lr: float | None = Field(None, gt=0.0, description="peak learning rate of the task heads; null: lr")
+    patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better "
+                                 "held-out score (the best epoch's weights are kept either way); null: never")
     lr_schedule: Literal[LR_SCHEDULES] = Field(
         "linear", description="linear: warmup then linear decay to 0 over the run's steps (the standard "
         "recipe, as Hugging Face's Trainer and the official Sophia script); constant: one lr throughout")
@@ -386,11 +392,45 @@ class SmartConfig(TuningConfig):
         return {**self.smart_defaults(), "epsilon": 0.0, "noise_var": 0.0, "steps": 0}
 
 
-class FinalConfig(OneArmConfig):
-    """06_final_bert: the final multitask model (cross-encoder by default), its error analysis."""
+def _known_levers(levers: list[str]) -> list[str]:
+    from minbert.experiments import LEVERS
 
-    arm: str = "freeze"
+    unknown = [name for name in levers if name not in LEVERS]
+    if unknown:
+        raise ValueError(f"unknown levers {unknown}; known: {list(LEVERS)}")
+    return levers
+
+
+class FinalConfig(OneArmConfig, ComparisonConfig):
+    """06_final_bert: the final multitask model (cross-encoder by default), the ablation of its recipe's
+    levers, its error analysis."""
+
+    arm: str = "proportional"
+    mode: Literal["bi-encoder", "cross-encoder"] = "cross-encoder"
+    ensemble_size: int = Field(1, ge=1, description="runs of the recipe at seeds seed, seed+1, ...; the "
+                               "members kept are chosen on held-out rows and their predictions averaged")
+    levers: list[str] = Field([], description="the ablation: the recipe against each of these alternatives "
+                              "(minbert.experiments.LEVERS); empty for none")
+    ablation_epochs: int = Field(2, ge=1)
+    ablation_train_limits: dict[TaskName, int] = Field({"sst": 1000, "qqp": 1000, "sts": 1000})
+    ablation_dev_limit: int | None = Field(1000, gt=0, description="the ablation's dev subsample; null: all")
     examples_shown: int = Field(8, gt=0, description="rows of the least confident / most wrong tables")
+
+    @field_validator("levers")
+    @classmethod
+    def _known_levers(cls, levers: list[str]) -> list[str]:
+        return _known_levers(levers)
+
+    @model_validator(mode="after")
+    def _levers_fit(self) -> FinalConfig:
+        from minbert.experiments import LEVERS, arm_settings
+
+        for name in self.levers:
+            try:
+                arm_settings(self, self.arm, LEVERS[name].without)
+            except ConfigError as exc:
+                raise ValueError(f"lever {name!r} does not fit these settings: {exc}") from None
+        return self
 
 
 class ResultsConfig(_Settings):

@@ -10,6 +10,7 @@ whole training step, shared with `scripts/train_final.py`.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +23,9 @@ from minbert.attention import variant_movement
 from minbert.bert import BertModel, count_parameters, load_tokenizer
 from minbert.comparison import Comparison
 from minbert.config import ComparisonConfig, FinalConfig, MultitaskSettings, Part1Config
-from minbert.data import TaskData, load_tasks
-from minbert.evaluation import predict_logits, save_predictions, write_predictions
+from minbert.data import TaskData, TaskTensors, load_tasks
+from minbert.ensemble import Ensemble, average_outputs, choose_members, heldout_outputs
+from minbert.evaluation import predict, predict_logits, save_predictions, write_predictions
 from minbert.models import MultitaskBert, SentenceClassifier
 from minbert.records import RunRecord, predictions_dir
 from minbert.runtime import Runtime
@@ -55,6 +57,8 @@ ARMS: dict[str, Arm] = {arm.name: arm for arm in (
     Arm("class-weights", "class-weighted cross-entropy for the imbalanced SST and QQP",
         {"task_order": ["sts", "sst", "qqp"], "class_weights": True}),
     Arm("freeze", "the last epoch with BERT frozen, only the heads training", {"freeze_epochs": 1}),
+    Arm("proportional", "tasks in proportion to their size, annealed toward equal shares, steps interleaved",
+        {"schedule": "proportional", "task_order": ["qqp", "sts", "sst"]}),
     Arm("shared-similarity", "one linear layer shared by QQP and STS before they compare",
         {"task_order": ["sts", "sst", "qqp"], "shared_similarity": True}, "sBERT-Shared Similarity"),
 )}
@@ -170,32 +174,155 @@ def save_run_predictions(model: MultitaskBert, data: TaskData, name: str, notebo
 FINAL_AIMS = {"sst_acc": 0.52, "qqp_acc": 0.86, "sts_pearson": 0.88}
 
 
+@dataclass(frozen=True)
+class Lever:
+    """One choice of the final recipe, and what the ablation runs instead (knob updates over the recipe)."""
+
+    name: str
+    summary: str
+    without: dict[str, Any]
+
+
+# The final recipe's levers: notebook 06's ablation runs the recipe and each of these alternatives
+# on one smaller budget, several seeds, paired intervals against the recipe. (The ensemble and the
+# epoch count are measured on the final run itself: its members and its per-epoch held-out scores.)
+LEVERS: dict[str, Lever] = {lever.name: lever for lever in (
+    Lever("constant lr without clipping", "the recipe's warmup, linear decay and clipping to norm 1, "
+          "against a constant learning rate without clipping",
+          {"lr_schedule": "constant", "max_grad_norm": None}),
+    Lever("one lr for all layers", "layer-wise learning-rate decay, against one rate for every layer",
+          {"layer_lr_decay": 1.0}),
+    Lever("heads at the encoder's lr", "the heads' own learning rate, against the encoder's",
+          {"head_lr": None}),
+    Lever("sequential tasks", "tasks in proportion to their size, interleaved, against the study's "
+          "sequential blocks (QQP, STS, SST)",
+          {"schedule": "sequential", "task_order": ["qqp", "sts", "sst"]}),
+    Lever("CLS pooling", "the recipe's sentence vector, against BERT's pooler ([CLS])", {"pooling": "cls"}),
+    Lever("CLS and mean pooling", "the recipe's sentence vector, against the pooler and the token mean "
+          "side by side", {"pooling": "cls+mean"}),
+    Lever("with R-Drop", "no consistency term, against R-Drop: the symmetric divergence between two "
+          "dropout passes (SMART at zero perturbation), weight 1, on every task",
+          {"smart": {t: {"epsilon": 0.0, "noise_var": 0.0, "steps": 0, "weight": 1.0}
+                     for t in tasks.MULTITASK}}),
+)}
+
+
 @dataclass
 class FinalModel:
-    """Notebook 06's trained model with everything its report and the script need."""
+    """Notebook 06's trained model (one run, or an ensemble of several) with what its report needs."""
 
     record: RunRecord
-    model: MultitaskBert
+    model: MultitaskBert | Ensemble
     data: TaskData
     tokenizer: Any
-    dev_predictions: dict[str, list]
+    dev_outputs: dict[str, torch.Tensor]  # raw outputs on every dev row, computed once
+    members: list[RunRecord] = field(default_factory=list)  # every run trained, chosen or not
+    chosen: list[str] = field(default_factory=list)  # the members kept, in the order chosen
+    selection_trace: list[float] = field(default_factory=list)  # held-out mean after each was added
+
+    @property
+    def dev_predictions(self) -> dict[str, list]:
+        """Dev predictions as the files hold them: class index, 0/1, or the score."""
+        return {task: tasks.get(task).predicted_labels(out) for task, out in self.dev_outputs.items()}
+
+    @property
+    def runs(self) -> list[RunRecord]:
+        """Every run trained, then the ensemble's record where the final model is one."""
+        return [*self.members, *([self.record] if self.record not in self.members else [])]
 
     def aims_met(self) -> dict[str, bool]:
         return {metric: bool(self.record.dev[metric] >= aim) for metric, aim in FINAL_AIMS.items()}
 
     def checks(self) -> dict:
-        return {"aims": FINAL_AIMS, "aims_met": self.aims_met()}
+        return {"aims": FINAL_AIMS, "aims_met": self.aims_met(), "ensemble": self.chosen,
+                "selection_trace": self.selection_trace}
+
+
+def _scores(outputs: dict[str, torch.Tensor], split: dict[str, TaskTensors]) -> dict[str, float]:
+    """Each task's metric of raw outputs against the split's labels."""
+    scores = {}
+    for task, out in outputs.items():
+        spec = tasks.get(task)
+        predicted = out.float().numpy() if spec.kind == "regression" else spec.predicted_labels(out)
+        scores[spec.metric] = float(spec.score(predicted, split[task].labels))
+    return scores
+
+
+def _ensemble_record(members: list[RunRecord], chosen: list[str], cfg: FinalConfig,
+                     heldout: dict[str, float], dev: dict[str, float], dev_seconds: float) -> RunRecord:
+    """The ensemble's record: its held-out and dev scores; one history entry summing its members' training."""
+    kept = [m for m in members if m.name in chosen]
+    totals = {key: sum(h.get(key, 0) for m in kept for h in m.history)
+              for key in ("seconds", "steps", "examples")}
+    entry = {"epoch": 0, **totals, "dev_seconds": dev_seconds, "members": chosen,
+             **{f"heldout_{k}": v for k, v in heldout.items()}, "heldout_mean": tasks.mean_score(heldout),
+             **dev}
+    return RunRecord(name="final", arm=cfg.arm, dev=dev, heldout=heldout, best_epoch=0, history=[entry],
+                     config={**kept[0].config, "ensemble": chosen}, train_sizes=kept[0].train_sizes,
+                     dev_sizes=kept[0].dev_sizes, parameters=sum(m.parameters or 0 for m in kept))
+
+
+def _write_final_predictions(model: MultitaskBert | Ensemble, data: TaskData,
+                             dev_outputs: dict[str, torch.Tensor], notebook: str, cfg: FinalConfig,
+                             runtime: Runtime) -> None:
+    """Dev (from the outputs already computed) and test-student prediction files of the final model."""
+    out_dir = predictions_dir(notebook, cfg.profile)
+    for task, out in dev_outputs.items():
+        spec = tasks.get(task)
+        write_predictions(out_dir / f"final-{task}-dev.csv", data.dev[task].ids, spec.predicted_labels(out),
+                          spec.label_column)
+    save_predictions(model, {"test": data.test}, out_dir, "final", cfg.eval_batch_size, runtime)
 
 
 def final_model(cfg: FinalConfig, runtime: Runtime, notebook: str = "06_final_bert", *,
                 tokenizer=None, data: TaskData | None = None) -> FinalModel:
-    """Train the final model on its arm and write its prediction files; the tokenizer and data
-    are loaded as the config says unless given (a notebook shows them first)."""
+    """Train the final model and write its prediction files: one run of the arm, or with `ensemble_size`
+    runs of it at seeds seed, seed+1, ... whose members are chosen on the held-out rows (greedy forward
+    selection) and averaged. The tokenizer and data are loaded as the config says unless given."""
     tokenizer = tokenizer or load_tokenizer(cfg.checkpoint)
     data = data or load_multitask(cfg, tokenizer)
-    record, model = run_arm(cfg, cfg.arm, data, runtime, notebook=notebook, name="final")
-    predicted = save_run_predictions(model, data, "final", notebook, cfg, runtime)
-    return FinalModel(record, model, data, tokenizer, predicted)
+    if cfg.ensemble_size > 1 and not data.heldout:
+        raise ValueError("an ensemble's members are chosen on held-out rows: set heldout_sizes")
+    members, models = [], []
+    for seed in range(cfg.seed, cfg.seed + cfg.ensemble_size):
+        name = "final" if cfg.ensemble_size == 1 else f"final-seed{seed}"
+        record, model = run_arm(cfg, cfg.arm, data, runtime, notebook=notebook, name=name,
+                                updates={"seed": seed})
+        members.append(record)
+        models.append(model)
+    if cfg.ensemble_size == 1:
+        model, chosen, trace = models[0], [members[0].name], []
+    else:
+        gold = {task: split.labels for task, split in data.heldout.items()}
+        outputs = [heldout_outputs(m, data.heldout, cfg.eval_batch_size, runtime) for m in models]
+        order, trace = choose_members(outputs, gold)
+        chosen = [members[i].name for i in order]
+        model = Ensemble([models[i] for i in order]) if len(order) > 1 else models[order[0]]
+    started = time.perf_counter()
+    dev_outputs = {task: predict(model, split, cfg.eval_batch_size, runtime)
+                   for task, split in data.dev.items()}
+    dev_seconds = time.perf_counter() - started
+    if cfg.ensemble_size == 1:
+        record = members[0]
+    elif len(chosen) == 1:  # one member won: it is the final model, under its own name
+        record = members[order[0]]
+    else:
+        heldout = _scores({t: average_outputs(t, [outputs[i][t] for i in order]) for t in gold}, data.heldout)
+        record = _ensemble_record(members, chosen, cfg, heldout, _scores(dev_outputs, data.dev), dev_seconds)
+    _write_final_predictions(model, data, dev_outputs, notebook, cfg, runtime)
+    return FinalModel(record, model, data, tokenizer, dev_outputs, members, chosen, trace)
+
+
+def run_ablation(cfg: FinalConfig, runtime: Runtime, tokenizer,
+                 notebook: str = "06_final_bert") -> Comparison:
+    """The final recipe against each of `cfg.levers` (one alternative each, `LEVERS`), on the ablation
+    budget (`ablation_epochs`, `ablation_train_limits`, dev cut to `ablation_dev_limit`), every arm at
+    each of `cfg.run_seeds()`; the same held-out rows as the final run select each run's epoch."""
+    small = cfg.with_updates({"epochs": cfg.ablation_epochs, "train_limits": cfg.ablation_train_limits,
+                              "dev_limit": cfg.ablation_dev_limit, "patience": None})
+    data = load_multitask(small, tokenizer)
+    arms = {"recipe": (cfg.arm, None), **{name: (cfg.arm, LEVERS[name].without) for name in cfg.levers}}
+    return run_comparison(small, arms, data, runtime, notebook=f"{notebook}-ablation", reference="recipe")
 
 
 # ----------------------------------------------------------------------------- 01: Part 1

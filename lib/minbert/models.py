@@ -9,18 +9,27 @@ from torch import nn
 from minbert.bert import BertModel, Embedded
 from minbert.tasks import MULTITASK as TASKS
 
-POOLINGS = ("cls", "mean")
+POOLINGS = ("cls", "mean", "cls+mean")
 
 
 def pool(outputs: dict[str, torch.Tensor], attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """One vector per sequence: BERT's pooler output ([CLS] through dense + tanh), or the
-    mean of the non-padded token states (what sentence-transformers trained MiniLM with)."""
+    """One vector per sequence: BERT's pooler output ([CLS] through dense + tanh), the
+    mean of the non-padded token states (what sentence-transformers trained MiniLM with), or
+    both side by side (`cls+mean`, twice the hidden size: see `pooled_size`)."""
     if pooling == "cls":
         return outputs["pooler_output"]
+    mask = attention_mask.unsqueeze(-1).to(outputs["last_hidden_state"].dtype)
+    mean = (outputs["last_hidden_state"] * mask).sum(1) / mask.sum(1).clamp(min=1.0)
     if pooling == "mean":
-        mask = attention_mask.unsqueeze(-1).to(outputs["last_hidden_state"].dtype)
-        return (outputs["last_hidden_state"] * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return mean
+    if pooling == "cls+mean":
+        return torch.cat([outputs["pooler_output"].to(mean.dtype), mean], dim=-1)
     raise ValueError(f"unknown pooling {pooling!r}; known: {list(POOLINGS)}")
+
+
+def pooled_size(hidden_size: int, pooling: str) -> int:
+    """The width of `pool`'s vector."""
+    return 2 * hidden_size if pooling == "cls+mean" else hidden_size
 
 
 class SentenceClassifier(nn.Module):
@@ -39,7 +48,7 @@ class SentenceClassifier(nn.Module):
         self.pooling = pooling
         self.freeze_bert = freeze_bert
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(bert.config.hidden_size, num_classes)
+        self.head = nn.Linear(pooled_size(bert.config.hidden_size, pooling), num_classes)
         for p in bert.parameters():
             p.requires_grad = not freeze_bert
 
@@ -96,7 +105,7 @@ class MultitaskBert(nn.Module):
         missing = [t for t in TASKS if t not in rates]
         if missing or set(rates) - set(TASKS):
             raise ValueError(f"dropout needs one rate for each of {list(TASKS)}, got {sorted(rates)}")
-        size = bert.config.hidden_size
+        size = pooled_size(bert.config.hidden_size, pooling)
         self.bert = bert
         self.pooling = pooling
         self.mode = mode

@@ -15,6 +15,7 @@ import copy
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from minbert import tasks
+from minbert.comparison import Difference, paired_difference
 from minbert.data import TaskSplit, batch_indices
 from minbert.records import RunRecord
 from minbert.runtime import Runtime
@@ -224,3 +226,17 @@ def load_peer_predictions(profile: str, task: str, ids: list[str]) -> np.ndarray
     if not set(ids) <= set(table.index):
         return None
     return table.loc[ids].iloc[:, 0].to_numpy(dtype=float)
+
+
+def versus_peer(predictions: dict[str, Sequence], ids: dict[str, list[str]], gold: dict[str, Sequence[float]],
+                profile: str, name: str = "ours") -> list[Difference]:
+    """Our dev predictions against the peer's on the same dev rows, per task: the difference of the
+    scores with its paired 95% bootstrap interval over the rows. Tasks the peer has not scored on
+    these rows (not run on this profile, or on other rows) are left out."""
+    found = []
+    for task, ours in predictions.items():
+        theirs = load_peer_predictions(profile, task, ids[task])
+        if theirs is not None:
+            found.append(paired_difference(task, gold[task], np.asarray(ours, dtype=float), theirs,
+                                           arm_name=name, reference_name="peer"))
+    return found

@@ -17,7 +17,7 @@ import seaborn as sns
 
 from minbert import paths, tasks
 from minbert.comparison import Comparison, Difference
-from minbert.evaluation import normalised_confusion
+from minbert.evaluation import margin_of_error, normalised_confusion
 from minbert.files import atomic_write_text
 from minbert.published import STATE_OF_THE_ART, STUDY_FIGURES
 from minbert.records import Results, RunRecord, load_all
@@ -516,3 +516,34 @@ def limits(comparison: Comparison, differences: list[Difference], profile: str) 
         lines.append(f"- This is the {profile} profile, sized for a 2-core CPU: it shows the mechanics and "
                      "the direction of large effects. The full profile (all data, 5 seeds) is the evidence.")
     return "\n".join(lines)
+
+
+def peer_table(ours: dict[str, RunRecord], peer: Results | None,
+               differences: list[Difference]) -> pd.DataFrame:
+    """Per task, whose each row is: the study's final BERT-base (theirs), the peer (transformers' own
+    fine-tune of the same weights, one task at a time) and each of `ours` (label -> record): the dev
+    score with its 95% margin, the dev rows, the training seconds; then ours minus the peer with its
+    paired interval."""
+    theirs = STUDY_FIGURES["BERT-Final"]
+    rows = []
+    for k, task in enumerate(tasks.MULTITASK):
+        spec = tasks.get(task)
+        rows.append({"task": spec.metric_label, "model": "study BERT-Final (theirs; BERT-base, all of QQP)",
+                     "dev": f"{theirs[k]:.3f}", "dev rows": "", "seconds": ""})
+        entries = []
+        if peer is not None:
+            run = next((r for r in peer.runs if spec.metric in r.dev), None)
+            if run is not None:
+                entries.append(("peer: transformers, one task at a time (same weights, same rows)", run))
+        entries += [(label, record) for label, record in ours.items()]
+        for label, record in entries:
+            score, n = record.dev[spec.metric], (record.dev_sizes or {}).get(task)
+            margin = f" ± {margin_of_error(spec.metric, score, n):.3f}" if n and n >= 4 else ""
+            rows.append({"task": spec.metric_label, "model": label, "dev": f"{score:.3f}{margin}",
+                         "dev rows": f"{n:,}" if n else "", "seconds": f"{record.seconds:,.0f}"})
+        for d in differences:
+            if d.task == task:
+                rows.append({"task": spec.metric_label, "model": f"{d.arm} − peer (paired 95% interval)",
+                             "dev": f"{d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]",
+                             "dev rows": f"{d.items:,}", "seconds": ""})
+    return pd.DataFrame(rows).set_index(["task", "model"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-SCHEDULES = ("sequential", "round-robin", "combined", "pcgrad")
+SCHEDULES = ("sequential", "round-robin", "combined", "pcgrad", "proportional")
 MIXED = ("combined", "pcgrad")  # schedules whose steps take every task
 
 
@@ -30,13 +30,29 @@ def _shares(total: int, weights: dict[str, int], order: Sequence[str]) -> dict[s
     return shares
 
 
+def annealed_exponent(epoch: int, epochs: int) -> float:
+    """The `proportional` schedule's exponent: 1 in the first epoch (steps in proportion to size), down
+    to 0.2 in the last (nearer equal shares), as in Stickland and Murray's annealed sampling (2019)."""
+    return 1.0 if epochs <= 1 else 1.0 - 0.8 * (epoch - 1) / (epochs - 1)
+
+
+def _interleaved(shares: dict[str, int], order: Sequence[str]) -> list[tuple[str, ...]]:
+    """Each task's steps spread evenly over the epoch (the k-th of n at (k + 1/2) / n), ties in `order`."""
+    slots = sorted(((k + 0.5) / n, list(order).index(task), task)
+                   for task, n in shares.items() for k in range(n))
+    return [(task,) for _, _, task in slots]
+
+
 def epoch_plan(schedule: str, batches: dict[str, int], order: Sequence[str],
-               qqp_only: bool = False, qqp_cap: bool = False) -> list[tuple[str, ...]]:
+               qqp_only: bool = False, qqp_cap: bool = False, exponent: float = 1.0) -> list[tuple[str, ...]]:
     """The `sum(batches)` steps of one epoch.
 
     - `sequential`: blocks in `order`, each task as many steps as it has batches;
     - `round-robin`: the tasks take turns in `order`, one batch each (smaller tasks cycle);
     - `combined`, `pcgrad`: every step takes a (split) batch of every task;
+    - `proportional`: each task's share of the steps in proportion to its batches to the power
+      `exponent` (see `annealed_exponent`), its steps spread evenly through the epoch, so every
+      head keeps up with the encoder (no task is trained only at the start of an epoch);
     - `qqp_only` (the separate QQP phase): every step on QQP;
     - `qqp_cap` (after that phase): QQP's share is cut to the largest other task's, and the
       sequential blocks share the epoch's steps in proportion (the others cycle a little).
@@ -53,6 +69,8 @@ def epoch_plan(schedule: str, batches: dict[str, int], order: Sequence[str],
         return [tuple(order)] * steps
     if schedule == "round-robin":
         return [(order[k % len(order)],) for k in range(steps)]
+    if schedule == "proportional":
+        return _interleaved(_shares(steps, {t: batches[t] ** exponent for t in order}, order), order)
     weights = dict(batches)
     if qqp_cap:
         weights["qqp"] = min(batches["qqp"], max(n for task, n in batches.items() if task != "qqp"))

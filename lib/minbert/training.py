@@ -37,7 +37,7 @@ from minbert.models import MultitaskBert, SentenceClassifier
 from minbert.optim import AdamW, SophiaG
 from minbert.pcgrad import pcgrad_backward
 from minbert.runtime import CPU, Runtime, seed_everything
-from minbert.schedules import batch_sizes, epoch_plan
+from minbert.schedules import annealed_exponent, batch_sizes, epoch_plan
 from minbert.smart import SmartSettings, dropout_control, embedding_scale, smart_loss
 
 
@@ -161,17 +161,39 @@ def class_weight_tensor(labels: list[int], num_classes: int) -> torch.Tensor:
     return len(labels) / (num_classes * counts.clamp(min=1.0))
 
 
-def parameter_groups(model: MultitaskBert, lr: float, variant_lr: float | None) -> list[dict]:
-    """The model's weights as optimizer groups: the attention variants' own parameters in a group of
-    their own when they get their own learning rate (`variant_lr`), everything else at `lr`."""
+def layer_depth(name: str, num_layers: int) -> int | None:
+    """Where a BERT weight sits for layer-wise learning-rate decay: 0 the embeddings, i + 1 encoder layer i,
+    `num_layers` the pooler; None for what is not BERT's (the heads)."""
+    if name.startswith("bert.embeddings."):
+        return 0
+    if name.startswith("bert.encoder.layer."):
+        return int(name.split(".")[3]) + 1
+    if name.startswith("bert."):
+        return num_layers
+    return None
+
+
+def parameter_groups(model: MultitaskBert, lr: float, variant_lr: float | None = None,
+                     layer_lr_decay: float = 1.0, head_lr: float | None = None) -> list[dict]:
+    """The model's weights as optimizer groups, one per learning rate: the top BERT layer (and the pooler)
+    at `lr`, each layer below at `layer_lr_decay` times the one above it (the embeddings lowest), the
+    heads at `head_lr` (default `lr`), and the attention variants' own parameters at `variant_lr` where
+    it is set. With the defaults, one group at `lr`."""
     from minbert.attention import is_variant_parameter
 
-    if variant_lr is None:
-        return [{"params": list(model.parameters()), "lr": lr}]
-    named = list(model.named_parameters())
-    groups = [{"params": [p for n, p in named if not is_variant_parameter(n)], "lr": lr},
-              {"params": [p for n, p in named if is_variant_parameter(n)], "lr": variant_lr}]
-    return [g for g in groups if g["params"]]
+    num_layers = model.bert.config.num_hidden_layers
+    by_lr: dict[float, list[torch.nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        depth = layer_depth(name, num_layers)
+        if variant_lr is not None and is_variant_parameter(name):
+            rate = variant_lr
+        elif depth is None:
+            rate = lr if head_lr is None else head_lr
+        else:
+            rate = lr * layer_lr_decay ** (num_layers - depth)
+        by_lr.setdefault(rate, []).append(parameter)
+    groups = [{"params": params, "lr": rate} for rate, params in by_lr.items()]
+    return sorted(groups, key=lambda g: g["lr"] != lr)  # the top layer's first: what an epoch records
 
 
 def make_optimizers(model: MultitaskBert, settings: MultitaskSettings) -> dict[str, AdamW | SophiaG]:
@@ -180,7 +202,7 @@ def make_optimizers(model: MultitaskBert, settings: MultitaskSettings) -> dict[s
     variants' parameters train at `variant_lr` where it is set."""
     def build(own: dict[str, float]) -> AdamW | SophiaG:
         lr, weight_decay = own.get("lr", settings.lr), own.get("weight_decay", settings.weight_decay)
-        groups = parameter_groups(model, lr, settings.variant_lr)
+        groups = parameter_groups(model, lr, settings.variant_lr, settings.layer_lr_decay, settings.head_lr)
         if settings.optimizer == "sophia":
             return SophiaG(groups, lr=lr, rho=own.get("rho", settings.rho), weight_decay=weight_decay,
                            bias_correction=settings.hessian_bias_correction)
@@ -214,7 +236,8 @@ def _epoch_plan(train: dict[str, TaskTensors], settings: MultitaskSettings,
     counts = {task: math.ceil(len(data) / settings.batch_size) for task, data in train.items()}
     order = [t for t in settings.task_order if t in train]
     qqp_only, after = _qqp_phase(train, settings, epoch)
-    return epoch_plan(settings.schedule, counts, order, qqp_only=qqp_only, qqp_cap=after)
+    return epoch_plan(settings.schedule, counts, order, qqp_only=qqp_only, qqp_cap=after,
+                      exponent=annealed_exponent(epoch, settings.epochs))
 
 
 def optimizer_steps(train: dict[str, TaskTensors], settings: MultitaskSettings) -> dict[str, int]:
@@ -301,7 +324,8 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     `best.pt` are written after every epoch; `resume` continues from `last.pt`. A finished run's
     `last.pt` keeps only its history and settings (a resume of it trains nothing). TensorBoard
     scalars go to `log_dir`: replaced by a fresh run, continued by a resumed one.
-    `stop_after_epoch` ends the run early, as a kill would (for tests). A NaN or
+    `stop_after_epoch` ends the run early, as a kill would (for tests); `settings.patience` ends it
+    when that many epochs have passed without a better selection score. A NaN or
     infinite loss raises TrainingError and leaves the last good checkpoint in place. A
     `dev_predictions` dict receives the kept epoch's dev predictions per task (for paired comparisons).
     """
@@ -367,6 +391,8 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                 on_epoch(record)
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
                 return history
+            if settings.patience is not None and epoch - best_epoch(history)["epoch"] >= settings.patience:
+                break  # early stopping: the epochs left (frozen ones too) are skipped
     finally:
         if writer is not None:
             writer.close()
@@ -536,6 +562,7 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
         record["sophia_hessian_mean"] = _mean_of_known([o.hessian_mean() for o in sophias])
     for task in train:
         record[f"{task}_train_loss"] = sums[task] / seen[task] if seen[task] else math.nan
+        record[f"{task}_steps"] = sum(task in step for step in plan)  # its share of the budget
         if task in smart:
             record[f"{task}_smart_loss"] = adv_sums[task] / seen[task] if seen[task] else math.nan
             record[f"{task}_smart_control"] = control_sums[task] / seen[task] if seen[task] else math.nan
