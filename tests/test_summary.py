@@ -32,3 +32,25 @@ def test_each_question_is_answered_from_the_saved_differences_full_profile_first
     smart = table.set_index("question").loc["Does SMART help?"]
     assert smart["ours (MiniLM)"] == "none of these arms ran in this profile"
     assert len(table) == len(QUESTIONS)
+
+
+def test_the_final_model_questions_read_the_ensemble_the_peer_and_the_ablation():
+    history = [{"epoch": 0, "seconds": 10.0}]
+    dev = {"sst_acc": 0.5, "qqp_acc": 0.85, "sts_pearson": 0.88}
+    runs = [RunRecord("final-seed1", {**dev, "sst_acc": 0.49}, 2, history, heldout={"sst_acc": 0.6}),
+            RunRecord("final", dev, 0, history, heldout={"sst_acc": 0.5}),  # chosen; its held-out is lower
+            RunRecord("recipe-seed1", {**dev, "sst_acc": 0.3}, 1, history, heldout={"sst_acc": 0.9},
+                      group="recipe")]
+    peer = [Difference("ours", "peer", "sst", 0.02, 0.005, 0.035, [0.02], 1101).to_dict(),
+            Difference("ours", "peer", "qqp", 0.001, -0.004, 0.006, [0.001], 20212).to_dict()]
+    lever = [Difference("one lr for all layers", "recipe", "sst", -0.03, -0.05, -0.01, [-0.03, -0.02],
+                        1000).to_dict()]
+    checks = {"ensemble": ["final-seed1", "final-seed2"], "peer_differences": peer, "differences": lever}
+    result = Results("06_final_bert", "full", {"commit": "abcdef123"}, {}, runs, checks)
+    table = study_summary([result]).set_index("question")["ours (MiniLM)"]
+    assert table["How good is the final multitask model?"].startswith("final: SST acc 0.500, QQP acc 0.850")
+    beats = table["Does the multitask model beat a plain fine-tune of the same weights, one task at a time?"]
+    assert beats == ("ours is above peer on SST acc +0.020 [+0.005, +0.035]; no difference detected at this "
+                     "budget on QQP acc.")
+    levers = table["Which choices of the final recipe help (an ablation, each against the recipe)?"]
+    assert levers == "one lr for all layers is below recipe on SST acc -0.030 [-0.050, -0.010]."

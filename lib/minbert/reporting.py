@@ -21,7 +21,7 @@ from minbert.evaluation import margin_of_error, normalised_confusion
 from minbert.files import atomic_write_text
 from minbert.published import STATE_OF_THE_ART, STUDY_FIGURES
 from minbert.records import Results, RunRecord, load_all
-from minbert.summary import study_summary
+from minbert.summary import final_run, study_summary
 
 METRIC_LABELS = {tasks.get(t).metric: tasks.get(t).metric_label for t in tasks.MULTITASK}
 
@@ -355,7 +355,7 @@ def plot_tasks(table: pd.DataFrame) -> plt.Figure:
 
 def _summary_line(result: Results) -> str:
     """The headline arm's dev scores: the mean over its seeds where it has several."""
-    best = result.headline()
+    best = final_run(result) if "ensemble" in result.checks else result.headline()
     runs = [r for r in result.runs if best.group is not None and r.group == best.group] or [best]
     scores = ", ".join(f"{label} {_mean_or_none([r.dev.get(m) for r in runs]):.3f}"
                        for m, label in METRIC_LABELS.items() if m in best.dev)

@@ -14,8 +14,9 @@ import pandas as pd
 
 from minbert import tasks
 from minbert.comparison import Difference, verdict
+from minbert.experiments import LEVERS
 from minbert.published import STUDY_FIGURES
-from minbert.records import Results
+from minbert.records import Results, RunRecord
 
 PROFILE_ORDER = ("full", "quick", "smoke")  # the evidence first
 
@@ -25,8 +26,16 @@ def _fig(row: str, task: int) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def final_run(result: Results) -> RunRecord:
+    """Notebook 06's final model in its results file: the ensemble ("final") or the one member chosen;
+    the headline run for files that predate ensembles."""
+    chosen = result.checks.get("ensemble") or []
+    name = "final" if len(chosen) != 1 else chosen[0]
+    return next((r for r in result.runs if r.name == name), None) or result.headline()
+
+
 def _final_model(result: Results) -> str:
-    run = result.headline()
+    run = final_run(result)
     specs = [tasks.get(t) for t in tasks.MULTITASK if tasks.get(t).metric in run.dev]
     scores = ", ".join(f"{spec.metric_label} {run.dev[spec.metric]:.3f}" for spec in specs)
     rows = "/".join(f"{run.dev_sizes[t]:,}" for t in tasks.MULTITASK if run.dev_sizes and t in run.dev_sizes)
@@ -81,6 +90,11 @@ QUESTIONS: tuple[Question, ...] = (
     Question("How good is the final multitask model?", "06_final_bert",
              f"BERT-Final (BERT-base, all of QQP): SST {_fig('BERT-Final', 0)}, QQP {_fig('BERT-Final', 1)}, "
              f"STS {_fig('BERT-Final', 2)}.", ours=_final_model),
+    Question("Does the multitask model beat a plain fine-tune of the same weights, one task at a time?",
+             "06_final_bert", "Not asked: the study reports no single-task fine-tune of its weights beside "
+             "its final model.", ("ours",), checks_key="peer_differences"),
+    Question("Which choices of the final recipe help (an ablation, each against the recipe)?",
+             "06_final_bert", "Not measured: the study reports one run per configuration.", tuple(LEVERS)),
 )
 
 
