@@ -20,6 +20,7 @@ data: $(STAMP)
 	$(PY) -m minbert fetch-data
 
 report: data
+	$(PY) -m minbert peer --profile $(PROFILE)
 	$(PY) -m minbert report --profile $(PROFILE)
 
 # The PostgreSQL server the Optuna scale-out test starts: Debian's package, installed if missing.

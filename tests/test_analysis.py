@@ -64,3 +64,27 @@ def test_predictor_on_raw_text(tiny_checkpoint, mode):
         predictor.predict("sts", "w1")
     panel = analysis.prediction_panel(predictor)
     panel.children[3].click()  # the button: runs a prediction without a kernel to show it in
+
+
+def test_the_learning_curve_fits_the_gain_per_doubling_and_extrapolates_to_the_aim():
+    """Scores laid exactly on 0.40 + 0.05 log2(rows / 1000): the fit gives back the slope, the rows at
+    which 0.55 is reached (8,000) and the score at the study's QQP size; runs of one size are averaged."""
+    import math
+
+    from minbert.analysis import STUDY_QQP_TRAIN, learning_curve
+    from minbert.records import RunRecord
+
+    def run(n, score, name):
+        dev = {"sst_acc": score, "qqp_acc": score}
+        return RunRecord(name, dev, 1, [], train_sizes={"sst": n, "qqp": n})
+
+    runs = [run(1000, 0.40, "a"), run(2000, 0.45, "b"), run(4000, 0.49, "c1"), run(4000, 0.51, "c2")]
+    table = learning_curve(runs, {"sst_acc": 0.55, "qqp_acc": 0.86})
+    sst = table.loc["SST acc"]
+    assert sst["gain per doubling"] == pytest.approx(0.05, abs=1e-4)
+    assert sst["rows to reach the aim (fit)"] == "8,000"
+    assert sst["points (rows: dev)"] == "1,000: 0.400, 2,000: 0.450, 4,000: 0.500"
+    expected = 0.40 + 0.05 * math.log2(STUDY_QQP_TRAIN / 1000)
+    study = table.loc["QQP acc", "with the study's 141,506 QQP pairs (fit)"]
+    assert study == pytest.approx(expected, abs=1e-3)
+    assert "STS pearson" not in table.index  # no STS points

@@ -16,6 +16,7 @@ import torch
 from minbert import tasks
 from minbert.data import TaskSplit, pad_batch
 from minbert.models import MultitaskBert
+from minbert.records import RunRecord
 from minbert.runtime import CPU, Runtime
 
 
@@ -220,3 +221,37 @@ def sentence_attention(model: MultitaskBert, tokenizer, sentence: str, runtime: 
     model.eval()
     maps = model.bert.attention_maps(torch.tensor([ids], device=runtime.device))
     return tokenizer.convert_ids_to_tokens(ids), maps[layer][0, head].float().cpu().numpy()
+
+
+# The QQP training pairs the study had (quora-train.csv); SST and STS it had as we do.
+STUDY_QQP_TRAIN = 141_506
+
+
+def learning_curve(runs: list[RunRecord], aims: dict[str, float]) -> pd.DataFrame:
+    """Dev score against train rows per task, from runs of one recipe on different train sizes (runs
+    of equal size are averaged), fitted as score = a + b log2(rows): the gain per doubling of the data,
+    the rows at which the fit reaches the aim, and what it predicts for QQP with the study's 141,506
+    pairs. An extrapolation of a measured trend, not a measurement: it says what data alone would buy."""
+    rows = []
+    for task in tasks.MULTITASK:
+        metric = tasks.get(task).metric
+        points: dict[int, list[float]] = {}
+        for run in runs:
+            if run.train_sizes and task in run.train_sizes and metric in run.dev:
+                points.setdefault(run.train_sizes[task], []).append(run.dev[metric])
+        if len(points) < 2:
+            continue
+        sizes = np.array(sorted(points), dtype=float)
+        scores = np.array([np.mean(points[int(n)]) for n in sizes])
+        slope, intercept = np.polyfit(np.log2(sizes), scores, 1)
+        aim = aims.get(metric)
+        needed = 2 ** ((aim - intercept) / slope) if aim is not None and slope > 0 else None
+        shown = ", ".join(f"{int(n):,}: {v:.3f}" for n, v in zip(sizes, scores, strict=True))
+        row = {"task": tasks.get(task).metric_label, "points (rows: dev)": shown,
+               "gain per doubling": round(float(slope), 4), "aim": aim,
+               "rows to reach the aim (fit)": f"{needed:,.0f}" if needed else "not at this slope"}
+        if task == "qqp":
+            predicted = intercept + slope * np.log2(STUDY_QQP_TRAIN)
+            row["with the study's 141,506 QQP pairs (fit)"] = round(float(predicted), 3)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("task") if rows else pd.DataFrame()

@@ -414,6 +414,8 @@ class FinalConfig(OneArmConfig, ComparisonConfig):
     ablation_epochs: int = Field(2, ge=1)
     ablation_train_limits: dict[TaskName, int] = Field({"sst": 1000, "qqp": 1000, "sts": 1000})
     ablation_dev_limit: int | None = Field(1000, gt=0, description="the ablation's dev subsample; null: all")
+    curve_sizes: list[int] = Field([], description="train rows per task of the learning curve's runs (the "
+                                   "recipe, first seed, the final run's epochs and dev rows); empty for none")
     examples_shown: int = Field(8, gt=0, description="rows of the least confident / most wrong tables")
 
     @field_validator("levers")

@@ -325,6 +325,20 @@ def run_ablation(cfg: FinalConfig, runtime: Runtime, tokenizer,
     return run_comparison(small, arms, data, runtime, notebook=f"{notebook}-ablation", reference="recipe")
 
 
+def run_learning_curve(cfg: FinalConfig, runtime: Runtime, tokenizer,
+                       notebook: str = "06_final_bert") -> list[RunRecord]:
+    """The recipe at the first seed on each of `cfg.curve_sizes` train rows per task (a task with fewer
+    keeps all its rows), with the final run's epochs, held-out rows and dev rows: with the final run's
+    members (all the rows), points of a learning curve in data size."""
+    records = []
+    for size in cfg.curve_sizes:
+        small = cfg.with_updates({"train_limits": dict.fromkeys(tasks.MULTITASK, size), "patience": None})
+        data = load_multitask(small, tokenizer)
+        record, _ = run_arm(small, cfg.arm, data, runtime, notebook=f"{notebook}-curve", name=f"curve-{size}")
+        records.append(record)
+    return records
+
+
 # ----------------------------------------------------------------------------- 01: Part 1
 
 def load_sentence_task(task: str, cfg: Part1Config, tokenizer) -> TaskData:
