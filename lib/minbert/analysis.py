@@ -227,18 +227,20 @@ def sentence_attention(model: MultitaskBert, tokenizer, sentence: str, runtime: 
 STUDY_QQP_TRAIN = 141_506
 
 
-def learning_curve(runs: list[RunRecord], aims: dict[str, float]) -> pd.DataFrame:
-    """Dev score against train rows per task, from runs of one recipe on different train sizes (runs
-    of equal size are averaged), fitted as score = a + b log2(rows): the gain per doubling of the data,
-    the rows at which the fit reaches the aim, and what it predicts for QQP with the study's 141,506
-    pairs. An extrapolation of a measured trend, not a measurement: it says what data alone would buy."""
+def learning_curve(runs: list[RunRecord], aims: dict[str, float], on: str = "dev") -> pd.DataFrame:
+    """Score against train rows per task, from runs of one recipe on different train sizes (runs of equal
+    size are averaged), on dev or on the held-out rows (`on`), fitted as score = a + b log2(rows): the
+    gain per doubling of the data, the rows at which the fit reaches the aim, and what it predicts for
+    QQP with the study's 141,506 pairs. An extrapolation of a measured trend, not a measurement: it says
+    what data alone would buy."""
     rows = []
     for task in tasks.MULTITASK:
         metric = tasks.get(task).metric
         points: dict[int, list[float]] = {}
         for run in runs:
-            if run.train_sizes and task in run.train_sizes and metric in run.dev:
-                points.setdefault(run.train_sizes[task], []).append(run.dev[metric])
+            scores = run.dev if on == "dev" else (run.heldout or {})
+            if run.train_sizes and task in run.train_sizes and metric in scores:
+                points.setdefault(run.train_sizes[task], []).append(scores[metric])
         if len(points) < 2:
             continue
         sizes = np.array(sorted(points), dtype=float)
@@ -247,7 +249,7 @@ def learning_curve(runs: list[RunRecord], aims: dict[str, float]) -> pd.DataFram
         aim = aims.get(metric)
         needed = 2 ** ((aim - intercept) / slope) if aim is not None and slope > 0 else None
         shown = ", ".join(f"{int(n):,}: {v:.3f}" for n, v in zip(sizes, scores, strict=True))
-        row = {"task": tasks.get(task).metric_label, "points (rows: dev)": shown,
+        row = {"task": tasks.get(task).metric_label, f"points (rows: {on})": shown,
                "gain per doubling": round(float(slope), 4), "aim": aim,
                "rows to reach the aim (fit)": f"{needed:,.0f}" if needed else "not at this slope"}
         if task == "qqp":

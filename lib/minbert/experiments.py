@@ -328,11 +328,13 @@ def run_ablation(cfg: FinalConfig, runtime: Runtime, tokenizer,
 def run_learning_curve(cfg: FinalConfig, runtime: Runtime, tokenizer,
                        notebook: str = "06_final_bert") -> list[RunRecord]:
     """The recipe at the first seed on each of `cfg.curve_sizes` train rows per task (a task with fewer
-    keeps all its rows), with the final run's epochs, held-out rows and dev rows: with the final run's
-    members (all the rows), points of a learning curve in data size."""
+    keeps all its rows), with the final run's epochs and held-out rows: with the final run's members
+    (all the rows), points of a learning curve in data size, read on the held-out rows (the same rows
+    for every point; dev is cut to `ablation_dev_limit` rows for these runs, to save time)."""
     records = []
     for size in cfg.curve_sizes:
-        small = cfg.with_updates({"train_limits": dict.fromkeys(tasks.MULTITASK, size), "patience": None})
+        small = cfg.with_updates({"train_limits": dict.fromkeys(tasks.MULTITASK, size), "patience": None,
+                                  "dev_limit": cfg.ablation_dev_limit})
         data = load_multitask(small, tokenizer)
         record, _ = run_arm(small, cfg.arm, data, runtime, notebook=f"{notebook}-curve", name=f"curve-{size}")
         records.append(record)
