@@ -352,3 +352,20 @@ def test_reports_open_with_findings_and_comparisons_end_with_their_limits():
         assert tagged[0].source.startswith("## Findings"), name
         if name not in ("06_final_bert", "07_results"):  # one model; the gathered results
             assert any(c.source.strip() == "## Limits" for c in cells), name
+
+
+def test_a_report_links_to_prediction_files_only_where_its_notebook_writes_them():
+    """The link to predictions/<notebook>.<profile>/ at the top of a report must not point at nothing:
+    a notebook that writes no prediction files asks for its links without it."""
+    import nbformat
+
+    from minbert import paths
+
+    writers = ("save_run_predictions(", "save_sst_predictions(", "final_model(")
+    for name in notebook_names():
+        source = "\n".join(c.source for c in nbformat.read(paths.notebooks_dir() / f"{name}.ipynb",
+                                                            as_version=4).cells if c.cell_type == "code")
+        call = re.search(r"report_links\(NOTEBOOK, cfg\.profile(.*?)\)\)", source)
+        assert call, name
+        links_predictions = "predictions=False" not in call.group(1) and "outputs=False" not in call.group(1)
+        assert links_predictions == any(w in source for w in writers), name

@@ -25,15 +25,17 @@ from minbert.summary import final_run, study_summary
 
 METRIC_LABELS = {tasks.get(t).metric: tasks.get(t).metric_label for t in tasks.MULTITASK}
 
-def report_links(notebook: str, profile: str, outputs: bool = True):
+def report_links(notebook: str, profile: str, outputs: bool = True, predictions: bool = True):
     """The links a rendered report (reports/<notebook>.<profile>.html) opens with: back to the index,
-    and, with `outputs`, to its results file and its prediction files (paths relative to reports/)."""
+    and, with `outputs`, to its results file and (for a notebook that writes them, `predictions`) its
+    prediction files (paths relative to reports/)."""
     from IPython.display import HTML
 
     links = [("all reports", "index.html")]
     if outputs:
-        links += [("results file", f"results/{notebook}.{profile}.json"),
-                  ("prediction files", f"predictions/{notebook}.{profile}/")]
+        links.append(("results file", f"results/{notebook}.{profile}.json"))
+    if outputs and predictions:
+        links.append(("prediction files", f"predictions/{notebook}.{profile}/"))
     items = " · ".join(f'<a href="{html.escape(href)}">{html.escape(text)}</a>' for text, href in links)
     return HTML(f"<p>{items}</p>")
 
