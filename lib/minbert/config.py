@@ -115,6 +115,8 @@ class MultitaskSettings(NotebookConfig):
     train_limits: dict[TaskName, int] = Field(
         {}, description="seeded train subsample per task; a task not named keeps all its rows")
     dev_limit: int | None = Field(None, gt=0, description="seeded subsample of each dev set; null for all")
+    test_limit: int | None = Field(None, gt=0, description="seeded subsample of each test-student file whose "
+                                   "predictions are written; null for all")
     heldout_sizes: dict[TaskName, int] = Field(
         {"sst": 800, "qqp": 1000, "sts": 600}, description="seeded rows carved from each train file: every "
         "selection (best epoch, tuning, headline run) is made on them; dev is only reported")

@@ -78,8 +78,8 @@ def load_multitask(cfg: MultitaskSettings, tokenizer) -> TaskData:
     """SST, QQP and STS as the settings say: sizes, seed, strictness, and pairs read together in
     cross-encoder mode."""
     return load_tasks(tokenizer, cfg.max_length, train_limits=cfg.train_limits, dev_limit=cfg.dev_limit,
-                      seed=cfg.seed, strict=cfg.strict_data, cross_encoder=cfg.mode == "cross-encoder",
-                      heldout_sizes=cfg.heldout_sizes)
+                      test_limit=cfg.test_limit, seed=cfg.seed, strict=cfg.strict_data,
+                      cross_encoder=cfg.mode == "cross-encoder", heldout_sizes=cfg.heldout_sizes)
 
 
 def build_model(settings: MultitaskSettings) -> MultitaskBert:
