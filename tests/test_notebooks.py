@@ -258,15 +258,15 @@ def test_final_model_smoke_run_with_error_analysis(report_dirs):
     for run in members:
         config = run["config"]
         assert config["mode"] == "cross-encoder" and config["schedule"] == "proportional"
-        assert (config["layer_lr_decay"], config["head_lr"], config["smart"]) == (0.9, 5e-4, {"sts": {}})
+        assert (config["pooling"], config["head_lr"], config["smart"]) == ("cls+mean", 5e-4, {"sts": {}})
     checks = results["checks"]
     assert checks["ensemble"] and set(checks["ensemble"]) <= {"final-seed11711", "final-seed11712"}
     assert len(checks["selection_trace"]) == len(checks["ensemble"])
     assert set(checks["aims_met"]) == {"sst_acc", "qqp_acc", "sts_pearson"}
     assert checks["peer_differences"] == []  # the peer has not run on this profile here
     assert {(d["arm"], d["reference"]) for d in checks["differences"]} == {
-        ("one lr for all layers", "recipe"), ("CLS and mean pooling", "recipe")}
-    ablation = [r for r in results["runs"] if r.get("group") in ("recipe", "one lr for all layers")]
+        ("layer-wise lr decay", "recipe"), ("mean pooling", "recipe")}
+    ablation = [r for r in results["runs"] if r.get("group") in ("recipe", "layer-wise lr decay")]
     assert {r["examples"] if "examples" in r else sum(h["examples"] for h in r["history"])
             for r in ablation} == {96}  # the same budget: 32 rows per task, one epoch
     predictions = report_dirs / "predictions" / "06_final_bert.smoke"

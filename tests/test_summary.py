@@ -43,7 +43,7 @@ def test_the_final_model_questions_read_the_ensemble_the_peer_and_the_ablation()
                       group="recipe")]
     peer = [Difference("ours", "peer", "sst", 0.02, 0.005, 0.035, [0.02], 1101).to_dict(),
             Difference("ours", "peer", "qqp", 0.001, -0.004, 0.006, [0.001], 20212).to_dict()]
-    lever = [Difference("one lr for all layers", "recipe", "sst", -0.03, -0.05, -0.01, [-0.03, -0.02],
+    lever = [Difference("layer-wise lr decay", "recipe", "sst", -0.03, -0.05, -0.01, [-0.03, -0.02],
                         1000).to_dict()]
     checks = {"ensemble": ["final-seed1", "final-seed2"], "peer_differences": peer, "differences": lever}
     result = Results("06_final_bert", "full", {"commit": "abcdef123"}, {}, runs, checks)
@@ -53,4 +53,4 @@ def test_the_final_model_questions_read_the_ensemble_the_peer_and_the_ablation()
     assert beats == ("ours is above peer on SST acc +0.020 [+0.005, +0.035]; no difference detected at this "
                      "budget on QQP acc.")
     levers = table["Which choices of the final recipe help (an ablation, each against the recipe)?"]
-    assert levers == "one lr for all layers is below recipe on SST acc -0.030 [-0.050, -0.010]."
+    assert levers == "layer-wise lr decay is below recipe on SST acc -0.030 [-0.050, -0.010]."

@@ -190,14 +190,17 @@ LEVERS: dict[str, Lever] = {lever.name: lever for lever in (
     Lever("constant lr without clipping", "the recipe's warmup, linear decay and clipping to norm 1, "
           "against a constant learning rate without clipping",
           {"lr_schedule": "constant", "max_grad_norm": None}),
-    Lever("one lr for all layers", "layer-wise learning-rate decay, against one rate for every layer",
-          {"layer_lr_decay": 1.0}),
+    Lever("layer-wise lr decay", "one learning rate for every layer, against each layer at 0.9 times the "
+          "rate of the one above it", {"layer_lr_decay": 0.9}),
     Lever("heads at the encoder's lr", "the heads' own learning rate, against the encoder's",
           {"head_lr": None}),
     Lever("sequential tasks", "tasks in proportion to their size, interleaved, against the study's "
           "sequential blocks (QQP, STS, SST)",
           {"schedule": "sequential", "task_order": ["qqp", "sts", "sst"]}),
-    Lever("CLS pooling", "the recipe's sentence vector, against BERT's pooler ([CLS])", {"pooling": "cls"}),
+    Lever("CLS pooling", "the recipe's sentence vector, against BERT's pooler ([CLS]) alone",
+          {"pooling": "cls"}),
+    Lever("mean pooling", "the recipe's sentence vector, against the token mean alone (what MiniLM was "
+          "trained with)", {"pooling": "mean"}),
     Lever("CLS and mean pooling", "the recipe's sentence vector, against the pooler and the token mean "
           "side by side", {"pooling": "cls+mean"}),
     Lever("with R-Drop", "no consistency term, against R-Drop: the symmetric divergence between two "
