@@ -88,3 +88,24 @@ def test_the_learning_curve_fits_the_gain_per_doubling_and_extrapolates_to_the_a
     study = table.loc["QQP acc", "with the study's 141,506 QQP pairs (fit)"]
     assert study == pytest.approx(expected, abs=1e-3)
     assert "STS pearson" not in table.index  # no STS points
+
+
+def test_the_error_profile_counts_what_the_mistakes_share():
+    """Hand-made tables: SST's wrong answers one class off and its commonest confusion; QQP's mistakes by
+    kind and the word overlap of each cell; STS's signed error by gold band."""
+    from minbert.analysis import error_profile
+
+    sst = pd.DataFrame({"gold": [2, 2, 3, 0, 4], "predicted": [3, 3, 4, 3, 4],
+                        "correct": [False] * 4 + [True]})
+    qqp = pd.DataFrame({"text": ["a b c || a b c", "a b || c d", "a b c d || a b c e", "x y || z w"],
+                        "gold": [1, 1, 0, 0], "predicted": [1, 0, 1, 0], "confidence": [0.9, 0.8, 0.7, 0.9]})
+    qqp["correct"] = qqp["gold"] == qqp["predicted"]
+    sts = pd.DataFrame({"gold": [0.5, 0.2, 4.5], "predicted": [1.5, 0.2, 4.0]})
+    profile = error_profile({"sst": sst, "qqp": qqp, "sts": sts})["value"]
+    assert profile[("SST", "wrong answers one class off")] == "75%"  # 2->3, 2->3, 3->4; not 0->3
+    assert profile[("SST", "most frequent confusion (gold -> predicted)")].endswith("(2 rows)")
+    assert profile[("QQP", "false duplicates / missed duplicates")] == "1 / 1"
+    assert profile[("QQP", "word overlap (Jaccard): duplicates found / missed")] == "1.00 / 0.00"
+    assert profile[("QQP", "word overlap: non-duplicates kept apart / called duplicates")] == "0.00 / 0.60"
+    assert profile[("STS", "mean predicted - gold, gold 0-1")] == "+0.50 (2 rows)"
+    assert profile[("STS", "mean predicted - gold, gold 4-5")] == "-0.50 (1 rows)"
