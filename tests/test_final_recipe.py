@@ -219,3 +219,20 @@ def test_the_peer_fine_tunes_with_transformers_and_keeps_its_best_held_out_epoch
                               {task.name: gold}, "smoke")
         assert same.estimate == 0.0 and same.low == same.high == 0.0
     assert versus_peer({"qqp": [0, 1]}, {"qqp": ["a", "b"]}, {"qqp": [0, 1]}, "smoke") == []  # not run
+
+
+def test_averaging_the_members_saved_outputs_equals_the_ensembles_own_prediction(tiny_checkpoint, tasks):
+    """The final model averages the dev outputs its members computed at the end of their runs instead of
+    a second pass over dev: the same outputs as predicting with the `Ensemble`."""
+    from minbert.evaluation import predict
+
+    _, dev = tasks
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        members.append(MultitaskBert(BertModel.from_pretrained(tiny_checkpoint), mode="bi-encoder").eval())
+    ensemble = Ensemble(members)
+    for task, split in dev.items():
+        saved = [predict(m, split, 8, CPU) for m in members]
+        torch.testing.assert_close(average_outputs(task, saved), predict(ensemble, split, 8, CPU),
+                                   atol=1e-5, rtol=1e-5)

@@ -122,14 +122,18 @@ def predict(model: MultitaskBert, data: TaskTensors, batch_size: int,
 
 
 def dev_metrics(model: MultitaskBert, dev: dict[str, TaskTensors], batch_size: int,
-                runtime: Runtime = CPU, predictions: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+                runtime: Runtime = CPU, predictions: dict[str, np.ndarray] | None = None,
+                raw: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     """Each task's dev metric (accuracy, Pearson correlation) and dev loss. A `predictions` dict
     receives each task's predictions in input order (class labels, or raw scores for regression):
-    what a paired comparison of runs resamples."""
+    what a paired comparison of runs resamples; a `raw` dict the model's raw outputs (what an
+    ensemble averages)."""
     metrics = {}
     for name, data in dev.items():
         task = tasks.get(name)
         outputs = predict(model, data, batch_size, runtime)
+        if raw is not None:
+            raw[name] = outputs
         gold = torch.tensor(data.labels, dtype=task.label_dtype)
         metrics[f"{name}_dev_loss"] = float(task.loss(outputs, gold))
         predicted = outputs.float().numpy() if task.kind == "regression" else task.predicted_labels(outputs)

@@ -10,7 +10,6 @@ whole training step, shared with `scripts/train_final.py`.
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,7 @@ from minbert.comparison import Comparison
 from minbert.config import ComparisonConfig, FinalConfig, MultitaskSettings, Part1Config
 from minbert.data import TaskData, TaskTensors, load_tasks
 from minbert.ensemble import Ensemble, average_outputs, choose_members, heldout_outputs
-from minbert.evaluation import predict, predict_logits, save_predictions, write_predictions
+from minbert.evaluation import predict_logits, save_predictions, write_predictions
 from minbert.models import MultitaskBert, SentenceClassifier
 from minbert.records import RunRecord, predictions_dir
 from minbert.runtime import Runtime
@@ -94,14 +93,16 @@ def build_model(settings: MultitaskSettings) -> MultitaskBert:
 def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, *, notebook: str,
             name: str | None = None, updates: dict[str, Any] | None = None, checkpoints: bool = True,
             on_epoch: Callable[[dict], None] | None = None,
-            dev_predictions: dict[str, np.ndarray] | None = None) -> tuple[RunRecord, MultitaskBert]:
+            dev_predictions: dict[str, np.ndarray] | None = None,
+            dev_outputs: dict[str, torch.Tensor] | None = None) -> tuple[RunRecord, MultitaskBert]:
     """Train one arm from the pretrained checkpoint; its record and model (best epoch).
 
     `updates` change knobs over the arm's (an attention variant, a tuned optimizer, a run seed...);
     `name` (default: the arm) tells apart runs of one arm with other settings. Checkpoints
     go to runs/<notebook>/<profile>/<name>/, TensorBoard logs to runs/tensorboard/; without
     `checkpoints` (tuning trials) nothing is written. `on_epoch` sees each epoch's record; a
-    `dev_predictions` dict receives the kept epoch's dev predictions.
+    `dev_predictions` dict receives the kept epoch's dev predictions, a `dev_outputs` dict its raw dev
+    outputs.
     """
     name = name or arm
     settings = arm_settings(cfg, arm, updates)
@@ -112,7 +113,7 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
     history = train_multitask(model, data.train, data.dev, settings, heldout=data.heldout or None, name=name,
                               runtime=runtime,
                               checkpoint_dir=checkpoint_dir, resume=settings.resume and checkpoints,
-                              on_epoch=on_epoch, dev_predictions=dev_predictions,
+                              on_epoch=on_epoch, dev_predictions=dev_predictions, dev_outputs=dev_outputs,
                               log_dir=paths.runs_dir() / "tensorboard" / notebook / settings.profile / name)
     best = best_epoch(history)  # the epoch whose weights the trainer kept
     knobs = set(MultitaskSettings.model_fields) - {"profile", "device", "strict_data", "resume"}
@@ -252,12 +253,12 @@ def _scores(outputs: dict[str, torch.Tensor], split: dict[str, TaskTensors]) -> 
 
 
 def _ensemble_record(members: list[RunRecord], chosen: list[str], cfg: FinalConfig,
-                     heldout: dict[str, float], dev: dict[str, float], dev_seconds: float) -> RunRecord:
+                     heldout: dict[str, float], dev: dict[str, float]) -> RunRecord:
     """The ensemble's record: its held-out and dev scores; one history entry summing its members' training."""
     kept = [m for m in members if m.name in chosen]
     totals = {key: sum(h.get(key, 0) for m in kept for h in m.history)
               for key in ("seconds", "steps", "examples")}
-    entry = {"epoch": 0, **totals, "dev_seconds": dev_seconds, "members": chosen,
+    entry = {"epoch": 0, **totals, "members": chosen,
              **{f"heldout_{k}": v for k, v in heldout.items()}, "heldout_mean": tasks.mean_score(heldout),
              **dev}
     return RunRecord(name="final", arm=cfg.arm, dev=dev, heldout=heldout, best_epoch=0, history=[entry],
@@ -286,32 +287,34 @@ def final_model(cfg: FinalConfig, runtime: Runtime, notebook: str = "06_final_be
     data = data or load_multitask(cfg, tokenizer)
     if cfg.ensemble_size > 1 and not data.heldout:
         raise ValueError("an ensemble's members are chosen on held-out rows: set heldout_sizes")
-    members, models = [], []
+    members, models, member_dev = [], [], []
     for seed in range(cfg.seed, cfg.seed + cfg.ensemble_size):
         name = "final" if cfg.ensemble_size == 1 else f"final-seed{seed}"
+        dev_outputs: dict[str, torch.Tensor] = {}
         record, model = run_arm(cfg, cfg.arm, data, runtime, notebook=notebook, name=name,
-                                updates={"seed": seed})
+                                updates={"seed": seed}, dev_outputs=dev_outputs)
         members.append(record)
         models.append(model)
+        member_dev.append(dev_outputs)
     if cfg.ensemble_size == 1:
         model, chosen, trace = models[0], [members[0].name], []
+        order = [0]
     else:
         gold = {task: split.labels for task, split in data.heldout.items()}
         outputs = [heldout_outputs(m, data.heldout, cfg.eval_batch_size, runtime) for m in models]
         order, trace = choose_members(outputs, gold)
         chosen = [members[i].name for i in order]
         model = Ensemble([models[i] for i in order]) if len(order) > 1 else models[order[0]]
-    started = time.perf_counter()
-    dev_outputs = {task: predict(model, split, cfg.eval_batch_size, runtime)
-                   for task, split in data.dev.items()}
-    dev_seconds = time.perf_counter() - started
+    # the members' dev outputs were computed once, at the end of their runs: the ensemble averages them
+    dev_outputs = member_dev[order[0]] if len(order) == 1 else {
+        task: average_outputs(task, [member_dev[i][task] for i in order]) for task in data.dev}
     if cfg.ensemble_size == 1:
         record = members[0]
     elif len(chosen) == 1:  # one member won: it is the final model, under its own name
         record = members[order[0]]
     else:
         heldout = _scores({t: average_outputs(t, [outputs[i][t] for i in order]) for t in gold}, data.heldout)
-        record = _ensemble_record(members, chosen, cfg, heldout, _scores(dev_outputs, data.dev), dev_seconds)
+        record = _ensemble_record(members, chosen, cfg, heldout, _scores(dev_outputs, data.dev))
     _write_final_predictions(model, data, dev_outputs, notebook, cfg, runtime)
     return FinalModel(record, model, data, tokenizer, dev_outputs, members, chosen, trace)
 

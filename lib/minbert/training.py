@@ -314,7 +314,8 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                     checkpoint_dir: Path | None = None, resume: bool = False, log_dir: Path | None = None,
                     stop_after_epoch: int | None = None,
                     on_epoch: Callable[[dict], None] | None = None,
-                    dev_predictions: dict[str, np.ndarray] | None = None) -> list[dict]:
+                    dev_predictions: dict[str, np.ndarray] | None = None,
+                    dev_outputs: dict[str, torch.Tensor] | None = None) -> list[dict]:
     """Train as the settings say; keep the weights of the best epoch: the best mean score on the
     `heldout` rows (carved from train) where given, else on dev (then dev is both selected on and
     reported). With held-out rows, each epoch is scored on them alone and dev is evaluated once, for
@@ -327,7 +328,8 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     `stop_after_epoch` ends the run early, as a kill would (for tests); `settings.patience` ends it
     when that many epochs have passed without a better selection score. A NaN or
     infinite loss raises TrainingError and leaves the last good checkpoint in place. A
-    `dev_predictions` dict receives the kept epoch's dev predictions per task (for paired comparisons).
+    `dev_predictions` dict receives the kept epoch's dev predictions per task (for paired comparisons),
+    a `dev_outputs` dict its raw dev outputs (for an ensemble, without a second pass over dev).
     """
     device = runtime.device
     model.to(device)
@@ -407,10 +409,10 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
         model.load_state_dict(kept_state)
     predicted: dict[str, np.ndarray] = {}
     if heldout:  # dev, once, for the kept weights
-        scores = dev_metrics(model, dev, settings.eval_batch_size, runtime, predicted)
+        scores = dev_metrics(model, dev, settings.eval_batch_size, runtime, predicted, dev_outputs)
         best_epoch(history).update({**scores, "dev_mean": tasks.mean_score(scores)})
-    elif dev_predictions is not None:
-        dev_metrics(model, dev, settings.eval_batch_size, runtime, predicted)
+    elif dev_predictions is not None or dev_outputs is not None:
+        dev_metrics(model, dev, settings.eval_batch_size, runtime, predicted, dev_outputs)
     if dev_predictions is not None:
         dev_predictions.update(predicted)
     return history
