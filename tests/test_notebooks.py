@@ -21,6 +21,7 @@ def check_clean_report(page) -> None:
     assert 'data-mime-type="application/vnd.jupyter.stderr"' not in text, page.name
     assert not FETCHED.search(text), f"{page.name} fetches {FETCHED.search(text).group(0)}"
     assert "application/vnd.jupyter.widget-state+json" not in text, page.name
+    assert "step/s]" not in text and "VBox(children=" not in text, page.name  # no widget's text stand-in
 
 
 @pytest.fixture
@@ -369,3 +370,21 @@ def test_a_report_links_to_prediction_files_only_where_its_notebook_writes_them(
         assert call, name
         links_predictions = "predictions=False" not in call.group(1) and "outputs=False" not in call.group(1)
         assert links_predictions == any(w in source for w in writers), name
+
+
+def test_a_report_drops_widget_outputs_and_keeps_the_rest():
+    """Offline a widget output is only its text stand-in (a progress bar frozen at 0%, a panel's repr):
+    the report leaves it out, and keeps the plain outputs of the same cell."""
+    import nbformat
+
+    from minbert.runner import WIDGET_VIEW, for_reading
+
+    cell = nbformat.v4.new_code_cell("train()")
+    bar = {WIDGET_VIEW: {"model_id": "x"}, "text/plain": "epoch 1:   0%|  | 0/75 [?step/s]"}
+    cell.outputs = [nbformat.v4.new_output("display_data", bar),
+                    nbformat.v4.new_output("stream", name="stdout", text="trained\n"),
+                    nbformat.v4.new_output("display_data", {"text/plain": "a table"})]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# title"), cell])
+    (shown,) = [c for c in for_reading(notebook).cells if c.cell_type == "code"]
+    assert [o.get("text") or o["data"]["text/plain"] for o in shown.outputs] == ["trained\n", "a table"]
+    assert len(cell.outputs) == 3  # the executed notebook itself is left alone

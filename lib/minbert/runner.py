@@ -43,13 +43,16 @@ def report_path(notebook: str, profile: str) -> Path:
 
 TEMPLATES = Path(__file__).parent / "templates"
 FINDINGS_TAG = "findings"  # cells a report shows right after its title
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # an output that is a live widget
 
 
 def for_reading(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The executed notebook as its report shows it: the cells tagged `findings` right after the title
     (the notebook computes its conclusions last; a reader wants them first), without the `parameters`
     cell (defaults only: the injected cell and the stamp say what ran), and without saved widget state
-    (a page offline cannot run widgets; a static table stands in for them)."""
+    (a page offline cannot run widgets; a static table stands in for them), and so without widget
+    outputs either: offline, all that is left of one is its text stand-in (a progress bar frozen at
+    0%, a panel's `VBox(...)` repr)."""
     notebook = nbformat.from_dict(notebook)
     cells = [c for c in notebook.cells if "parameters" not in c.metadata.get("tags", [])]
     findings = [c for c in cells if FINDINGS_TAG in c.metadata.get("tags", [])]
@@ -59,6 +62,9 @@ def for_reading(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.metadata["transient"] = {"remove_source": True}  # what nbconvert's templates read
     notebook.cells = rest[:1] + findings + rest[1:]
     notebook.metadata.pop("widgets", None)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", []) if WIDGET_VIEW not in o.get("data", {})]
     return notebook
 
 
