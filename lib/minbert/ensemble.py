@@ -67,14 +67,19 @@ class Ensemble(nn.Module):
         return average_outputs(task, [m.task_outputs(task, batch) for m in self.members])
 
 
-def mean_score(outputs: dict[str, torch.Tensor], gold: dict[str, Sequence[float]]) -> float:
-    """The mean of the tasks' metrics (accuracy, Pearson) of outputs against gold labels."""
-    scores = {}
+def scores(outputs: dict[str, torch.Tensor], gold: dict[str, Sequence[float]]) -> dict[str, float]:
+    """Each task's metric (accuracy, Pearson) of raw outputs against gold labels."""
+    found = {}
     for task, out in outputs.items():
         spec = tasks.get(task)
         predicted = out.float().numpy() if spec.kind == "regression" else spec.predicted_labels(out)
-        scores[spec.metric] = float(spec.score(np.asarray(predicted, dtype=float), gold[task]))
-    return tasks.mean_score(scores)
+        found[spec.metric] = float(spec.score(np.asarray(predicted, dtype=float), gold[task]))
+    return found
+
+
+def mean_score(outputs: dict[str, torch.Tensor], gold: dict[str, Sequence[float]]) -> float:
+    """The mean of the tasks' metrics of outputs against gold labels."""
+    return tasks.mean_score(scores(outputs, gold))
 
 
 def choose_members(member_outputs: Sequence[dict[str, torch.Tensor]], gold: dict[str, Sequence[float]]

@@ -22,8 +22,8 @@ from minbert.attention import variant_movement
 from minbert.bert import BertModel, count_parameters, load_tokenizer
 from minbert.comparison import Comparison
 from minbert.config import ComparisonConfig, FinalConfig, MultitaskSettings, Part1Config
-from minbert.data import TaskData, TaskTensors, load_tasks
-from minbert.ensemble import Ensemble, average_outputs, choose_members, heldout_outputs
+from minbert.data import TaskData, load_tasks
+from minbert.ensemble import Ensemble, average_outputs, choose_members, heldout_outputs, scores
 from minbert.evaluation import predict_logits, save_predictions, write_predictions
 from minbert.models import MultitaskBert, SentenceClassifier
 from minbert.records import RunRecord, predictions_dir
@@ -242,16 +242,6 @@ class FinalModel:
                 "selection_trace": self.selection_trace}
 
 
-def _scores(outputs: dict[str, torch.Tensor], split: dict[str, TaskTensors]) -> dict[str, float]:
-    """Each task's metric of raw outputs against the split's labels."""
-    scores = {}
-    for task, out in outputs.items():
-        spec = tasks.get(task)
-        predicted = out.float().numpy() if spec.kind == "regression" else spec.predicted_labels(out)
-        scores[spec.metric] = float(spec.score(predicted, split[task].labels))
-    return scores
-
-
 def _ensemble_record(members: list[RunRecord], chosen: list[str], cfg: FinalConfig,
                      heldout: dict[str, float], dev: dict[str, float]) -> RunRecord:
     """The ensemble's record: its held-out and dev scores; one history entry summing its members' training."""
@@ -313,8 +303,9 @@ def final_model(cfg: FinalConfig, runtime: Runtime, notebook: str = "06_final_be
     elif len(chosen) == 1:  # one member won: it is the final model, under its own name
         record = members[order[0]]
     else:
-        heldout = _scores({t: average_outputs(t, [outputs[i][t] for i in order]) for t in gold}, data.heldout)
-        record = _ensemble_record(members, chosen, cfg, heldout, _scores(dev_outputs, data.dev))
+        heldout = scores({t: average_outputs(t, [outputs[i][t] for i in order]) for t in gold}, gold)
+        dev_gold = {task: split.labels for task, split in data.dev.items()}
+        record = _ensemble_record(members, chosen, cfg, heldout, scores(dev_outputs, dev_gold))
     _write_final_predictions(model, data, dev_outputs, notebook, cfg, runtime)
     return FinalModel(record, model, data, tokenizer, dev_outputs, members, chosen, trace)
 
