@@ -22,6 +22,7 @@ data: $(STAMP)
 report: data
 	$(PY) -m minbert peer --profile $(PROFILE)
 	$(PY) -m minbert report --profile $(PROFILE)
+	$(PY) -m minbert readme
 
 # The PostgreSQL server the Optuna scale-out test starts: Debian's package, installed if missing.
 postgres:

@@ -3,9 +3,20 @@ its published figures, and the full profile answers where it ran."""
 
 from __future__ import annotations
 
+import pytest
+
 from minbert.comparison import Difference
-from minbert.records import Results, RunRecord
-from minbert.summary import QUESTIONS, study_summary
+from minbert.paths import PROJECT_ROOT
+from minbert.records import Results, RunRecord, load_all
+from minbert.summary import (
+    QUESTIONS,
+    README_END,
+    README_START,
+    ReadmeSectionError,
+    readme_block,
+    study_summary,
+    write_readme,
+)
 
 
 def smart_results(profile: str, estimate: float) -> Results:
@@ -54,3 +65,33 @@ def test_the_final_model_questions_read_the_ensemble_the_peer_and_the_ablation()
                      "budget on QQP acc.")
     levers = table["Which choices of the final recipe help (an ablation, each against the recipe)?"]
     assert levers == "layer-wise lr decay is below recipe on SST acc -0.030 [-0.050, -0.010]."
+
+
+def test_the_readme_section_is_written_between_its_markers_from_the_results(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nkept above\n\n{README_START}\nold figure 0.999\n{README_END}\n"
+                      "\nkept below\n")
+    write_readme(readme, [smart_results("full", -0.05)])
+    text = readme.read_text()
+    assert text.startswith("# title\n\nkept above\n\n") and text.endswith(f"{README_END}\n\nkept below\n")
+    assert "0.999" not in text
+    # the headline arm is the mean over its three seeds (every STS score 0.8); the stamp's commit, shortened
+    assert "| 04_smart   | full      | no-smart | mean of 3 seeds | STS pearson 0.800 |" in text
+    assert "abcdef1" in text and "- **Does SMART help?** The study: Little" in text
+
+
+def test_the_readme_section_needs_exactly_one_pair_of_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no section here\n")
+    with pytest.raises(ReadmeSectionError, match="expected one results section"):
+        write_readme(readme, [])
+    assert readme.read_text() == "# no section here\n"  # left as it was
+
+
+def test_the_committed_readme_states_the_committed_results():
+    """Every figure of the README's results section comes from reports/results/: after a run, rewrite it
+    with `python -m minbert readme`."""
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index(README_START):readme.index(README_END) + len(README_END)]
+    assert section == readme_block(load_all(PROJECT_ROOT / "reports" / "results")), \
+        "README's results section is stale: run `python -m minbert readme`"

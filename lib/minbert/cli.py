@@ -1,4 +1,5 @@
-"""`python -m minbert ...`: fetch the data, run one notebook, or run the whole report."""
+"""`python -m minbert ...`: fetch the data, run one notebook or the whole report, or write the README's
+results section."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 from minbert import paths
 from minbert.config import ConfigError, parse_override
 from minbert.data import DEFAULT_URL_BASE, DataError, fetch_data
-from minbert.records import OutputError
+from minbert.records import OutputError, load_all
 from minbert.runlock import RunLockedError
 from minbert.runner import NotebookRunError, notebook_names, run_notebook
+from minbert.summary import ReadmeSectionError, write_readme
 
 
 def _fetch(args: argparse.Namespace) -> None:
@@ -41,6 +43,11 @@ def _peer(args: argparse.Namespace) -> None:
 
     overrides = {key: parse_override(value) for key, value in args.param}
     print(f"wrote {record_peer(args.profile, overrides)}")
+
+
+def _readme(args: argparse.Namespace) -> None:
+    results_dir = args.results or paths.reports_dir() / "results"
+    print(f"wrote {write_readme(args.readme, load_all(results_dir))} from {results_dir}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--profile", default="quick")
     report.add_argument("--timeout", type=int, default=None)
     report.set_defaults(func=_report)
+    readme = sub.add_parser("readme", help="rewrite the README's results section from the results files")
+    readme.add_argument("--readme", type=Path, default=paths.PROJECT_ROOT / "README.md")
+    readme.add_argument("--results", type=Path, default=None, help="default: reports/results/")
+    readme.set_defaults(func=_readme)
     return parser
 
 
@@ -81,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, DataError, NotebookRunError, RunLockedError, OutputError) as exc:
+    except (ConfigError, DataError, NotebookRunError, RunLockedError, OutputError,
+            ReadmeSectionError) as exc:
         raise SystemExit(f"error: {exc}") from None
 
 

@@ -21,7 +21,7 @@ from minbert.evaluation import margin_of_error, normalised_confusion
 from minbert.files import atomic_write_text
 from minbert.published import STATE_OF_THE_ART, STUDY_FIGURES
 from minbert.records import Results, RunRecord, load_all
-from minbert.summary import final_run, study_summary
+from minbert.summary import headline, study_summary
 
 METRIC_LABELS = {tasks.get(t).metric: tasks.get(t).metric_label for t in tasks.MULTITASK}
 
@@ -356,17 +356,11 @@ def plot_tasks(table: pd.DataFrame) -> plt.Figure:
 
 
 def _summary_line(result: Results) -> str:
-    """The headline arm's dev scores: the mean over its seeds where it has several."""
-    best = final_run(result) if "ensemble" in result.checks else result.headline()
-    runs = [r for r in result.runs if best.group is not None and r.group == best.group] or [best]
-    scores = ", ".join(f"{label} {_mean_or_none([r.dev.get(m) for r in runs]):.3f}"
-                       for m, label in METRIC_LABELS.items() if m in best.dev)
-    name = best.group or best.name
-    seeds = f" (mean of {len(runs)} seeds)" if len(runs) > 1 else ""
-    stamp = result.stamp
-    return (f"headline run <code>{html.escape(name)}</code>{seeds}: {scores}; profile {result.profile}, "
-            f"{html.escape(stamp['device'])}, commit {(stamp['commit'] or '?')[:7]}, "
-            f"{stamp['wall_s'] / 60:.1f} min")
+    """The headline arm's dev scores (the mean over its seeds where it has several) and its stamp."""
+    h = headline(result)
+    seeds = f" ({h['seeds']})" if h["seeds"] else ""
+    return (f"headline run <code>{html.escape(h['run'])}</code>{seeds}: {h['scores']}; "
+            f"profile {h['profile']}, {html.escape(h['device'])}, commit {h['commit']}, {h['minutes']} min")
 
 
 def write_index(reports_dir: Path | None = None) -> Path:

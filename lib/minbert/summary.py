@@ -7,14 +7,17 @@ cannot drift from the reports. Where a notebook has a full-profile results file,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
 from minbert import tasks
 from minbert.comparison import Difference, verdict
 from minbert.experiments import LEVERS
+from minbert.files import atomic_write_text
 from minbert.published import STUDY_FIGURES
 from minbert.records import Results, RunRecord
 
@@ -135,3 +138,69 @@ def study_summary(results: list[Results]) -> pd.DataFrame:
                      "ours (MiniLM)": answer(question, result),
                      "evidence": _evidence(result) if result else "-"})
     return pd.DataFrame(rows)
+
+
+def headline(result: Results) -> dict[str, str]:
+    """A results file's headline in parts (its final model, or its headline arm as the mean over that arm's
+    seeds; for a file of one run per task, as the peer's, each task's run), for the index page and the
+    README alike."""
+    labels = {tasks.get(t).metric: tasks.get(t).metric_label for t in tasks.MULTITASK}
+    covered = [[m for m in labels if m in r.dev] for r in result.runs]
+    one_per_task = all(len(c) == 1 for c in covered) and len({c[0] for c in covered}) == len(covered)
+    if len(result.runs) > 1 and one_per_task:
+        name, seeds = "one run per task: " + ", ".join(r.name for r in result.runs), ""
+        scores = [f"{label} {r.dev[m]:.3f}" for m, label in labels.items() for r in result.runs if m in r.dev]
+    else:
+        best = final_run(result) if "ensemble" in result.checks else result.headline()
+        runs = [r for r in result.runs if best.group is not None and r.group == best.group] or [best]
+        name, seeds = best.group or best.name, f"mean of {len(runs)} seeds" if len(runs) > 1 else ""
+        scores = []
+        for metric, label in labels.items():
+            values = [r.dev[metric] for r in runs if r.dev.get(metric) is not None]
+            if metric in best.dev and values:
+                scores.append(f"{label} {sum(values) / len(values):.3f}")
+    stamp = result.stamp
+    return {"run": name, "seeds": seeds, "scores": ", ".join(scores), "profile": result.profile,
+            "device": str(stamp.get("device", "?")), "commit": str(stamp.get("commit") or "?")[:7],
+            "minutes": f"{stamp.get('wall_s', 0) / 60:.1f}"}
+
+
+class ReadmeSectionError(ValueError):
+    """The README lacks its results section's markers, or has them more than once."""
+
+
+README_START = "<!-- results: written by `python -m minbert readme` from reports/results/; do not edit -->"
+README_END = "<!-- results: end -->"
+
+
+def readme_block(results: list[Results]) -> str:
+    """The README's results section: the study's questions with the study's answers and ours, and each
+    results file's headline run, both from the committed results files (no figure typed by hand)."""
+    questions = [f"- **{row['question']}** The study: {row['the study (theirs, BERT-base)']} "
+                 f"Ours: {row['ours (MiniLM)']} ({row['evidence']})"
+                 for row in study_summary(results).to_dict("records")]
+    order = sorted((r for r in results if r.runs), key=lambda r: (r.notebook, r.profile))
+    reports = pd.DataFrame([{"notebook": r.notebook, **headline(r)} for r in order])
+    if not reports.empty:
+        reports = reports[["notebook", "profile", "run", "seeds", "scores", "minutes", "commit", "device"]]
+        reports = reports.rename(columns={"scores": "dev scores", "minutes": "minutes (wall)"})
+    return "\n".join([
+        README_START, "",
+        "The study's questions, its answers (BERT-base) and ours (MiniLM); the full profile answers where "
+        "it has run, and a difference is named only when its paired 95% interval excludes 0:", "",
+        *questions, "",
+        "Each results file's headline run (dev sets; the quick profile's QQP dev subsample as each report "
+        "states):", "",
+        reports.to_markdown(index=False) if not reports.empty else "No results yet.", "",
+        README_END])
+
+
+def write_readme(readme: Path, results: list[Results]) -> Path:
+    """Replace the README's results section (between its two markers) with `readme_block`; the rest of
+    the file is left as it is."""
+    text = readme.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
+    if len(pattern.findall(text)) != 1:
+        raise ReadmeSectionError(f"{readme}: expected one results section between {README_START!r} and "
+                         f"{README_END!r}")
+    return atomic_write_text(readme, pattern.sub(lambda _: readme_block(results), text))
