@@ -102,3 +102,35 @@ def test_limits_state_the_budget_and_the_interval_widths():
     assert "SST 300 training rows, 2 epochs, 3 seeds per arm; dev rows 1,101" in text
     assert "±0.030 on SST acc" in text
     assert "quick profile" in text and "quick profile" not in limits(comparison, differences, "full")
+    assert "(sst)." in text  # the one task it has, not sst/qqp/sts
+
+
+def test_limits_name_each_arms_epochs_where_they_differ():
+    from minbert.reporting import limits
+
+    comparison = Comparison("pretrain", {"sst": np.zeros(4)})
+    for arm, epochs in (("pretrain", 10), ("finetune", 3)):
+        run = loss_run(f"{arm}-1", 2)
+        run.group, run.train_sizes, run.config = arm, {"sst": 5000}, {"epochs": epochs}
+        comparison.add(arm, run, {"sst": np.zeros(4)})
+    assert "SST 5,000 training rows, 10 epochs (pretrain), 3 epochs (finetune), 1 seed per arm" in limits(
+        comparison, [], "quick")
+
+
+def test_the_history_plot_draws_what_the_runs_recorded_with_the_legend_below():
+    import matplotlib.pyplot as plt
+
+    from minbert.reporting import plot_history
+
+    runs = [RunRecord(f"run{i}", {"sst_acc": 0.5}, 1,
+                      [{"epoch": e, "train_loss": 1.0 / e, "heldout_loss": 1.1 / e,
+                        "heldout_acc": 0.4 + e / 100, "dev_acc": 0.4} for e in (1, 2, 3)]) for i in range(6)]
+    runs.append(RunRecord("old", {"sst_acc": 0.5}, 1, [{"epoch": 1, "train_loss": 1.0, "dev_acc": 0.4}]))
+    fig = plot_history(runs)
+    assert [ax.get_title() for ax in fig.axes] == ["train loss", "held-out loss", "held-out acc", "dev acc"]
+    assert len(fig.axes[1].lines) == 6  # the run without held-out rows has no held-out line
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    fig.canvas.draw()
+    assert all(fig.legends[0].get_window_extent().y1 <= ax.get_window_extent().y0 for ax in fig.axes)
+    assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())
+    plt.close(fig)

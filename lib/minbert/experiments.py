@@ -377,7 +377,8 @@ def run_sst_mode(cfg: Part1Config, mode: str, data: TaskData, runtime: Runtime,
               "trainable_parameters": count_parameters(model, trainable_only=True)}
     heldout = {"sst_acc": best["heldout_acc"]} if held is not None else None
     record = RunRecord(f"{mode}-seed{seed}", {"sst_acc": best["dev_acc"]}, best["epoch"], history, config,
-                       heldout=heldout, group=mode, dev_sizes={"sst": len(dev)})
+                       heldout=heldout, group=mode, dev_sizes={"sst": len(dev)},
+                       train_sizes={"sst": len(train)})
     return record, model
 
 

@@ -73,18 +73,27 @@ def plot_confusions(dev: dict, predicted: dict[str, list], title: str) -> plt.Fi
     return fig
 
 
-def plot_history(runs: list[RunRecord], metrics: tuple[str, ...] = ("train_loss", "dev_loss", "dev_acc"),
-                 ) -> plt.Figure:
-    """One panel per metric, one line per run, epochs on the x axis."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
+HISTORY_METRICS = ("train_loss", "heldout_loss", "heldout_acc", "dev_acc")
+
+
+def plot_history(runs: list[RunRecord], metrics: tuple[str, ...] = HISTORY_METRICS) -> plt.Figure:
+    """One panel per metric (those the runs recorded), one line per run, integer epochs on the x axis, the
+    legend below the panels so that it hides no line."""
+    from matplotlib.ticker import MaxNLocator
+
+    metrics = tuple(m for m in metrics if any(m in h for run in runs for h in run.history))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False,
+                             layout="constrained")
     for ax, metric in zip(axes[0], metrics, strict=True):
         for run in runs:
-            epochs = [h["epoch"] for h in run.history]
-            ax.plot(epochs, [h[metric] for h in run.history], marker="o", label=run.name)
-        ax.set(title=metric.replace("_", " "), xlabel="epoch")
+            points = [(h["epoch"], h[metric]) for h in run.history if metric in h]
+            ax.plot(*zip(*points, strict=True), marker="o", ms=3, label=run.name)
+        ax.set(title=metric.replace("_", " ").replace("heldout", "held-out"), xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0][0].legend()
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=8,
+               frameon=False)
     return fig
 
 
@@ -493,14 +502,18 @@ def limits(comparison: Comparison, differences: list[Difference], profile: str) 
     """What a comparison's budget can and cannot show, from its own runs, as Markdown: the data and
     seeds behind it and, per task, the typical half-width of its paired intervals (differences much
     smaller than that go undetected at this budget)."""
-    first = comparison.records()[0]
+    records = comparison.records()
+    first = records[0]
     names = [t for t in tasks.MULTITASK if t in (first.train_sizes or first.dev_sizes or {})]
     sized = ", ".join(f"{t.upper()} {first.train_sizes[t]:,}" for t in names if first.train_sizes)
     dev = _dev_rows(first)
     seeds = len(next(iter(comparison.runs.values())))
-    epochs = first.config.get("epochs", "?")
-    lines = [f"- Budget: {sized or 'the data above'} training rows, {epochs} epochs, "
-             f"{seeds} seed{'s' if seeds != 1 else ''} per arm; dev rows {dev or 'as shown'} (sst/qqp/sts)."]
+    by_arm = {(r.group or r.name): r.config.get("epochs", "?") for r in records}
+    epochs = (f"{next(iter(by_arm.values()))} epochs" if len(set(by_arm.values())) == 1
+              else ", ".join(f"{n} epochs ({arm})" for arm, n in by_arm.items()))
+    lines = [f"- Budget: {sized or 'the data above'} training rows, {epochs}, "
+             f"{seeds} seed{'s' if seeds != 1 else ''} per arm; dev rows {dev or 'as shown'} "
+             f"({'/'.join(names) or 'per task'})."]
     widths = {}
     for d in differences:
         widths.setdefault(d.task, []).append((d.high - d.low) / 2)
