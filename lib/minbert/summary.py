@@ -177,7 +177,7 @@ def readme_block(results: list[Results]) -> str:
     """The README's results section: the study's questions with the study's answers and ours, and each
     results file's headline run, both from the committed results files (no figure typed by hand)."""
     questions = [f"- **{row['question']}** The study: {row['the study (theirs, BERT-base)']} "
-                 f"Ours: {row['ours (MiniLM)']} ({row['evidence']})"
+                 f"Ours: {row['ours (MiniLM)']} Evidence: {row['evidence']}."
                  for row in study_summary(results).to_dict("records")]
     order = sorted((r for r in results if r.runs), key=lambda r: (r.notebook, r.profile))
     reports = pd.DataFrame([{"notebook": r.notebook, **headline(r)} for r in order])
