@@ -167,7 +167,7 @@ def test_sophia_smoke_run_tunes_and_compares_optimizers(report_dirs):
     cli.main(["run", "03_sophia", "--profile", "smoke"])
     results = json.loads((report_dirs / "results" / "03_sophia.smoke.json").read_text())
     names = [r["group"] for r in results["runs"]]
-    assert names == ["adamw", "sophia", "sophia-corrected", "adamw-tuned", "sophia-tuned",
+    assert names == ["adamw", "sophia", "sophia-corrected", "sophia-newton", "adamw-tuned", "sophia-tuned",
                      "sophia-tuned-qqp-separate", "sophia-tuned-class-weights", "sophia-per-task-tuned",
                      "sophia-regularised"]
     assert results["runs"][0]["name"] == "adamw-seed11711"
@@ -187,6 +187,8 @@ def test_sophia_smoke_run_tunes_and_compares_optimizers(report_dirs):
     corrected = by_name["sophia-corrected"]["config"]
     assert corrected["hessian_bias_correction"] is True
     assert by_name["sophia"]["config"]["hessian_bias_correction"] is False
+    assert by_name["sophia-newton"]["config"]["rho"] == 10.0
+    assert by_name["sophia-newton"]["config"]["hessian_bias_correction"] is True
     regime = {r["arm"]: r for r in results["checks"]["sophia_regime"]}
     assert set(regime) == {n for n in names if n.startswith("sophia")}
     assert all(0.0 <= r["clipped share"] <= 1.0 for r in regime.values())

@@ -246,3 +246,27 @@ def test_sophia_counts_clipped_coordinates_and_corrects_the_hessian_bias_by_hand
         assert opt.hessian_mean() == pytest.approx(float(h.mean()))
         expected = -0.1 * torch.sign(m) * torch.clamp(m.abs() / (0.04 * h + 1e-15), max=1.0)
         torch.testing.assert_close(p.detach(), expected)
+
+
+def test_sophia_names_the_rho_at_which_a_share_of_its_coordinates_step_unclipped():
+    """Three coordinates with an estimate: after one refresh (h = 0.01 g_hat^2) and one step with bs 2
+    (m = 0.035 g), a coordinate clips while rho <= |m| / (bs h). Those ratios are 0.035 / 0.02 = 1.75,
+    0.035 / 2 = 0.0175 and 0.0035 / 0.08 = 0.04375; the coordinate without an estimate is left out."""
+    p = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
+    opt = SophiaG([p], lr=0.1, weight_decay=0.0)
+    assert math.isnan(opt.rho_unclipping())
+    p.grad = torch.tensor([1.0, 10.0, 2.0, 0.0], dtype=torch.float64)
+    opt.update_hessian()
+    p.grad = torch.tensor([1.0, 1.0, 0.1, 0.5], dtype=torch.float64)
+    opt.step(bs=2)
+    assert opt.rho_unclipping(0.5) == pytest.approx(0.04375)  # the median ratio
+    assert opt.rho_unclipping(1.0) == pytest.approx(0.0175)  # every estimated coordinate steps unclipped
+    assert opt.rho_unclipping(0.0) == pytest.approx(1.75)  # at and above this, every one clips
+    for rho, share in ((0.03, 2 / 3), (0.05, 1 / 3)):  # the optimizer's own count agrees at that rho
+        q = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
+        other = SophiaG([q], lr=0.1, weight_decay=0.0, rho=rho)
+        q.grad = torch.tensor([1.0, 10.0, 2.0, 0.0], dtype=torch.float64)
+        other.update_hessian()
+        q.grad = torch.tensor([1.0, 1.0, 0.1, 0.5], dtype=torch.float64)
+        other.step(bs=2)
+        assert other.clipped_share(estimated_only=True) == pytest.approx(share)

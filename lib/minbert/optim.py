@@ -136,6 +136,7 @@ class SophiaG(Optimizer):
                                       bias_correction=bias_correction))
         self._clipped = self._counted = 0
         self._clipped_estimated = self._estimated = 0  # the same among coordinates with h > 0
+        self._last_bs: int | None = None
 
     def _state(self, p: torch.Tensor) -> dict:
         state = self.state[p]
@@ -181,6 +182,32 @@ class SophiaG(Optimizer):
         return total / count if count else math.nan
 
     @torch.no_grad()
+    def rho_unclipping(self, share: float = 0.5, sample: int = 1_000_000, seed: int = 0) -> float:
+        """The rho at which `share` of the coordinates with an estimate (h > 0) would take a Newton-like
+        step instead of a clipped one, at the current state and the last step's bs: a coordinate
+        clips while rho <= |m| / (bs * h), so this is that ratio's `share` quantile (over a seeded
+        sample of at most `sample` coordinates). Far above the run's rho, Sophia ran as sign descent;
+        NaN before any step with an estimate."""
+        if self._last_bs is None:
+            return math.nan
+        ratios = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p)
+                if not state or not state.get("hessian_updates", 0):
+                    continue
+                h = state["hessian"].reshape(-1) * (self._last_bs * self._hessian_scale(state, group))
+                known = h > 0
+                ratios.append(state["exp_avg"].reshape(-1)[known].abs() / h[known])
+        if not ratios:
+            return math.nan
+        values = torch.cat(ratios).double()
+        if values.numel() > sample:
+            generator = torch.Generator().manual_seed(seed)
+            values = values[torch.randint(values.numel(), (sample,), generator=generator)]
+        return float(torch.quantile(values, 1.0 - share))
+
+    @torch.no_grad()
     def update_hessian(self) -> None:
         """Fold the squared current `.grad` (from a loss on sampled labels) into the Hessian EMA."""
         for group in self.param_groups:
@@ -196,6 +223,7 @@ class SophiaG(Optimizer):
         """One update; `bs` is the number of predictions the Hessian's gradients averaged over."""
         if bs <= 0:
             raise ValueError(f"bs must be positive, got {bs}")
+        self._last_bs = bs
         loss = None
         if closure is not None:
             with torch.enable_grad():

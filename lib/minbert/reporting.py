@@ -458,16 +458,28 @@ def plot_smart_probe(rows: list[dict]) -> plt.Figure:
     return fig
 
 
+def _rho(run: RunRecord) -> str:
+    """The rho a Sophia run stepped with (each task's, with one optimizer per task)."""
+    own = {t: s["rho"] for t, s in (run.config.get("task_settings") or {}).items() if "rho" in s}
+    if run.config.get("task_optimizers") and own:
+        return ", ".join(f"{t} {v:.3g}" for t, v in own.items())
+    return f"{run.config.get('rho', float('nan')):.3g}"
+
+
 def sophia_regime_table(comparison: Comparison) -> pd.DataFrame:
     """Per Sophia arm, means over seeds and epochs: the share of coordinate steps clipped to
     lr * sign(m) (near 1: sign descent; lower: Newton-like steps where the Hessian estimate is
     trusted), the same among coordinates with an estimate (h > 0; rows no refresh reached always
-    clip), and the Hessian estimate's mean as the step used it."""
+    clip), the Hessian estimate's mean as the step used it, and the rho at which half the estimated
+    coordinates would step unclipped beside the run's own rho (far above it: sign descent)."""
     rows = [{"arm": arm, "clipped share": _epoch_mean(runs, "sophia_clipped_share"),
              "clipped share where h > 0": _epoch_mean(runs, "sophia_clipped_share_estimated"),
-             "Hessian mean": _epoch_mean(runs, "sophia_hessian_mean")}
+             "Hessian mean": _epoch_mean(runs, "sophia_hessian_mean"),
+             "rho for half unclipped": _epoch_mean(runs, "sophia_rho_half"),
+             "rho": _rho(runs[0])}
             for arm, runs in comparison.runs.items() if _epoch_mean(runs, "sophia_clipped_share") is not None]
-    columns = ["arm", "clipped share", "clipped share where h > 0", "Hessian mean"]
+    columns = ["arm", "clipped share", "clipped share where h > 0", "Hessian mean", "rho for half unclipped",
+               "rho"]
     return pd.DataFrame(rows, columns=columns).set_index("arm")
 
 

@@ -74,7 +74,7 @@ QUESTIONS: tuple[Question, ...] = (
              f"No: Sophia at its defaults SST {_fig('sBERT-Sophia Baseline', 0)}, QQP "
              f"{_fig('sBERT-Sophia Baseline', 1)}, STS {_fig('sBERT-Sophia Baseline', 2)}; tuned, SST "
              f"{_fig('sBERT-Sophia Tuned', 0)}; AdamW's baseline SST {_fig('sBERT-Baseline_2', 0)}.",
-             ("sophia", "sophia-corrected", "sophia-tuned")),
+             ("sophia", "sophia-corrected", "sophia-newton", "sophia-tuned")),
     Question("Does SMART help?", "04_smart",
              f"Little, one run each: the sBERT with SMART SST {_fig('sBERT-SMART Baseline', 0)}, QQP "
              f"{_fig('sBERT-SMART Baseline', 1)}, STS {_fig('sBERT-SMART Baseline', 2)}; the BERT with SMART "

@@ -562,6 +562,7 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
         record["sophia_clipped_share"] = _mean_of_known([o.clipped_share() for o in sophias])
         record["sophia_clipped_share_estimated"] = _mean_of_known(estimated)
         record["sophia_hessian_mean"] = _mean_of_known([o.hessian_mean() for o in sophias])
+        record["sophia_rho_half"] = _mean_of_known([o.rho_unclipping(0.5) for o in sophias])
     for task in train:
         record[f"{task}_train_loss"] = sums[task] / seen[task] if seen[task] else math.nan
         record[f"{task}_steps"] = sum(task in step for step in plan)  # its share of the budget
