@@ -13,6 +13,7 @@ from minbert.summary import (
     README_END,
     README_START,
     ReadmeSectionError,
+    collapse_verdict,
     readme_block,
     study_summary,
     write_readme,
@@ -21,7 +22,7 @@ from minbert.summary import (
 
 def smart_results(profile: str, estimate: float) -> Results:
     runs = [RunRecord(f"{arm}-seed{s}", {"sts_pearson": 0.8}, 1, [], group=arm)
-            for arm in ("no-smart", "smart-naive-sts") for s in (1, 2, 3)]
+            for arm in ("no-smart", "smart", "smart-naive-sts") for s in (1, 2, 3)]
     low, high = estimate - 0.02, estimate + 0.02
     differences = [Difference("smart-naive-sts", "no-smart", "sts", estimate, low, high, [estimate] * 3, 863),
                    Difference("smart-naive-sts", "no-smart", "sst", 0.001, -0.02, 0.02, [0.001] * 3, 1101)]
@@ -34,9 +35,11 @@ def smart_results(profile: str, estimate: float) -> Results:
 def test_each_question_is_answered_from_the_saved_differences_full_profile_first():
     table = study_summary([smart_results("quick", -0.30), smart_results("full", -0.05)])
     row = table.set_index("question").loc["Does a classification divergence on the STS score collapse STS?"]
-    assert row["ours (MiniLM)"] == ("smart-naive-sts against smart: no difference detected at this budget on "
-                                    "any task (STS pearson).")  # the naive divergence against the right one
-    assert row["evidence"] == "04_smart.full (6 runs, 3 seed(s) per arm, commit abcdef1)"
+    assert row["ours (MiniLM)"] == (  # the naive divergence against the right one, with STS trained
+        "Does not reproduce at this budget: with STS at 0.800 Pearson under the right divergence, the "
+        "naive one moves it by -0.005 [-0.010, +0.010]; what SMART does to STS here, the divergence's form "
+        "does not cause.")
+    assert row["evidence"] == "04_smart.full (9 runs, 3 seed(s) per arm, commit abcdef1)"
     assert "0.847 to 0.438" in row["the study (theirs, BERT-base)"]  # BERT Baseline and BERT-SMART, STS
     unanswered = table.set_index("question").loc["Does Sophia beat AdamW?"]
     assert unanswered["ours (MiniLM)"] == "not run yet" and unanswered["evidence"] == "-"
@@ -95,3 +98,21 @@ def test_the_committed_readme_states_the_committed_results():
     section = readme[readme.index(README_START):readme.index(README_END) + len(README_END)]
     assert section == readme_block(load_all(PROJECT_ROOT / "reports" / "results")), \
         "README's results section is stale: run `python -m minbert readme`"
+
+
+def test_the_collapse_verdict_needs_an_sts_that_has_something_to_lose():
+    """The study's collapse (0.847 -> 0.438): seen only where the naive divergence is detected below the
+    right one; where the right one's STS is no higher than 0.438 the budget cannot tell."""
+    def runs(pearson):
+        return [RunRecord(f"smart-seed{s}", {"sts_pearson": p}, 1, [], group="smart")
+                for s, p in enumerate(pearson)]
+
+    drop = Difference("smart-naive-sts", "smart", "sts", -0.30, -0.35, -0.25, [-0.3, -0.28, -0.32], 863)
+    flat = Difference("smart-naive-sts", "smart", "sts", 0.002, 0.001, 0.003, [-0.004, 0.006, 0.003], 863)
+    assert collapse_verdict(drop, runs([0.80, 0.82, 0.78])) == (
+        "reproduces at this budget: against the squared-difference divergence at the same size, the naive "
+        "one moves STS Pearson by -0.300 [-0.350, -0.250] (from 0.800).")
+    assert collapse_verdict(flat, runs([0.17, 0.30, 0.21])).startswith(
+        "cannot be judged at this budget: with the right divergence STS reaches only 0.227 Pearson, no "
+        "higher than the study's collapsed 0.438")
+    assert collapse_verdict(flat, runs([0.80, 0.80, 0.80])).startswith("does not reproduce at this budget")
