@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= quick
 
-.PHONY: report test lab data benchmark clean-venv postgres browser
+.PHONY: report test lab data benchmark clean-venv postgres browser gpu-bundle gpu-dry-run gpu-receive \
+	gpu-check-wheels
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,7 +36,7 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 test: data postgres browser
-	$(PY) -m ruff check lib tests notebooks benchmarks
+	$(PY) -m ruff check lib tests notebooks benchmarks scripts
 	$(PY) -m pytest
 
 # As root (common in containers) JupyterLab refuses to start without --allow-root.
@@ -44,6 +45,20 @@ lab: data
 
 benchmark: data
 	$(PY) benchmarks/throughput.py
+
+# The GPU run (README: "Full profile on a lent GPU"): pack, try its first steps here, bring its files home.
+gpu-bundle: data
+	$(PY) scripts/gpu/bundle.py
+
+gpu-dry-run: gpu-bundle
+	PYTHON=$(PY) bash scripts/gpu/run.sh --dry-run
+
+gpu-receive: $(STAMP)
+	$(PY) scripts/gpu/receive.py $(FROM)
+
+# The wheels install into a fresh Python 3.12 (the GPU's) and papermill runs a kernel from them.
+gpu-check-wheels: gpu-bundle
+	bash scripts/gpu/check_wheels.sh
 
 clean-venv:
 	rm -rf $(VENV)

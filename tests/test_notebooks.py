@@ -298,27 +298,6 @@ def test_report_names_the_failed_notebook_and_cell_and_runs_the_others(report_di
     assert (report_dirs / "07_results.smoke.html").is_file() and (report_dirs / "index.html").is_file()
 
 
-@pytest.mark.filterwarnings("ignore:skipped malformed row")
-def test_final_model_script_without_jupyter(report_dirs, capsys):
-    import importlib.util
-
-    from minbert import paths
-
-    path = paths.PROJECT_ROOT / "scripts" / "train_final.py"
-    spec = importlib.util.spec_from_file_location("train_final", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    script.main(["--profile", "smoke", "-p", "weight_decay", "0.0"])
-    results = json.loads((report_dirs / "results" / "06_final_bert.smoke.json").read_text())
-    chosen = results["checks"]["ensemble"]  # an ensemble's record is "final"; one member keeps its name
-    final = next(r for r in results["runs"] if r["name"] == ("final" if len(chosen) > 1 else chosen[0]))
-    assert results["profile"] == "smoke" and results["runs"][0]["config"]["weight_decay"] == 0.0
-    aims = results["checks"]["aims"]
-    assert results["checks"]["aims_met"] == {k: final["dev"][k] >= v for k, v in aims.items()}
-    assert (report_dirs / "predictions" / "06_final_bert.smoke" / "final-sst-test.csv").is_file()
-    assert "short of the aim" in capsys.readouterr().out
-
-
 def test_figures_in_the_notebooks_prose_are_the_studys_own():
     """Every three-decimal figure a notebook's text quotes is one of the study's published figures
     (`minbert.published`, from its results table), so a hand-typed figure cannot drift from the table;

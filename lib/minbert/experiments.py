@@ -4,7 +4,7 @@ An arm is a named set of updates to the multitask knobs (`config.MultitaskSettin
 with the study's row that tried the same idea. A new arm built from existing knobs is
 one entry in `ARMS`; config validation reads the table. `run_arm` trains one arm from
 the pretrained checkpoint and returns its typed record; `final_model` is notebook 06's
-whole training step, shared with `scripts/train_final.py`.
+whole training step.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ def git_state(root: Path = paths.PROJECT_ROOT) -> tuple[str | None, bool | None]
     """The commit checked out and whether the source (reports aside) has uncommitted changes.
     A copy of the tree run elsewhere (a lent GPU machine) names its commit in MINBERT_COMMIT."""
     if os.environ.get("MINBERT_COMMIT"):  # the copy's own .git, if any, may be stale
-        return os.environ["MINBERT_COMMIT"], None
+        dirty = os.environ.get("MINBERT_DIRTY")
+        return os.environ["MINBERT_COMMIT"], None if dirty is None else dirty == "1"
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, check=True).stdout.strip()
@@ -61,8 +62,23 @@ def library_versions() -> dict[str, str]:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
+            versions[name] = "source tree" if name == "minbert" else "not installed"
+    origin = checkpoint_origin()
+    if origin:
+        versions["checkpoint"] = origin
     return versions
+
+
+def checkpoint_origin() -> str | None:
+    """What the folder standing in for the embedded checkpoint is ($MINBERT_CHECKPOINT), as its
+    origin note says: a run on a carried copy says so in its stamp."""
+    from minbert.bert import CHECKPOINT_ENV, CHECKPOINT_ORIGIN
+
+    folder = os.environ.get(CHECKPOINT_ENV)
+    if not folder:
+        return None
+    note = Path(folder) / CHECKPOINT_ORIGIN
+    return note.read_text().strip() if note.is_file() else folder
 
 
 class RunStamp:

@@ -18,7 +18,6 @@ from typing import Any
 
 import nbformat
 import papermill
-from nbconvert import HTMLExporter
 
 from minbert import paths, runlock
 from minbert.config import load_config
@@ -71,6 +70,8 @@ def for_reading(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 def render_html(notebook_path: Path, html_path: Path) -> Path:
     """nbconvert's HTML of an executed notebook (`for_reading`), input cells included, in JupyterLab's
     look without any script from the network (templates/minbert_report), written atomically."""
+    from nbconvert import HTMLExporter  # here, not above: a machine that only executes (the GPU) lacks it
+
     exporter = HTMLExporter(template_name="minbert_report", extra_template_basedirs=[str(TEMPLATES)])
     body, _ = exporter.from_notebook_node(for_reading(nbformat.read(notebook_path, as_version=4)))
     return atomic_write_text(html_path, body)
@@ -91,22 +92,39 @@ def kernel_environment(**values: str) -> Iterator[None]:
                 os.environ[key] = old
 
 
+def executed_path(notebook: str, profile: str) -> Path:
+    """Where a run leaves the executed notebook (outputs and all) that its report is rendered from."""
+    return paths.runs_dir() / "executed" / f"{notebook}.{profile}.ipynb"
+
+
+def render_executed(executed: Path) -> Path:
+    """The report of a notebook executed elsewhere (the GPU run): <notebook>.<profile>.ipynb rendered to
+    reports/<notebook>.<profile>.html, and the index rewritten."""
+    notebook, _, profile = executed.name.removesuffix(".ipynb").rpartition(".")
+    if notebook not in notebook_names() or not profile:
+        raise NotebookRunError(f"{executed}: not an executed numbered notebook (<notebook>.<profile>.ipynb)")
+    html = render_html(executed, report_path(notebook, profile))
+    write_index(ensure_reports_writable())
+    return html
+
+
 def run_notebook(name: str, profile: str = "quick", overrides: dict[str, Any] | None = None,
-                 timeout_s: int | None = None) -> Path:
-    """Run notebooks/<name>.ipynb with the profile's parameters; return the HTML report path."""
+                 timeout_s: int | None = None, render: bool = True) -> Path:
+    """Run notebooks/<name>.ipynb with the profile's parameters; return the HTML report path, or with
+    `render=False` (a machine without nbconvert) the executed notebook's, to render later."""
     load_config(name, profile, overrides)  # fails here, in a second, on a bad parameter
     params = {**(overrides or {}), "profile": profile}  # the notebook reads the profile's file itself
     source = paths.notebooks_dir() / f"{name}.ipynb"
     reports = ensure_reports_writable()
-    executed_dir = paths.runs_dir() / "executed"
+    executed_dir = executed_path(name, profile).parent
     executed_dir.mkdir(parents=True, exist_ok=True)
-    remove_partials(executed_dir, f"{name}.{profile}.ipynb")
+    remove_partials(executed_dir, executed_path(name, profile).name)
     started = time.perf_counter()
     # The kernel writes where this process reports; progress bars, useful live in
     # JupyterLab, would only be frozen noise in a rendered report.
     with runlock.holding(name, profile) as claimed, \
             kernel_environment(MINBERT_REPORTS_DIR=str(reports), TQDM_DISABLE="1", **claimed), \
-            atomic_path(executed_dir / f"{name}.{profile}.ipynb") as executed:
+            atomic_path(executed_path(name, profile)) as executed:
         try:
             papermill.execute_notebook(
                 str(source), str(executed), parameters=params, cwd=str(paths.PROJECT_ROOT),
@@ -115,6 +133,9 @@ def run_notebook(name: str, profile: str = "quick", overrides: dict[str, Any] | 
             raise NotebookRunError(
                 f"notebook {name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
             ) from None
+        if not render:
+            print(f"{name}: executed in {time.perf_counter() - started:.0f} s (not rendered)")
+            return executed_path(name, profile)
         try:
             html = render_html(executed, report_path(name, profile))
         except OSError as exc:

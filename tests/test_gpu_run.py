@@ -1,0 +1,151 @@
+"""The GPU run's pieces, on the CPU: the dry run's budgets, the carried checkpoint, the wheel list, the size
+check, the recorded commit, and a notebook executed without rendering and rendered back home."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import tarfile
+from importlib import metadata
+
+import pytest
+import tomllib
+import torch
+from packaging.utils import canonicalize_name
+from safetensors.torch import load_file
+
+from minbert import cli, paths, records
+from minbert.bert import CHECKPOINT_ORIGIN, CheckpointError, default_checkpoint
+from minbert.config import NOTEBOOK_CONFIGS, SCRIPT_CONFIGS, dry_run_overrides, is_budget, load_config
+from minbert.parity import compare_with_transformers
+
+
+def load_script(name: str):
+    path = paths.PROJECT_ROOT / "scripts" / "gpu" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"gpu_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bundle = load_script("bundle")
+
+
+def _at_most(small, large) -> bool:
+    """`small` asks for no more than `large` (None: everything; dicts per task, lists by their largest)."""
+    if large is None:
+        return True
+    if isinstance(small, dict):
+        return all(_at_most(v, large.get(k)) for k, v in small.items())
+    if isinstance(small, list):
+        return max(small) <= max(large)
+    return small <= large
+
+
+@pytest.mark.parametrize("notebook", sorted({**NOTEBOOK_CONFIGS, **SCRIPT_CONFIGS}))
+def test_the_dry_run_is_the_full_recipe_on_smaller_budgets(notebook):
+    full = load_config(notebook, "full").model_dump()
+    dry = load_config(notebook, "full", dry_run_overrides(notebook)).model_dump()
+    changed = {k for k in full if full[k] != dry[k]}
+    assert all(is_budget(k) for k in changed), changed  # arms, lr, schedule, epochs: as the full profile
+    assert all(_at_most(dry[k], full[k]) for k in changed), {k: (full[k], dry[k]) for k in changed}
+    if notebook not in ("07_results",):
+        assert changed, notebook  # it does shrink something
+
+
+def test_default_checkpoint_follows_the_environment(tiny_checkpoint, tmp_path, monkeypatch):
+    embedded = default_checkpoint()
+    monkeypatch.setenv("MINBERT_CHECKPOINT", str(tiny_checkpoint))
+    assert default_checkpoint() == tiny_checkpoint and default_checkpoint() != embedded
+    assert records.library_versions()["checkpoint"] == str(tiny_checkpoint)  # no origin note: its path
+    monkeypatch.setenv("MINBERT_CHECKPOINT", str(tmp_path))
+    with pytest.raises(CheckpointError, match="MINBERT_CHECKPOINT"):
+        default_checkpoint()
+
+
+def test_the_commit_a_copy_names(monkeypatch):
+    monkeypatch.setenv("MINBERT_COMMIT", "abc123")
+    assert records.git_state() == ("abc123", None)
+    monkeypatch.setenv("MINBERT_DIRTY", "1")
+    assert records.git_state() == ("abc123", True)
+    monkeypatch.setenv("MINBERT_DIRTY", "0")
+    assert records.git_state() == ("abc123", False)
+
+
+def test_the_carried_checkpoint_is_the_bfloat16_rounding_and_loads_both_ways(tiny_checkpoint, tmp_path,
+                                                                               monkeypatch):
+    archive = bundle.pack_checkpoint(tiny_checkpoint, tmp_path / "checkpoint.tar.xz", "tiny BERT")
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path, filter="data")
+    folder = tmp_path / "checkpoint"
+    original = load_file(tiny_checkpoint / "model.safetensors")
+    carried = load_file(folder / "model.safetensors")
+    assert carried.keys() == original.keys()
+    for name, weight in original.items():
+        if weight.is_floating_point():
+            assert carried[name].dtype == torch.bfloat16
+            assert torch.equal(carried[name], weight.to(torch.bfloat16))  # round to nearest, nothing else
+        else:
+            assert torch.equal(carried[name], weight)
+    size = (folder / "model.safetensors").stat().st_size
+    assert size < 0.55 * (tiny_checkpoint / "model.safetensors").stat().st_size
+    assert (folder / CHECKPOINT_ORIGIN).read_text().startswith("tiny BERT, weights rounded to bfloat16")
+    monkeypatch.setenv("MINBERT_CHECKPOINT", str(folder))
+    assert records.library_versions()["checkpoint"].startswith("tiny BERT, weights rounded to bfloat16")
+    parity = compare_with_transformers(None, ["w1 w2 w3", "w4"])  # our BERT and transformers' on it
+    assert parity["max_abs_diff_last_hidden_state"] < 1e-5 and parity["max_abs_diff_pooler_output"] < 1e-5
+
+
+def test_the_wheels_are_what_the_run_needs_beyond_the_image_at_our_versions():
+    image = bundle.image_packages()
+    assert {"torch", "numpy", "pandas", "transformers", "matplotlib", "seaborn", "scipy"} <= image
+    from_image: set[str] = set()
+    pins = dict(line.split("==") for line in bundle.wheel_requirements(from_image=from_image))
+    assert {"papermill", "ipykernel", "ipython", "pyzmq", "optuna", "sqlalchemy", "alembic", "pydantic",
+            "pydantic-core", "ipywidgets", "nbclient", "jupyter-client"} <= pins.keys()
+    assert not pins.keys() & image and not pins.keys() & bundle.SKIPPED.keys()
+    assert all(metadata.version(name) == version for name, version in pins.items())
+    assert {"numpy", "pyyaml", "tqdm"} <= from_image <= image
+    project = tomllib.loads((paths.PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pinned = dict(re.match(r"([^=\s]+)==([^\s;]+)", d).groups() for d in project)
+    for name, version in pinned.items():  # what the project pins travels at that pin
+        if canonicalize_name(name) in pins:
+            assert pins[canonicalize_name(name)] == version, name
+
+
+def test_the_size_check_names_the_parts():
+    line = bundle.check_size({"tree": 9 * 2**20, "wheels": 13 * 2**20})
+    assert line == "tree 9.0 MiB, wheels 13.0 MiB; 22.0 of 64 MiB"
+    with pytest.raises(bundle.BundleError, match=r"carry 70\.0 MiB, over its 64 MiB: tree 9\.0 MiB, "
+                                                 r"checkpoint 61\.0 MiB"):
+        bundle.check_size({"tree": 9 * 2**20, "checkpoint": 61 * 2**20})
+
+
+def test_a_notebook_executed_without_rendering_is_rendered_back_home(tmp_path, monkeypatch, data_dir):
+    """What the GPU run does (run --no-render, pack) and what receive.py does here (unpack, render)."""
+    away, home = tmp_path / "away", tmp_path / "home"
+    monkeypatch.setenv("MINBERT_REPORTS_DIR", str(away / "reports"))
+    monkeypatch.setenv("MINBERT_RUNS_DIR", str(away / "runs"))
+    cli.main(["run", "01_part1_sst", "--profile", "smoke", "--no-render", "-p", "pretrain_epochs", "1"])
+    assert not list((away / "reports").glob("*.html"))  # nothing rendered, so no nbconvert needed
+    executed = away / "runs" / "executed" / "01_part1_sst.smoke.ipynb"
+    assert json.loads(executed.read_text())["cells"]
+    archive = tmp_path / "minbert-smoke.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for part in ("reports/results", "reports/predictions", "runs/executed"):
+            tar.add(away / part, arcname=part)
+    monkeypatch.setenv("MINBERT_REPORTS_DIR", str(home / "reports"))
+    receive = load_script("receive")
+    (html,) = receive.receive(archive)
+    reports = home / "reports"
+    assert html == reports / "01_part1_sst.smoke.html" and (reports / "index.html").is_file()
+    assert "Our BERT against" in html.read_text()
+    assert (reports / "results" / "01_part1_sst.smoke.json").read_bytes() == \
+        (away / "reports" / "results" / "01_part1_sst.smoke.json").read_bytes()
+    assert (reports / "predictions" / "01_part1_sst.smoke" / "finetune-seed11711-sst-dev.csv").is_file()
+    with pytest.raises(SystemExit, match="dry run"):
+        receive.receive(archive.rename(tmp_path / "minbert-smoke-dry-run.tar.gz"))
+    monkeypatch.setenv("MINBERT_COMMIT", "0" * 40)  # the archive's runs name another commit than here
+    with pytest.raises(SystemExit, match="check out that commit"):
+        receive.receive(archive.with_name("minbert-smoke-dry-run.tar.gz").rename(archive))
