@@ -172,3 +172,13 @@ def test_epochs_count_the_qqp_only_and_frozen_ones():
     with pytest.raises(ConfigError, match=r"arm 'freeze' .* does not fit"):  # the final run: 1 epoch
         load_config("02_sbert_baseline", "smoke", {"final_arm": "freeze"})
     assert load_config("02_sbert_baseline", "quick").run_seeds() == [11711, 11712, 11713]
+
+
+@pytest.mark.parametrize("notebook", sorted(NOTEBOOK_CONFIGS))
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_sst_and_sts_dev_are_scored_whole_outside_the_smoke_profile(notebook, profile):
+    """Issue 13: the small dev sets are never subsampled; only QQP's 40,429 pairs may be, for speed."""
+    values = load_params(notebook, profile)
+    for key in ("dev_limits", "ablation_dev_limits"):
+        assert set(values.get(key, {})) <= {"qqp"}, (notebook, profile, key)
+    assert values.get("dev_limit") is None  # 01 (SST alone) keeps its whole dev set too

@@ -226,3 +226,14 @@ def test_heldout_rows_are_carved_from_train_seeded_and_never_trained_on(data_dir
     assert {e.id for e in other.splits["heldout"]["sts"].examples} != held  # the seed picks them
     with pytest.raises(DataError, match="cannot hold out 6040"):
         load_tasks(tokens, 16, names=("sts",), heldout_sizes={"sts": 6040})
+
+
+def test_dev_limits_cut_only_the_tasks_they_name(data_dir):
+    from minbert.data import load_tasks
+
+    def tokens(texts, **_):
+        return {"input_ids": [[2, 3]] * len(texts)}
+
+    data = load_tasks(tokens, 16, names=("sst", "sts"), train_limits={"sst": 10, "sts": 10},
+                      dev_limits={"sst": 100}, seed=3)
+    assert data.dev_sizes == {"sst": 100, "sts": len(load_split("sts", "dev"))}

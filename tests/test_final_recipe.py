@@ -176,7 +176,7 @@ def test_levers_are_checked_against_the_recipe():
 def test_the_peer_trains_on_the_rows_notebook_06_uses(profile):
     """Same train subsample, held-out carve, dev rows, sequence length and seed: the comparison is fair."""
     peer, final = load_config("peer_transformers", profile), load_config("06_final_bert", profile)
-    for knob in ("train_limits", "dev_limit", "heldout_sizes", "max_length", "seed", "checkpoint"):
+    for knob in ("train_limits", "dev_limits", "heldout_sizes", "max_length", "seed", "checkpoint"):
         assert getattr(peer, knob) == getattr(final, knob), knob
 
 
@@ -201,7 +201,7 @@ def test_the_peer_fine_tunes_with_transformers_and_keeps_its_best_held_out_epoch
     from minbert.bert import load_tokenizer
 
     data = load_tasks(load_tokenizer(None), cfg.max_length, names=("sst", "sts"),
-                      train_limits=cfg.train_limits, dev_limit=cfg.dev_limit, seed=cfg.seed,
+                      train_limits=cfg.train_limits, dev_limits=cfg.dev_limits, seed=cfg.seed,
                       heldout_sizes=cfg.heldout_sizes)
     for run in results.runs:
         task = registry.get(run.name.removeprefix("peer-"))

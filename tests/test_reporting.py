@@ -134,3 +134,27 @@ def test_the_history_plot_draws_what_the_runs_recorded_with_the_legend_below():
     assert all(fig.legends[0].get_window_extent().y1 <= ax.get_window_extent().y0 for ax in fig.axes)
     assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())
     plt.close(fig)
+
+
+def test_the_movement_line_gives_each_variants_range_in_percent():
+    from minbert.reporting import variant_movement_line
+
+    def run(name, moves):
+        record = RunRecord(name, {"sst_acc": 0.5}, 1, [{"epoch": 1}])
+        record.variant_movement = moves
+        return record
+
+    comparison = Comparison("standard", {"sst": np.zeros(4)})
+    comparison.add("standard", run("s", None), {"sst": np.zeros(4)})
+    for seed, scale in enumerate((1.0, 3.0)):  # the means over the two seeds: 0.02 and 0.01
+        moves = [{"layer": 0, "center": 0.01 * scale}, {"layer": 1, "center": 0.005 * scale}]
+        comparison.add("center", run(f"c{seed}", moves), {"sst": np.zeros(4)})
+    line = variant_movement_line(comparison)
+    assert line.startswith("The variants' own parameters moved center 1.0%-2.0% (per layer, mean over seeds)")
+    assert "stayed close to standard attention" in line
+    comparison.add("linear", run("l", [{"layer": 0, "query_mix": 0.2}]), {"sst": np.zeros(4)})
+    assert "linear 20.0%" in variant_movement_line(comparison)
+    assert "stayed close" not in variant_movement_line(comparison)
+    only_standard = Comparison("standard", {"sst": np.zeros(4)})
+    only_standard.add("standard", run("s", None), {"sst": np.zeros(4)})
+    assert variant_movement_line(only_standard) == ""

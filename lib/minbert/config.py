@@ -114,7 +114,9 @@ class MultitaskSettings(NotebookConfig):
     max_length: int = Field(64, gt=2, le=512)
     train_limits: dict[TaskName, int] = Field(
         {}, description="seeded train subsample per task; a task not named keeps all its rows")
-    dev_limit: int | None = Field(None, gt=0, description="seeded subsample of each dev set; null for all")
+    dev_limits: dict[TaskName, int] = Field(
+        {}, description="seeded dev subsample per task, for speed; a task not named is scored on all its dev "
+        "rows (SST and STS dev are small: keep them whole)")
     test_limit: int | None = Field(None, gt=0, description="seeded subsample of each test-student file whose "
                                    "predictions are written; null for all")
     heldout_sizes: dict[TaskName, int] = Field(
@@ -324,11 +326,12 @@ class TuningConfig(OneArmConfig, ComparisonConfig):
     storage: str | None = Field(None, description="Optuna storage URL; null for SQLite under runs/optuna/")
     trial_epochs: int = Field(2, ge=1)
     trial_train_limits: dict[TaskName, int] = Field({"sst": 300, "qqp": 300, "sts": 300})
-    trial_dev_limit: int | None = Field(250, gt=0)
+    trial_dev_limits: dict[TaskName, int] = Field(
+        {"sst": 250, "qqp": 250, "sts": 250}, description="the trials' dev rows (trials select on held-out)")
 
     def for_trials(self) -> TuningConfig:
         """The same settings with the tuning trials' epochs and data sizes."""
-        return self.resized(self.trial_epochs, self.trial_train_limits, dev_limit=self.trial_dev_limit)
+        return self.resized(self.trial_epochs, self.trial_train_limits, dev_limits=self.trial_dev_limits)
 
 
 STUDY_NAMES = ("adamw", "sophia", "sophia-per-task", "regularisation")
@@ -422,7 +425,9 @@ class FinalConfig(OneArmConfig, ComparisonConfig):
                               "(minbert.experiments.LEVERS); empty for none")
     ablation_epochs: int = Field(2, ge=1)
     ablation_train_limits: dict[TaskName, int] = Field({"sst": 1000, "qqp": 1000, "sts": 1000})
-    ablation_dev_limit: int | None = Field(1000, gt=0, description="the ablation's dev subsample; null: all")
+    ablation_dev_limits: dict[TaskName, int] = Field(
+        {"qqp": 1000}, description="the ablation's and learning curve's dev subsample per task; a task not "
+        "named keeps all its dev rows")
     curve_sizes: list[int] = Field([], description="train rows per task of the learning curve's runs (the "
                                    "recipe, first seed, the final run's epochs and dev rows); empty for none")
     examples_shown: int = Field(8, gt=0, description="rows of the least confident / most wrong tables")
@@ -464,7 +469,7 @@ class PeerConfig(NotebookConfig):
     max_grad_norm: float = Field(1.0, gt=0.0)
     max_length: int = Field(64, gt=2, le=512)
     train_limits: dict[TaskName, int] = Field({}, description="as notebook 06's")
-    dev_limit: int | None = Field(None, gt=0, description="as notebook 06's")
+    dev_limits: dict[TaskName, int] = Field({}, description="as notebook 06's")
     heldout_sizes: dict[TaskName, int] = Field(MultitaskSettings.model_fields["heldout_sizes"].default,
                                                description="as notebook 06's")
 

@@ -448,17 +448,18 @@ class TaskData:
 
 
 def load_tasks(tokenizer, max_length: int, *, names: tuple[str, ...] = MULTITASK,
-               train_limits: dict[str, int | None] | None = None, dev_limit: int | None = None,
+               train_limits: dict[str, int | None] | None = None,
+               dev_limits: dict[str, int | None] | None = None,
                seed: int = 0, strict: bool = False, cross_encoder: bool = False,
                test_limit: int | None = None, heldout_sizes: dict[str, int] | None = None) -> TaskData:
-    """Parse, subsample (seeded; a task missing from `train_limits` keeps all its rows) and
+    """Parse, subsample (seeded; a task missing from `train_limits` or `dev_limits` keeps all its rows) and
     tokenise the tasks' train, dev and test-student splits; pairs as one sequence each with
     `cross_encoder`. A test file that is not there is noted in the summary, not an error.
 
     `heldout_sizes` carves a seeded held-out split from each task's whole train file before the
     train subsample is drawn from the rest: the rows every selection is made on, never trained on,
     and the same rows whatever the train limits (so tuning trials and runs select on one split)."""
-    limits = {"train": train_limits or {}, "dev": dict.fromkeys(names, dev_limit),
+    limits = {"train": train_limits or {}, "dev": dev_limits or {},
               "test": dict.fromkeys(names, test_limit)}
     splits: dict[str, dict[str, TaskSplit]] = {"train": {}, "heldout": {}, "dev": {}, "test": {}}
     summary: dict = {}

@@ -76,7 +76,7 @@ def arm_settings(cfg: MultitaskSettings, arm: str, *updates: dict[str, Any] | No
 def load_multitask(cfg: MultitaskSettings, tokenizer) -> TaskData:
     """SST, QQP and STS as the settings say: sizes, seed, strictness, and pairs read together in
     cross-encoder mode."""
-    return load_tasks(tokenizer, cfg.max_length, train_limits=cfg.train_limits, dev_limit=cfg.dev_limit,
+    return load_tasks(tokenizer, cfg.max_length, train_limits=cfg.train_limits, dev_limits=cfg.dev_limits,
                       test_limit=cfg.test_limit, seed=cfg.seed, strict=cfg.strict_data,
                       cross_encoder=cfg.mode == "cross-encoder", heldout_sizes=cfg.heldout_sizes)
 
@@ -313,10 +313,10 @@ def final_model(cfg: FinalConfig, runtime: Runtime, notebook: str = "06_final_be
 def run_ablation(cfg: FinalConfig, runtime: Runtime, tokenizer,
                  notebook: str = "06_final_bert") -> Comparison:
     """The final recipe against each of `cfg.levers` (one alternative each, `LEVERS`), on the ablation
-    budget (`ablation_epochs`, `ablation_train_limits`, dev cut to `ablation_dev_limit`), every arm at
+    budget (`ablation_epochs`, `ablation_train_limits`, dev cut to `ablation_dev_limits`), every arm at
     each of `cfg.run_seeds()`; the same held-out rows as the final run select each run's epoch."""
     small = cfg.with_updates({"epochs": cfg.ablation_epochs, "train_limits": cfg.ablation_train_limits,
-                              "dev_limit": cfg.ablation_dev_limit, "patience": None})
+                              "dev_limits": cfg.ablation_dev_limits, "patience": None})
     data = load_multitask(small, tokenizer)
     arms = {"recipe": (cfg.arm, None), **{name: (cfg.arm, LEVERS[name].without) for name in cfg.levers}}
     return run_comparison(small, arms, data, runtime, notebook=f"{notebook}-ablation", reference="recipe")
@@ -327,11 +327,11 @@ def run_learning_curve(cfg: FinalConfig, runtime: Runtime, tokenizer,
     """The recipe at the first seed on each of `cfg.curve_sizes` train rows per task (a task with fewer
     keeps all its rows), with the final run's epochs and held-out rows: with the final run's members
     (all the rows), points of a learning curve in data size, read on the held-out rows (the same rows
-    for every point; dev is cut to `ablation_dev_limit` rows for these runs, to save time)."""
+    for every point; dev is cut to `ablation_dev_limits` for these runs, to save time)."""
     records = []
     for size in cfg.curve_sizes:
         small = cfg.with_updates({"train_limits": dict.fromkeys(tasks.MULTITASK, size), "patience": None,
-                                  "dev_limit": cfg.ablation_dev_limit})
+                                  "dev_limits": cfg.ablation_dev_limits})
         data = load_multitask(small, tokenizer)
         record, _ = run_arm(small, cfg.arm, data, runtime, notebook=f"{notebook}-curve", name=f"curve-{size}")
         records.append(record)
@@ -344,7 +344,7 @@ def load_sentence_task(task: str, cfg: Part1Config, tokenizer) -> TaskData:
     """One single-sentence task's splits as the config says (dev and test cut to `dev_limit`)."""
     heldout = {task: cfg.heldout_size} if cfg.heldout_size else None
     return load_tasks(tokenizer, cfg.max_length, names=(task,), train_limits={task: cfg.train_limit},
-                      dev_limit=cfg.dev_limit, test_limit=cfg.dev_limit, seed=cfg.seed,
+                      dev_limits={task: cfg.dev_limit}, test_limit=cfg.dev_limit, seed=cfg.seed,
                       strict=cfg.strict_data, heldout_sizes=heldout)
 
 

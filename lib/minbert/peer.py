@@ -178,7 +178,7 @@ def run_peer(cfg, runtime: Runtime, tokenizer=None) -> tuple[list[PeerRun], dict
 
     checkpoint = str(resolve_checkpoint(cfg.checkpoint))
     data = load_tasks(tokenizer or load_tokenizer(cfg.checkpoint), cfg.max_length, names=tuple(cfg.tasks),
-                      train_limits=cfg.train_limits, dev_limit=cfg.dev_limit, seed=cfg.seed,
+                      train_limits=cfg.train_limits, dev_limits=cfg.dev_limits, seed=cfg.seed,
                       strict=cfg.strict_data, heldout_sizes=cfg.heldout_sizes)
     recipe = PeerRecipe(**{k: getattr(cfg, k) for k in PeerRecipe.__dataclass_fields__})
     splits = data.splits

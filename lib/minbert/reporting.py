@@ -500,6 +500,24 @@ def variant_movement_table(comparison: Comparison) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["variant", "parameter"]) if rows else pd.DataFrame()
 
 
+def variant_movement_line(comparison: Comparison) -> str:
+    """The movement table in words: per variant with parameters of its own, the range over layers and
+    parameters of ||theta - start|| / ||start|| in percent, and whether they stayed near the start (below
+    5%), where a variant is close to standard attention by construction rather than by what it learned."""
+    table = variant_movement_table(comparison)
+    if table.empty:
+        return ""
+    spans = {arm: (float(rows.min().min()), float(rows.max().max()))
+             for arm, rows in table.groupby(level="variant", sort=False)}
+    parts = ", ".join(f"{arm} {low:.1%}-{high:.1%}" if f"{low:.1%}" != f"{high:.1%}" else f"{arm} {low:.1%}"
+                      for arm, (low, high) in spans.items())
+    largest = max(high for _, high in spans.values())
+    tail = (" of their start norm: they stayed close to standard attention, so these variants were tested "
+            "near their starting point, not as what more training would make of them." if largest < 0.05 else
+            " of their start norm.")
+    return f"The variants' own parameters moved {parts} (per layer, mean over seeds){tail}"
+
+
 def loss_gaps(comparison: Comparison, names: tuple[str, ...] = tasks.MULTITASK) -> pd.Series:
     """Per arm, the held-out (dev without held-out rows) minus train loss at the last epoch, averaged
     over the tasks and seeds: larger where an arm fits its training data better than new data."""
