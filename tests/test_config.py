@@ -177,7 +177,7 @@ def test_epochs_count_the_qqp_only_and_frozen_ones():
 @pytest.mark.parametrize("notebook", sorted(NOTEBOOK_CONFIGS))
 @pytest.mark.parametrize("profile", ["quick", "full"])
 def test_sst_and_sts_dev_are_scored_whole_outside_the_smoke_profile(notebook, profile):
-    """Issue 13: the small dev sets are never subsampled; only QQP's 40,429 pairs may be, for speed."""
+    """Issue 13: the small dev sets are never subsampled; only QQP's 20,212 pairs may be, for speed."""
     values = load_params(notebook, profile)
     for key in ("dev_limits", "ablation_dev_limits"):
         assert set(values.get(key, {})) <= {"qqp"}, (notebook, profile, key)
