@@ -114,3 +114,13 @@ def test_verdicts_name_only_detected_differences_with_their_intervals():
                                     "(STS pearson).")
     with pytest.raises(ValueError, match="no differences of arm 'c'"):
         verdict([flat], "c")
+
+
+def test_a_bound_that_excludes_zero_never_prints_as_zero():
+    from minbert.comparison import Difference, signed
+
+    assert signed(0.0123) == "+0.012" and signed(-0.5) == "-0.500" and signed(0.0) == "+0.000"
+    assert signed(0.0004) == "+0.0004" and signed(-0.00004) == "-0.00004"
+    assert signed(1e-9) == "+0.000000"  # six decimals at most
+    tight = Difference("b", "a", "sts", 0.002, 0.0003, 0.0031, [0.002] * 3, 863)
+    assert tight.span == "+0.002 [+0.0003, +0.003]"

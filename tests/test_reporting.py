@@ -158,3 +158,19 @@ def test_the_movement_line_gives_each_variants_range_in_percent():
     only_standard = Comparison("standard", {"sst": np.zeros(4)})
     only_standard.add("standard", run("s", None), {"sst": np.zeros(4)})
     assert variant_movement_line(only_standard) == ""
+
+
+def test_an_ensembles_aim_findings_follow_its_members_curves():
+    def member(name, scores):
+        history = [{"epoch": e, "heldout_mean": s, "heldout_sst_acc": s} for e, s in enumerate(scores, 1)]
+        return RunRecord(name, {"sst_acc": scores[-1]}, len(scores), history)
+
+    one, two = member("m1", [0.40, 0.46]), member("m2", [0.42, 0.40])  # mean change: +0.06 and -0.02
+    ensemble = RunRecord("final", {"sst_acc": 0.45}, 0, [{"epoch": 0, "heldout_mean": 0.47,
+                                                          "heldout_sst_acc": 0.47}])
+    assert aim_findings(ensemble, {"sst_acc": 0.52}, [one, two]) == [
+        "sst_acc: 0.450, 0.070 short of the aim 0.52 (held-out by epoch: m1 0.400 -> 0.460; "
+        "m2 0.420 -> 0.400); still rising at the last epoch."]
+    two.history[-1]["heldout_sst_acc"] = 0.30  # now the mean change is -0.03
+    (falling,) = aim_findings(ensemble, {"sst_acc": 0.52}, [one, two])
+    assert falling.endswith("no longer rising at the last epoch.")

@@ -39,7 +39,7 @@ def test_each_question_is_answered_from_the_saved_differences_full_profile_first
         "Does not reproduce at this budget: with STS at 0.800 Pearson under the right divergence, the "
         "naive one moves it by -0.005 [-0.010, +0.010]; what SMART does to STS here, the divergence's form "
         "does not cause.")
-    assert row["evidence"] == "04_smart.full (9 runs, 3 seed(s) per arm, commit abcdef1)"
+    assert row["evidence"] == "04_smart.full (9 runs, 3 seeds per arm, commit abcdef1)"
     assert "0.847 to 0.438" in row["the study (theirs, BERT-base)"]  # BERT Baseline and BERT-SMART, STS
     unanswered = table.set_index("question").loc["Does Sophia beat AdamW?"]
     assert unanswered["ours (MiniLM)"] == "not run yet" and unanswered["evidence"] == "-"

@@ -26,6 +26,15 @@ RESAMPLES = 2000
 NO_DIFFERENCE = "no difference detected at this budget"
 
 
+def signed(value: float) -> str:
+    """A difference with its sign and three decimals, or as many more (up to six) as it takes not to show
+    a non-zero value as 0.000: an interval bound that excludes 0 must not read as touching it."""
+    decimals = 3
+    while value and round(value, decimals) == 0 and decimals < 6:
+        decimals += 1
+    return f"{value:+.{decimals}f}"
+
+
 @dataclass(frozen=True)
 class Difference:
     """One arm minus the reference arm on one task's dev metric, seed means, with its interval."""
@@ -47,14 +56,19 @@ class Difference:
 
     def sentence(self) -> str:
         label = tasks.get(self.task).metric_label
-        span = f"{self.estimate:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
+        span = self.span
         if self.detected:
             verdict = f"{self.arm} is {'above' if self.estimate > 0 else 'below'} {self.reference}"
         else:
             verdict = NO_DIFFERENCE
-        seeds = ", ".join(f"{d:+.3f}" for d in self.seed_differences)
+        seeds = ", ".join(signed(d) for d in self.seed_differences)
         return (f"{label}, {self.arm} − {self.reference}: {span} on {self.items:,} dev items ({verdict}; "
                 f"by seed: {seeds}).")
+
+    @property
+    def span(self) -> str:
+        """The estimate and its 95% interval: "+0.012 [+0.003, +0.021]"."""
+        return f"{signed(self.estimate)} [{signed(self.low)}, {signed(self.high)}]"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "detected": self.detected}
@@ -161,8 +175,7 @@ def verdict(differences: Sequence[Difference], arm: str) -> str:
     unseen = [tasks.get(d.task).metric_label for d in own if not d.detected]
 
     def listed(found: list[Difference]) -> str:
-        return ", ".join(f"{tasks.get(d.task).metric_label} {d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
-                         for d in found)
+        return ", ".join(f"{tasks.get(d.task).metric_label} {d.span}" for d in found)
 
     if above and below:
         head = f"{arm} is mixed against {reference}: above on {listed(above)}; below on {listed(below)}"

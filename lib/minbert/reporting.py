@@ -16,7 +16,7 @@ import pandas as pd
 import seaborn as sns
 
 from minbert import paths, tasks
-from minbert.comparison import Comparison, Difference
+from minbert.comparison import Comparison, Difference, signed
 from minbert.evaluation import margin_of_error, normalised_confusion
 from minbert.files import atomic_write_text
 from minbert.published import STATE_OF_THE_ART, STUDY_FIGURES
@@ -257,33 +257,40 @@ def _dev_rows(run: RunRecord) -> str | None:
 def differences_table(differences: list[Difference]) -> pd.DataFrame:
     """Each arm minus the reference per task: the seed-mean difference, its paired 95% bootstrap
     interval over the dev items, the difference by seed, and whether it is named a finding."""
-    rows = [{"arm": d.arm, "task": tasks.get(d.task).metric_label, "Δ": round(d.estimate, 3),
-             "95% interval": f"[{d.low:+.3f}, {d.high:+.3f}]",
-             "by seed": " ".join(f"{x:+.3f}" for x in d.seed_differences), "dev items": d.items,
+    rows = [{"arm": d.arm, "task": tasks.get(d.task).metric_label, "Δ": signed(d.estimate),
+             "95% interval": f"[{signed(d.low)}, {signed(d.high)}]",
+             "by seed": " ".join(signed(x) for x in d.seed_differences), "dev items": d.items,
              "finding": ("above" if d.estimate > 0 else "below") if d.detected else "none detected"}
             for d in differences]
     columns = ["arm", "task", "Δ", "95% interval", "by seed", "dev items", "finding"]
     return pd.DataFrame(rows, columns=columns).set_index(["arm", "task"])  # columns even when empty
 
 
-def aim_findings(record: RunRecord, aims: dict[str, float]) -> list[str]:
+def aim_findings(record: RunRecord, aims: dict[str, float],
+                 members: list[RunRecord] | None = None) -> list[str]:
     """Per aimed metric, one sentence: the dev score met the aim or by how much it fell short, with
     the held-out score by epoch (dev for runs without held-out rows; * = BERT frozen), so a reader sees
-    whether training had stopped gaining."""
+    whether training had stopped gaining. An ensemble has no epochs of its own: its trend is its
+    `members`' curves, one per run, and "rising" reads their mean at the last two epochs."""
+    curves = [m for m in (members or []) if m.history] or [record]
+    held = bool(curves[0].history) and "heldout_mean" in curves[0].history[0]
     lines = []
-    held = bool(record.history) and "heldout_mean" in record.history[0]
     for metric, aim in aims.items():
         key = f"heldout_{metric}" if held else metric
-        scores = [h[key] for h in record.history]
-        trend = " -> ".join(f"{h[key]:.3f}" + ("*" if h.get("bert_frozen") else "") for h in record.history)
+
+        trends = {r.name: " -> ".join(f"{h[key]:.3f}" + ("*" if h.get("bert_frozen") else "")
+                                      for h in r.history) for r in curves}
+        shown = "; ".join(f"{name} {t}" for name, t in trends.items()) if len(curves) > 1 else \
+            trends[curves[0].name]
         where = "held-out by epoch" if held else "by epoch"
         final = record.dev[metric]
         if final >= aim:
-            lines.append(f"{metric}: {final:.3f}, aim {aim} met ({where}: {trend}).")
+            lines.append(f"{metric}: {final:.3f}, aim {aim} met ({where}: {shown}).")
             continue
-        rising = len(scores) > 1 and scores[-1] > scores[-2]
+        last = [[h[key] for h in r.history][-2:] for r in curves]
+        rising = all(len(pair) == 2 for pair in last) and np.mean([b - a for a, b in last]) > 0
         state = "still rising" if rising else "no longer rising"
-        lines.append(f"{metric}: {final:.3f}, {aim - final:.3f} short of the aim {aim} ({where}: {trend}); "
+        lines.append(f"{metric}: {final:.3f}, {aim - final:.3f} short of the aim {aim} ({where}: {shown}); "
                      f"{state} at the last epoch.")
     return lines
 
@@ -583,6 +590,6 @@ def peer_table(ours: dict[str, RunRecord], peer: Results | None,
         for d in differences:
             if d.task == task:
                 rows.append({"task": spec.metric_label, "model": f"{d.arm} − peer (paired 95% interval)",
-                             "dev": f"{d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]",
+                             "dev": d.span,
                              "dev rows": f"{d.items:,}", "seconds": ""})
     return pd.DataFrame(rows).set_index(["task", "model"])

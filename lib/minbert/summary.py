@@ -54,7 +54,7 @@ def collapse_verdict(naive: Difference, right: list[RunRecord]) -> str:
     right one at the same size, `right` the right one's runs. Where their mean dev Pearson is no higher
     than the study's collapsed figure there is nothing to collapse, and the budget cannot tell."""
     level = sum(run.dev["sts_pearson"] for run in right) / len(right)
-    interval = f"{naive.estimate:+.3f} [{naive.low:+.3f}, {naive.high:+.3f}]"
+    interval = naive.span
     if naive.detected and naive.estimate < 0:
         return (f"reproduces at this budget: against the squared-difference divergence at the same size, the "
                 f"naive one moves STS Pearson by {interval} (from {level:.3f}).")
@@ -138,8 +138,8 @@ def _evidence(result: Results) -> str:
     arms = [r.group or r.name for r in result.runs]
     seeds = max((arms.count(a) for a in set(arms)), default=1)
     commit = str(result.stamp.get("commit") or "?")[:7]
-    return (f"{result.notebook}.{result.profile} ({len(result.runs)} runs, {seeds} seed(s) per arm, "
-            f"commit {commit})")
+    per_arm = f"{seeds} seed{'s' if seeds != 1 else ''} per arm"
+    return f"{result.notebook}.{result.profile} ({len(result.runs)} runs, {per_arm}, commit {commit})"
 
 
 def answer(question: Question, result: Results | None) -> str:
