@@ -277,11 +277,10 @@ def aim_findings(record: RunRecord, aims: dict[str, float],
     lines = []
     for metric, aim in aims.items():
         key = f"heldout_{metric}" if held else metric
-
-        trends = {r.name: " -> ".join(f"{h[key]:.3f}" + ("*" if h.get("bert_frozen") else "")
-                                      for h in r.history) for r in curves}
-        shown = "; ".join(f"{name} {t}" for name, t in trends.items()) if len(curves) > 1 else \
-            trends[curves[0].name]
+        trends = [" -> ".join(f"{h[key]:.3f}" + ("*" if h.get("bert_frozen") else "") for h in r.history)
+                  for r in curves]
+        shown = trends[0] if len(curves) == 1 else "; ".join(
+            f"{r.name} {t}" for r, t in zip(curves, trends, strict=True))
         where = "held-out by epoch" if held else "by epoch"
         final = record.dev[metric]
         if final >= aim:
