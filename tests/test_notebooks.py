@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,18 @@ def check_clean_report(page) -> None:
     assert not FETCHED.search(text), f"{page.name} fetches {FETCHED.search(text).group(0)}"
     assert "application/vnd.jupyter.widget-state+json" not in text, page.name
     assert "step/s]" not in text and "VBox(children=" not in text, page.name  # no widget's text stand-in
+
+
+def test_every_committed_report_is_clean():
+    """The reports in the repository, as readers get them: no stderr, nothing fetched from the network,
+    no saved widget state; the index fetches nothing either."""
+    pages = sorted((Path(__file__).resolve().parents[1] / "reports").glob("*.html"))
+    assert any(p.name == "index.html" for p in pages) and len(pages) > 1
+    for page in pages:
+        if page.name == "index.html":
+            assert not FETCHED.search(page.read_text()), page.name
+        else:
+            check_clean_report(page)
 
 
 @pytest.fixture
