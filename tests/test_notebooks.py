@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from minbert import cli
+from minbert.paths import PROJECT_ROOT
 from minbert.runner import notebook_names
 
 # A script or style sheet a page would fetch from elsewhere (links a reader may follow are fine).
@@ -28,7 +28,7 @@ def check_clean_report(page) -> None:
 def test_every_committed_report_is_clean():
     """The reports in the repository, as readers get them: no stderr, nothing fetched from the network,
     no saved widget state; the index fetches nothing either."""
-    pages = sorted((Path(__file__).resolve().parents[1] / "reports").glob("*.html"))
+    pages = sorted((PROJECT_ROOT / "reports").glob("*.html"))
     assert any(p.name == "index.html" for p in pages) and len(pages) > 1
     for page in pages:
         if page.name == "index.html":
