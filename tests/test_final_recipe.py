@@ -236,3 +236,24 @@ def test_averaging_the_members_saved_outputs_equals_the_ensembles_own_prediction
         saved = [predict(m, split, 8, CPU) for m in members]
         torch.testing.assert_close(average_outputs(task, saved), predict(ensemble, split, 8, CPU),
                                    atol=1e-5, rtol=1e-5)
+
+
+def test_snapshots_hold_each_epochs_weights_as_a_run_stopped_there_has_them(tiny_checkpoint, tasks):
+    """A checkpoint ensemble's earlier members are the `snapshots` of a run: epoch 1's equal the weights
+    of the same run stopped after epoch 1 (training is deterministic on the CPU), and the last epoch's
+    equal the trained model's when that epoch is the one kept."""
+    train, dev = tasks
+    run = MultitaskSettings(epochs=2, batch_size=16, lr=1e-3)
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+    model = make_model(tiny_checkpoint)
+    history = train_multitask(model, train, dev, run, snapshots=snapshots)
+    assert sorted(snapshots) == [1, 2]
+    stopped = make_model(tiny_checkpoint)
+    train_multitask(stopped, train, dev, run, stop_after_epoch=1)
+    for name, weight in stopped.state_dict().items():
+        torch.testing.assert_close(snapshots[1][name], weight, msg=name)
+    assert any(not torch.equal(snapshots[1][k], snapshots[2][k]) for k in snapshots[1])  # epoch 2 trained on
+    kept = max(history, key=lambda h: (h["dev_mean"], h["epoch"]))["epoch"]
+    for name, weight in model.state_dict().items():
+        torch.testing.assert_close(snapshots[kept][name], weight, msg=name)
+        assert snapshots[kept][name].device.type == "cpu" and snapshots[kept][name] is not weight

@@ -276,8 +276,24 @@ def test_final_model_smoke_run_with_error_analysis(report_dirs):
         assert config["mode"] == "cross-encoder" and config["schedule"] == "proportional"
         assert (config["pooling"], config["head_lr"], config["smart"]) == ("cls+mean", 5e-4, {"sts": {}})
     checks = results["checks"]
-    assert checks["ensemble"] and set(checks["ensemble"]) <= {"final-seed11711", "final-seed11712"}
-    assert len(checks["selection_trace"]) == len(checks["ensemble"])
+    assert checks["selected"] and set(checks["selected"]) <= {"final-seed11711", "final-seed11712"}
+    assert len(checks["selection_trace"]) == len(checks["selected"])
+    # two ways of assembling the final model, scored on held-out; the one with the higher mean is kept
+    candidates = checks["candidates"]
+    assert set(candidates) == {"seed ensemble", "checkpoint ensemble"}
+    assert candidates["seed ensemble"]["members"] == checks["selected"]
+    runs = {r["name"]: r for r in members}
+    expected = [f"{name} epoch {e}" for name in ("final-seed11711", "final-seed11712")
+                for e in range(max(1, runs[name]["best_epoch"] - 1), runs[name]["best_epoch"] + 1)]
+    assert candidates["checkpoint ensemble"]["members"] == expected
+    held = {n: sum(c["heldout"].values()) for n, c in candidates.items()}
+    kept = checks["kept_candidate"]
+    assert held[kept] == max(held.values()) and checks["ensemble"] == candidates[kept]["members"]
+    final = runs["final"] if "final" in runs else runs[checks["ensemble"][0]]
+    for metric, value in candidates[kept]["dev"].items():
+        assert final["dev"][metric] == pytest.approx(value)
+    assert {(d["arm"], d["reference"], d["task"]) for d in checks["candidate_differences"]} == {
+        ("checkpoint ensemble", "seed ensemble", task) for task in ("sst", "qqp", "sts")}
     assert set(checks["aims_met"]) == {"sst_acc", "qqp_acc", "sts_pearson"}
     assert checks["peer_differences"] == []  # the peer has not run on this profile here
     assert {(d["arm"], d["reference"]) for d in checks["differences"]} == {

@@ -421,6 +421,9 @@ class FinalConfig(OneArmConfig, ComparisonConfig):
     mode: Literal["bi-encoder", "cross-encoder"] = "cross-encoder"
     ensemble_size: int = Field(1, ge=1, description="runs of the recipe at seeds seed, seed+1, ...; the "
                                "members kept are chosen on held-out rows and their predictions averaged")
+    ensemble_epochs: int = Field(1, ge=1, description="above 1, a second candidate beside the seed ensemble: "
+                                 "each run's kept epoch and the ones before it, this many in all, averaged; "
+                                 "the candidate with the higher held-out mean is the final model")
     levers: list[str] = Field([], description="the ablation: the recipe against each of these alternatives "
                               "(minbert.experiments.LEVERS); empty for none")
     ablation_epochs: int = Field(2, ge=1)

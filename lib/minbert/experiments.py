@@ -20,11 +20,11 @@ import torch
 from minbert import paths, tasks
 from minbert.attention import variant_movement
 from minbert.bert import BertModel, count_parameters, load_tokenizer
-from minbert.comparison import Comparison
+from minbert.comparison import Comparison, Difference, paired_difference
 from minbert.config import ComparisonConfig, FinalConfig, MultitaskSettings, Part1Config
 from minbert.data import TaskData, load_tasks
 from minbert.ensemble import Ensemble, average_outputs, choose_members, heldout_outputs, scores
-from minbert.evaluation import predict_logits, save_predictions, write_predictions
+from minbert.evaluation import predict, predict_logits, save_predictions, write_predictions
 from minbert.models import MultitaskBert, SentenceClassifier
 from minbert.records import RunRecord, predictions_dir
 from minbert.runtime import Runtime
@@ -94,7 +94,8 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
             name: str | None = None, updates: dict[str, Any] | None = None, checkpoints: bool = True,
             on_epoch: Callable[[dict], None] | None = None,
             dev_predictions: dict[str, np.ndarray] | None = None,
-            dev_outputs: dict[str, torch.Tensor] | None = None) -> tuple[RunRecord, MultitaskBert]:
+            dev_outputs: dict[str, torch.Tensor] | None = None,
+            snapshots: dict[int, dict[str, torch.Tensor]] | None = None) -> tuple[RunRecord, MultitaskBert]:
     """Train one arm from the pretrained checkpoint; its record and model (best epoch).
 
     `updates` change knobs over the arm's (an attention variant, a tuned optimizer, a run seed...);
@@ -102,7 +103,7 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
     go to runs/<notebook>/<profile>/<name>/, TensorBoard logs to runs/tensorboard/; without
     `checkpoints` (tuning trials) nothing is written. `on_epoch` sees each epoch's record; a
     `dev_predictions` dict receives the kept epoch's dev predictions, a `dev_outputs` dict its raw dev
-    outputs.
+    outputs, a `snapshots` dict every epoch's weights (CPU copies, keyed by epoch).
     """
     name = name or arm
     settings = arm_settings(cfg, arm, updates)
@@ -114,6 +115,7 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
                               runtime=runtime,
                               checkpoint_dir=checkpoint_dir, resume=settings.resume and checkpoints,
                               on_epoch=on_epoch, dev_predictions=dev_predictions, dev_outputs=dev_outputs,
+                              snapshots=snapshots,
                               log_dir=paths.runs_dir() / "tensorboard" / notebook / settings.profile / name)
     best = best_epoch(history)  # the epoch whose weights the trainer kept
     knobs = set(MultitaskSettings.model_fields) - {"profile", "device", "strict_data", "resume"}
@@ -211,6 +213,9 @@ LEVERS: dict[str, Lever] = {lever.name: lever for lever in (
 )}
 
 
+SEED_ENSEMBLE, CHECKPOINT_ENSEMBLE = "seed ensemble", "checkpoint ensemble"
+
+
 @dataclass
 class FinalModel:
     """Notebook 06's trained model (one run, or an ensemble of several) with what its report needs."""
@@ -221,8 +226,14 @@ class FinalModel:
     tokenizer: Any
     dev_outputs: dict[str, torch.Tensor]  # raw outputs on every dev row, computed once
     members: list[RunRecord] = field(default_factory=list)  # every run trained, chosen or not
-    chosen: list[str] = field(default_factory=list)  # the members kept, in the order chosen
-    selection_trace: list[float] = field(default_factory=list)  # held-out mean after each was added
+    chosen: list[str] = field(default_factory=list)  # the final model's members
+    selection_trace: list[float] = field(default_factory=list)  # the seed ensemble's held-out mean...
+    selected: list[str] = field(default_factory=list)  # ...after each of these runs was added
+    # with `ensemble_epochs` > 1: each candidate ensemble's members, held-out and dev scores, the one
+    # kept, and the checkpoint ensemble minus the seed ensemble on dev (paired intervals)
+    candidates: dict[str, dict] = field(default_factory=dict)
+    kept_candidate: str | None = None
+    candidate_differences: list[Difference] = field(default_factory=list)
 
     @property
     def dev_predictions(self) -> dict[str, list]:
@@ -239,21 +250,24 @@ class FinalModel:
 
     def checks(self) -> dict:
         return {"aims": FINAL_AIMS, "aims_met": self.aims_met(), "ensemble": self.chosen,
-                "selection_trace": self.selection_trace}
+                "selection_trace": self.selection_trace, "selected": self.selected,
+                "candidates": self.candidates,
+                "kept_candidate": self.kept_candidate,
+                "candidate_differences": [d.to_dict() for d in self.candidate_differences]}
 
 
-def _ensemble_record(members: list[RunRecord], chosen: list[str], cfg: FinalConfig,
+def _ensemble_record(used: list[RunRecord], chosen: list[str], cfg: FinalConfig,
                      heldout: dict[str, float], dev: dict[str, float]) -> RunRecord:
-    """The ensemble's record: its held-out and dev scores; one history entry summing its members' training."""
-    kept = [m for m in members if m.name in chosen]
-    totals = {key: sum(h.get(key, 0) for m in kept for h in m.history)
+    """The ensemble's record: its held-out and dev scores; one history entry summing the training of the
+    runs its members come from (`used`)."""
+    totals = {key: sum(h.get(key, 0) for m in used for h in m.history)
               for key in ("seconds", "steps", "examples")}
     entry = {"epoch": 0, **totals, "members": chosen,
              **{f"heldout_{k}": v for k, v in heldout.items()}, "heldout_mean": tasks.mean_score(heldout),
              **dev}
     return RunRecord(name="final", arm=cfg.arm, dev=dev, heldout=heldout, best_epoch=0, history=[entry],
-                     config={**kept[0].config, "ensemble": chosen}, train_sizes=kept[0].train_sizes,
-                     dev_sizes=kept[0].dev_sizes, parameters=sum(m.parameters or 0 for m in kept))
+                     config={**used[0].config, "ensemble": chosen}, train_sizes=used[0].train_sizes,
+                     dev_sizes=used[0].dev_sizes, parameters=sum(m.parameters or 0 for m in used))
 
 
 def _write_final_predictions(model: MultitaskBert | Ensemble, data: TaskData,
@@ -268,46 +282,123 @@ def _write_final_predictions(model: MultitaskBert | Ensemble, data: TaskData,
     save_predictions(model, {"test": data.test}, out_dir, "final", cfg.eval_batch_size, runtime)
 
 
+@dataclass
+class _Candidate:
+    """One way of assembling the final model: its member models with their held-out and dev outputs."""
+
+    labels: list[str]
+    runs: list[str]  # the run each member comes from
+    models: list[MultitaskBert]
+    heldout: list[dict[str, torch.Tensor]]
+    dev: list[dict[str, torch.Tensor]]
+
+    def averaged(self, split: str) -> dict[str, torch.Tensor]:
+        outputs = self.heldout if split == "heldout" else self.dev
+        return {task: average_outputs(task, [o[task] for o in outputs]) for task in outputs[0]}
+
+    def model(self) -> MultitaskBert | Ensemble:
+        return self.models[0] if len(self.models) == 1 else Ensemble(self.models)
+
+
+def _checkpoint_ensemble(cfg: FinalConfig, runs: list[RunRecord], seeds: list[int], kept: _Candidate,
+                         snapshots: list[dict[int, dict[str, torch.Tensor]]], data: TaskData,
+                         runtime: Runtime) -> _Candidate:
+    """Every run's kept epoch and the `cfg.ensemble_epochs` - 1 epochs before it (those this process
+    trained), averaged: a fixed rule, nothing chosen. The kept epochs' outputs are reused from `kept`
+    (one entry per run); each earlier epoch is rebuilt from its snapshot and scored once."""
+    found = _Candidate([], [], [], [], [])
+    for i, (run, seed, saved) in enumerate(zip(runs, seeds, snapshots, strict=True)):
+        for epoch in range(max(1, run.best_epoch - cfg.ensemble_epochs + 1), run.best_epoch + 1):
+            if epoch == run.best_epoch:
+                model, held, dev = kept.models[i], kept.heldout[i], kept.dev[i]
+            elif epoch in saved:
+                model = build_model(arm_settings(cfg, cfg.arm, {"seed": seed}))
+                model.load_state_dict(saved[epoch])
+                model.to(runtime.device)
+                held = heldout_outputs(model, data.heldout, cfg.eval_batch_size, runtime)
+                dev = {task: predict(model, rows, cfg.eval_batch_size, runtime)
+                       for task, rows in data.dev.items()}
+            else:
+                continue
+            found.labels.append(f"{run.name} epoch {epoch}")
+            found.runs.append(run.name)
+            found.models.append(model)
+            found.heldout.append(held)
+            found.dev.append(dev)
+    return found
+
+
+def _paired_on_dev(arm: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], data: TaskData,
+                   arm_name: str, reference_name: str) -> list[Difference]:
+    """Two ways of assembling the final model on the same dev rows: per task, the paired difference."""
+    def labels(outputs: dict[str, torch.Tensor], task: str) -> np.ndarray:
+        return np.asarray(tasks.get(task).predicted_labels(outputs[task]), dtype=float)
+
+    return [paired_difference(task, data.dev[task].labels, labels(arm, task), labels(reference, task),
+                              arm_name=arm_name, reference_name=reference_name) for task in arm]
+
+
 def final_model(cfg: FinalConfig, runtime: Runtime, notebook: str = "06_final_bert", *,
                 tokenizer=None, data: TaskData | None = None) -> FinalModel:
     """Train the final model and write its prediction files: one run of the arm, or with `ensemble_size`
     runs of it at seeds seed, seed+1, ... whose members are chosen on the held-out rows (greedy forward
-    selection) and averaged. The tokenizer and data are loaded as the config says unless given."""
+    selection) and averaged: the seed ensemble. With `ensemble_epochs` > 1 a second candidate, the
+    checkpoint ensemble (`_checkpoint_ensemble`), is scored beside it, and the one with the higher
+    held-out mean is the final model (ties to the seed ensemble). The tokenizer and data are loaded as
+    the config says unless given."""
     tokenizer = tokenizer or load_tokenizer(cfg.checkpoint)
     data = data or load_multitask(cfg, tokenizer)
-    if cfg.ensemble_size > 1 and not data.heldout:
+    if (cfg.ensemble_size > 1 or cfg.ensemble_epochs > 1) and not data.heldout:
         raise ValueError("an ensemble's members are chosen on held-out rows: set heldout_sizes")
-    members, models, member_dev = [], [], []
-    for seed in range(cfg.seed, cfg.seed + cfg.ensemble_size):
-        name = "final" if cfg.ensemble_size == 1 else f"final-seed{seed}"
+    seeds = list(range(cfg.seed, cfg.seed + cfg.ensemble_size))
+    members, models, member_dev, snapshots = [], [], [], []
+    for seed in seeds:
+        name = "final" if cfg.ensemble_size == cfg.ensemble_epochs == 1 else f"final-seed{seed}"
         dev_outputs: dict[str, torch.Tensor] = {}
+        saved: dict[int, dict[str, torch.Tensor]] = {}
         record, model = run_arm(cfg, cfg.arm, data, runtime, notebook=notebook, name=name,
-                                updates={"seed": seed}, dev_outputs=dev_outputs)
+                                updates={"seed": seed}, dev_outputs=dev_outputs,
+                                snapshots=saved if cfg.ensemble_epochs > 1 else None)
         members.append(record)
         models.append(model)
         member_dev.append(dev_outputs)
+        snapshots.append(saved)
+    gold = {task: split.labels for task, split in data.heldout.items()}
+    outputs = [heldout_outputs(m, data.heldout, cfg.eval_batch_size, runtime) for m in models] if gold else []
     if cfg.ensemble_size == 1:
-        model, chosen, trace = models[0], [members[0].name], []
-        order = [0]
+        order, trace = [0], []
     else:
-        gold = {task: split.labels for task, split in data.heldout.items()}
-        outputs = [heldout_outputs(m, data.heldout, cfg.eval_batch_size, runtime) for m in models]
         order, trace = choose_members(outputs, gold)
-        chosen = [members[i].name for i in order]
-        model = Ensemble([models[i] for i in order]) if len(order) > 1 else models[order[0]]
+    seed_ensemble = _Candidate([members[i].name for i in order], [members[i].name for i in order],
+                               [models[i] for i in order],
+                               [outputs[i] for i in order] if outputs else [], [member_dev[i] for i in order])
+    found = FinalModel(members[0], seed_ensemble.model(), data, tokenizer, {}, members, seed_ensemble.labels,
+                       trace, seed_ensemble.labels if trace else [])
+    kept = seed_ensemble
+    dev_gold = {task: split.labels for task, split in data.dev.items()}
+    if cfg.ensemble_epochs > 1:
+        names = [m.name for m in members]
+        every_run = _Candidate(names, names, models, outputs, member_dev)
+        checkpoints = _checkpoint_ensemble(cfg, members, seeds, every_run, snapshots, data, runtime)
+        both = {SEED_ENSEMBLE: seed_ensemble, CHECKPOINT_ENSEMBLE: checkpoints}
+        found.candidates = {name: {"members": c.labels, "heldout": scores(c.averaged("heldout"), gold),
+                                   "dev": scores(c.averaged("dev"), dev_gold)} for name, c in both.items()}
+        held = {name: tasks.mean_score(c["heldout"]) for name, c in found.candidates.items()}
+        found.kept_candidate = max(both, key=lambda name: (held[name], name == SEED_ENSEMBLE))
+        ours, theirs = checkpoints.averaged("dev"), seed_ensemble.averaged("dev")
+        found.candidate_differences = _paired_on_dev(ours, theirs, data, CHECKPOINT_ENSEMBLE, SEED_ENSEMBLE)
+        kept = both[found.kept_candidate]
     # the members' dev outputs were computed once, at the end of their runs: the ensemble averages them
-    dev_outputs = member_dev[order[0]] if len(order) == 1 else {
-        task: average_outputs(task, [member_dev[i][task] for i in order]) for task in data.dev}
-    if cfg.ensemble_size == 1:
-        record = members[0]
-    elif len(chosen) == 1:  # one member won: it is the final model, under its own name
-        record = members[order[0]]
+    found.dev_outputs = kept.averaged("dev")
+    found.model, found.chosen = kept.model(), kept.labels
+    if len(kept.labels) == 1:  # one member: it is the final model, under its own name
+        found.record = next(m for m in members if m.name == kept.runs[0])
     else:
-        heldout = scores({t: average_outputs(t, [outputs[i][t] for i in order]) for t in gold}, gold)
-        dev_gold = {task: split.labels for task, split in data.dev.items()}
-        record = _ensemble_record(members, chosen, cfg, heldout, scores(dev_outputs, dev_gold))
-    _write_final_predictions(model, data, dev_outputs, notebook, cfg, runtime)
-    return FinalModel(record, model, data, tokenizer, dev_outputs, members, chosen, trace)
+        used = [m for m in members if m.name in kept.runs]
+        found.record = _ensemble_record(used, kept.labels, cfg, scores(kept.averaged("heldout"), gold),
+                                        scores(found.dev_outputs, dev_gold))
+    _write_final_predictions(found.model, data, found.dev_outputs, notebook, cfg, runtime)
+    return found
 
 
 def run_ablation(cfg: FinalConfig, runtime: Runtime, tokenizer,

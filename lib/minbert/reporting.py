@@ -266,6 +266,20 @@ def differences_table(differences: list[Difference]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).set_index(["arm", "task"])  # columns even when empty
 
 
+def candidates_table(candidates: dict[str, dict], kept: str | None) -> pd.DataFrame:
+    """The ways of assembling the final model side by side: members, held-out scores (what chose the
+    one kept) and dev scores (reported only), each with the mean of the tasks."""
+    rows = {}
+    for name, found in candidates.items():
+        row = {"kept": "yes" if name == kept else "", "members": len(found["members"])}
+        for split in ("heldout", "dev"):
+            label = "held-out" if split == "heldout" else "dev"
+            row |= {f"{label} {task.upper()}": found[split][key] for task, key in tasks.metrics().items()}
+            row[f"{label} mean"] = tasks.mean_score(found[split])
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("ensemble")
+
+
 def aim_findings(record: RunRecord, aims: dict[str, float],
                  members: list[RunRecord] | None = None) -> list[str]:
     """Per aimed metric, one sentence: the dev score met the aim or by how much it fell short, with

@@ -30,11 +30,15 @@ def _fig(row: str, task: int) -> str:
 
 
 def final_run(result: Results) -> RunRecord:
-    """Notebook 06's final model in its results file: the ensemble ("final") or the one member chosen;
-    the headline run for files that predate ensembles."""
+    """Notebook 06's final model in its results file: the run named "final" (an ensemble's record, or
+    the one run of a profile without one), else the one member chosen; the headline run for files that
+    predate ensembles."""
     chosen = result.checks.get("ensemble") or []
-    name = "final" if len(chosen) != 1 else chosen[0]
-    return next((r for r in result.runs if r.name == name), None) or result.headline()
+    for name in ("final", *chosen[:1]):
+        found = next((r for r in result.runs if r.name == name), None)
+        if found is not None:
+            return found
+    return result.headline()
 
 
 def _final_model(result: Results) -> str:

@@ -315,7 +315,8 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                     stop_after_epoch: int | None = None,
                     on_epoch: Callable[[dict], None] | None = None,
                     dev_predictions: dict[str, np.ndarray] | None = None,
-                    dev_outputs: dict[str, torch.Tensor] | None = None) -> list[dict]:
+                    dev_outputs: dict[str, torch.Tensor] | None = None,
+                    snapshots: dict[int, dict[str, torch.Tensor]] | None = None) -> list[dict]:
     """Train as the settings say; keep the weights of the best epoch: the best mean score on the
     `heldout` rows (carved from train) where given, else on dev (then dev is both selected on and
     reported). With held-out rows, each epoch is scored on them alone and dev is evaluated once, for
@@ -329,7 +330,9 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     when that many epochs have passed without a better selection score. A NaN or
     infinite loss raises TrainingError and leaves the last good checkpoint in place. A
     `dev_predictions` dict receives the kept epoch's dev predictions per task (for paired comparisons),
-    a `dev_outputs` dict its raw dev outputs (for an ensemble, without a second pass over dev).
+    a `dev_outputs` dict its raw dev outputs (for an ensemble, without a second pass over dev). A
+    `snapshots` dict receives a CPU copy of the weights at the end of every epoch this call trains (for
+    an ensemble of checkpoints; a resumed run's earlier epochs are not in it).
     """
     device = runtime.device
     model.to(device)
@@ -374,8 +377,12 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                 record["dev_mean"] = tasks.mean_score(record)
             history.append(record)
             kept = best_epoch(history) is record
-            if kept and checkpoint_dir is None:
-                kept_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            if (kept and checkpoint_dir is None) or snapshots is not None:
+                weights_now = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                if kept and checkpoint_dir is None:
+                    kept_state = weights_now
+                if snapshots is not None:
+                    snapshots[epoch] = weights_now
             if writer is not None:
                 for key, value in record.items():
                     if key != "epoch":
