@@ -90,6 +90,48 @@ def test_the_learning_curve_fits_the_gain_per_doubling_and_extrapolates_to_the_a
     assert "STS pearson" not in table.index  # no STS points
 
 
+def test_encoder_size_counts_the_layers_weights_as_transformers_does():
+    """BERT-base's encoder is 12 layers of 7,087,872 weights (4 attention projections of 768 x 768 plus
+    biases, two LayerNorms, 768 -> 3072 -> 768): 85,054,464, as transformers' own encoder counts."""
+    import transformers
+
+    from minbert.bert import BertConfig, encoder_parameters
+
+    assert encoder_parameters(BertConfig()) == 12 * (4 * (768 * 768 + 768) + 2 * 2 * 768
+                                                     + 768 * 3072 + 3072 + 3072 * 768 + 768) == 85_054_464
+    small = transformers.BertConfig(hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+                                    intermediate_size=128)
+    theirs = sum(p.numel() for p in transformers.BertModel(small).encoder.parameters())
+    assert encoder_parameters(BertConfig(hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+                                         intermediate_size=128)) == theirs
+
+
+def test_the_model_size_curve_fits_the_gain_per_doubling_of_the_encoder():
+    """Runs keeping 1, 2 and all 4 layers of a checkpoint (one layer = P weights), scores laid on
+    0.40 + 0.03 log2(weights / P): the fit gives back the slope and the score at a reference encoder of
+    16 P weights (4 doublings: 0.52)."""
+    from minbert.analysis import model_size_curve
+    from minbert.bert import BertConfig
+    from minbert.records import RunRecord
+
+    checkpoint = BertConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128)
+    reference = BertConfig(hidden_size=64, num_hidden_layers=16, num_attention_heads=4, intermediate_size=128)
+
+    def run(layers, score):
+        return RunRecord(f"layers-{layers}", {"sts_pearson": 0.0}, 1, [], heldout={"sts_pearson": score},
+                         config={"num_layers": layers})
+
+    table = model_size_curve([run(1, 0.40), run(2, 0.43), run(None, 0.46)], checkpoint, {"sts_pearson": 0.88},
+                             reference=reference)
+    sts = table.loc["STS pearson"]
+    assert sts["gain per doubling"] == pytest.approx(0.03, abs=1e-4)
+    column = next(c for c in table.columns if c.startswith("at BERT-base's encoder"))
+    assert sts[column] == pytest.approx(0.52, abs=1e-3)
+    assert sts["points (heldout)"] == ("1 layers (0.0335M): 0.400; 2 layers (0.0669M): 0.430; "
+                                       "4 layers (0.134M): 0.460")
+    assert list(table.index) == ["STS pearson"]  # tasks without two sizes are left out
+
+
 def test_the_error_profile_counts_what_the_mistakes_share():
     """Hand-made tables: SST's wrong answers one class off and its commonest confusion; QQP's mistakes by
     kind and the word overlap of each cell; STS's signed error by gold band."""

@@ -62,6 +62,28 @@ def test_other_shape_checkpoint_matches_transformers(tiny_checkpoint):
     assert_parity(tiny_checkpoint, padded_batch(1000))
 
 
+def test_keeping_the_first_layers_matches_transformers_loading_fewer_layers(tiny_checkpoint):
+    """A smaller model of the same weights (the model-size curve's): transformers, told to build fewer
+    layers than the checkpoint holds, loads the first ones and drops the rest; ours must agree."""
+    batch = padded_batch(1000, seed=2)
+    ours = BertModel.from_pretrained(tiny_checkpoint, num_hidden_layers=2).eval()
+    theirs = transformers.BertModel.from_pretrained(str(tiny_checkpoint), num_hidden_layers=2,
+                                                    local_files_only=True).eval()
+    assert len(ours.encoder.layer) == len(theirs.encoder.layer) == 2
+    with torch.no_grad():
+        mine = ours(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        ref = theirs(**batch)
+    real = batch["attention_mask"].bool()
+    assert (mine["last_hidden_state"] - ref.last_hidden_state)[real].abs().max() < 1e-5
+    assert (mine["pooler_output"] - ref.pooler_output).abs().max() < 1e-5
+    full = BertModel.from_pretrained(tiny_checkpoint)  # the first layers are the checkpoint's, untouched
+    torch.testing.assert_close(ours.encoder.layer[1].output.dense.weight,
+                               full.encoder.layer[1].output.dense.weight)
+    for layers in (0, 4):
+        with pytest.raises(CheckpointError, match=f"num_hidden_layers={layers}: .* has 3 layers"):
+            BertModel.from_pretrained(tiny_checkpoint, num_hidden_layers=layers)
+
+
 def test_gradients_match_transformers(tiny_checkpoint):
     """The backward pass through our fused QKV equals transformers' per weight."""
     batch = padded_batch(1000, seed=1)

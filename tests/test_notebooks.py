@@ -301,6 +301,9 @@ def test_final_model_smoke_run_with_error_analysis(report_dirs):
     ablation = [r for r in results["runs"] if r.get("group") in ("recipe", "layer-wise lr decay")]
     assert {r["examples"] if "examples" in r else sum(h["examples"] for h in r["history"])
             for r in ablation} == {96}  # the same budget: 32 rows per task, one epoch
+    smaller = next(r for r in results["runs"] if r["name"] == "layers-3")  # the model-size point
+    assert smaller["config"]["num_layers"] == 3
+    assert smaller["train_sizes"] == dict.fromkeys(("sst", "qqp", "sts"), 24)
     predictions = report_dirs / "predictions" / "06_final_bert.smoke"
     for task, column in (("sst", "sentiment"), ("qqp", "is_duplicate"), ("sts", "similarity")):
         lines = (predictions / f"final-{task}-dev.csv").read_text().splitlines()
@@ -308,6 +311,7 @@ def test_final_model_smoke_run_with_error_analysis(report_dirs):
     assert (predictions / "final-sts-test.csv").is_file()
     html = (report_dirs / "06_final_bert.smoke.html").read_text()
     assert "most wrong" in html and "wrong answers one class off" in html  # the error analysis
+    assert "per doubling of the encoder" in html and "at BERT-base" in html  # the model-size estimate
     assert "No peer results for the smoke profile" in html
     # the static stand-in for the panel: the model's answers to example inputs
     assert "A dull, lifeless and badly acted film." in html and "label: " in html and "probability: " in html

@@ -8,12 +8,15 @@ around it is for JupyterLab).
 
 from __future__ import annotations
 
+import dataclasses
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
 from minbert import tasks
+from minbert.bert import BertConfig, encoder_parameters
 from minbert.data import TaskSplit, pad_batch
 from minbert.models import MultitaskBert
 from minbert.records import RunRecord
@@ -232,6 +235,14 @@ def sentence_attention(model: MultitaskBert, tokenizer, sentence: str, runtime: 
 STUDY_QQP_TRAIN = 141_506
 
 
+def _log2_fit(points: dict[int, list[float]]) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Sizes in order, their mean scores, and the line score = intercept + slope * log2(size)."""
+    sizes = np.array(sorted(points), dtype=float)
+    scores = np.array([np.mean(points[int(n)]) for n in sizes])
+    slope, intercept = np.polyfit(np.log2(sizes), scores, 1)
+    return sizes, scores, float(slope), float(intercept)
+
+
 def learning_curve(runs: list[RunRecord], aims: dict[str, float], on: str = "dev") -> pd.DataFrame:
     """Score against train rows per task, from runs of one recipe on different train sizes (runs of equal
     size are averaged), on dev or on the held-out rows (`on`), fitted as score = a + b log2(rows): the
@@ -248,9 +259,7 @@ def learning_curve(runs: list[RunRecord], aims: dict[str, float], on: str = "dev
                 points.setdefault(run.train_sizes[task], []).append(scores[metric])
         if len(points) < 2:
             continue
-        sizes = np.array(sorted(points), dtype=float)
-        scores = np.array([np.mean(points[int(n)]) for n in sizes])
-        slope, intercept = np.polyfit(np.log2(sizes), scores, 1)
+        sizes, scores, slope, intercept = _log2_fit(points)
         aim = aims.get(metric)
         needed = 2 ** ((aim - intercept) / slope) if aim is not None and slope > 0 else None
         shown = ", ".join(f"{int(n):,}: {v:.3f}" for n, v in zip(sizes, scores, strict=True))
@@ -261,4 +270,36 @@ def learning_curve(runs: list[RunRecord], aims: dict[str, float], on: str = "dev
             predicted = intercept + slope * np.log2(STUDY_QQP_TRAIN)
             row["with the study's 141,506 QQP pairs (fit)"] = round(float(predicted), 3)
         rows.append(row)
+    return pd.DataFrame(rows).set_index("task") if rows else pd.DataFrame()
+
+
+def model_size_curve(runs: list[RunRecord], checkpoint: BertConfig, aims: dict[str, float],
+                     on: str = "heldout", reference: BertConfig | None = None) -> pd.DataFrame:
+    """Score against the encoder's size, from runs of one recipe on one budget that keep the first
+    `num_layers` of the checkpoint's layers (all where unset), on dev or held-out (`on`), fitted as
+    score = a + b log2(encoder weights): the gain per doubling of the model, and what the line gives at
+    `reference`'s encoder (default BERT-base, the study's model) on the same budget. An extrapolation
+    from few points, and only in depth: it says what model size alone would buy at this data size."""
+    reference = reference or BertConfig()
+    target = encoder_parameters(reference)
+    rows = []
+    for task in tasks.MULTITASK:
+        metric = tasks.get(task).metric
+        points: dict[int, list[float]] = {}
+        for run in runs:
+            scores = run.dev if on == "dev" else (run.heldout or {})
+            layers = run.config.get("num_layers") or checkpoint.num_hidden_layers
+            size = encoder_parameters(dataclasses.replace(checkpoint, num_hidden_layers=layers))
+            if metric in scores:
+                points.setdefault(size, []).append(scores[metric])
+        if len(points) < 2:
+            continue
+        sizes, scores, slope, intercept = _log2_fit(points)
+        per_layer = encoder_parameters(dataclasses.replace(checkpoint, num_hidden_layers=1))
+        shown = "; ".join(f"{int(n) // per_layer} layers ({n / 1e6:.3g}M): {v:.3f}"
+                          for n, v in zip(sizes, scores, strict=True))
+        predicted = intercept + slope * np.log2(target)
+        rows.append({"task": tasks.get(task).metric_label, f"points ({on})": shown,
+                     "gain per doubling": round(slope, 4), "aim": aims.get(metric),
+                     f"at BERT-base's encoder, {target / 1e6:.3g}M (fit)": round(predicted, 3)})
     return pd.DataFrame(rows).set_index("task") if rows else pd.DataFrame()

@@ -240,16 +240,11 @@ class BertModel(nn.Module):
         embedded all-MiniLM-L6-v2. Weights under `ignore_prefixes` (e.g. "cls."
         for pretraining heads) are skipped; any other extra or missing weight is
         an error that lists them. `overrides` replace config fields (dropout,
-        attention variant).
+        attention variant); `num_hidden_layers` below the checkpoint's keeps its
+        first layers (a smaller model of the same weights, for a model-size curve).
         """
         folder = resolve_checkpoint(name_or_path)
-        try:
-            config_values = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{folder / 'config.json'}: not valid JSON ({exc}); the file is "
-                                  "damaged or not a Hugging Face config") from None
-        if not isinstance(config_values, dict):
-            raise CheckpointError(f"{folder / 'config.json'}: expected a JSON object of config fields")
+        config_values = _config_values(folder)
         unknown = [k for k in overrides if k not in {f.name for f in dataclasses.fields(BertConfig)}]
         if unknown:
             raise CheckpointError(f"unknown BertConfig field(s) {unknown}")
@@ -257,9 +252,14 @@ class BertModel(nn.Module):
             config = BertConfig.from_dict({**config_values, **overrides})
         except CheckpointError as exc:
             raise CheckpointError(f"{folder / 'config.json'}: {exc}") from None
+        saved_layers = int(config_values.get("num_hidden_layers", config.num_hidden_layers))
+        if not 1 <= config.num_hidden_layers <= saved_layers:
+            raise CheckpointError(f"num_hidden_layers={config.num_hidden_layers}: {folder} has "
+                                  f"{saved_layers} layers; a model can keep its first 1 to {saved_layers}")
+        deeper = tuple(f"encoder.layer.{i}." for i in range(config.num_hidden_layers, saved_layers))
         model = cls(config)
         state = convert_hf_state_dict(read_weights(folder), config.num_hidden_layers,
-                                      ignore_prefixes)
+                                      (*ignore_prefixes, *deeper))
         model.load_checked(state, source=str(folder))
         return model
 
@@ -287,6 +287,18 @@ class BertModel(nn.Module):
 
 CHECKPOINT_ENV = "MINBERT_CHECKPOINT"  # a folder that stands in for the embedded default
 CHECKPOINT_ORIGIN = "minbert-origin.txt"  # in such a folder: what it is a copy of, and how it differs
+
+
+def _config_values(folder: Path) -> dict:
+    """The fields of a checkpoint folder's config.json; a damaged file is one clear error."""
+    try:
+        values = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{folder / 'config.json'}: not valid JSON ({exc}); the file is "
+                              "damaged or not a Hugging Face config") from None
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{folder / 'config.json'}: expected a JSON object of config fields")
+    return values
 
 
 def default_checkpoint() -> Path:
@@ -379,6 +391,18 @@ def convert_hf_state_dict(state: dict[str, torch.Tensor], num_layers: int,
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
+
+
+def encoder_parameters(config: BertConfig) -> int:
+    """Weights of the encoder layers alone (no embeddings, no pooler): the model size scaling laws count
+    (Kaplan et al., 2020), which sets a 6-layer MiniLM and BERT-base on one axis."""
+    return config.num_hidden_layers * count_parameters(BertLayer(config))
+
+
+def checkpoint_config(name_or_path: str | Path | None = None) -> BertConfig:
+    """A checkpoint's architecture from its config.json, without loading its weights."""
+    folder = resolve_checkpoint(name_or_path)
+    return BertConfig.from_dict(_config_values(folder))
 
 
 def load_tokenizer(name_or_path: str | Path | None = None):

@@ -129,6 +129,8 @@ class MultitaskSettings(NotebookConfig):
     pooling: Literal["cls", "mean", "cls+mean"] = Field(
         "mean", description="the sentence vector: BERT's pooler, the mean of the tokens, or both together")
     head_hidden: int | None = Field(None, gt=0, description="hidden units of the heads; null for linear")
+    num_layers: int | None = Field(None, gt=0, description="encoder layers kept, the checkpoint's first ones "
+                                   "(null for all): a smaller model of the same weights")
     dropout: dict[TaskName, float] = Field(_per_task(0.1), description="dropout before each task's head")
     shared_similarity: bool = Field(False, description="bi-encoder: one linear layer shared by QQP and STS")
     variant_lr: float | None = Field(None, gt=0.0, description="peak learning rate of the attention "
@@ -433,12 +435,21 @@ class FinalConfig(OneArmConfig, ComparisonConfig):
         "named keeps all its dev rows")
     curve_sizes: list[int] = Field([], description="train rows per task of the learning curve's runs (the "
                                    "recipe, first seed, the final run's epochs and dev rows); empty for none")
+    size_layers: list[int] = Field([], description="encoder layers of the model-size runs (the checkpoint's "
+                                   "first ones): the recipe at the first seed on the first of `curve_sizes`, "
+                                   "beside the curve's run there with every layer; empty for none")
     examples_shown: int = Field(8, gt=0, description="rows of the least confident / most wrong tables")
 
     @field_validator("levers")
     @classmethod
     def _known_levers(cls, levers: list[str]) -> list[str]:
         return _known_levers(levers)
+
+    @model_validator(mode="after")
+    def _sizes_have_a_budget(self) -> FinalConfig:
+        if self.size_layers and not self.curve_sizes:
+            raise ValueError("size_layers runs on the first of curve_sizes: name at least one curve size")
+        return self
 
     @model_validator(mode="after")
     def _levers_fit(self) -> FinalConfig:

@@ -84,7 +84,8 @@ def load_multitask(cfg: MultitaskSettings, tokenizer) -> TaskData:
 def build_model(settings: MultitaskSettings) -> MultitaskBert:
     """The multitask model from the pretrained checkpoint, seeded, as the settings describe it."""
     torch.manual_seed(settings.seed)
-    bert = BertModel.from_pretrained(settings.checkpoint, attention=settings.attention)
+    layers = {} if settings.num_layers is None else {"num_hidden_layers": settings.num_layers}
+    bert = BertModel.from_pretrained(settings.checkpoint, attention=settings.attention, **layers)
     return MultitaskBert(bert, pooling=settings.pooling, head_hidden=settings.head_hidden,
                          dropout=dict(settings.dropout), shared_similarity=settings.shared_similarity,
                          mode=settings.mode)
@@ -421,12 +422,28 @@ def run_learning_curve(cfg: FinalConfig, runtime: Runtime, tokenizer,
     for every point; dev is cut to `ablation_dev_limits` for these runs, to save time)."""
     records = []
     for size in cfg.curve_sizes:
-        small = cfg.with_updates({"train_limits": dict.fromkeys(tasks.MULTITASK, size), "patience": None,
-                                  "dev_limits": cfg.ablation_dev_limits})
+        small = _curve_budget(cfg, size)
         data = load_multitask(small, tokenizer)
         record, _ = run_arm(small, cfg.arm, data, runtime, notebook=f"{notebook}-curve", name=f"curve-{size}")
         records.append(record)
     return records
+
+
+def _curve_budget(cfg: FinalConfig, size: int) -> FinalConfig:
+    """The recipe on `size` train rows per task, dev cut to `ablation_dev_limits`, every epoch run."""
+    return cfg.with_updates({"train_limits": dict.fromkeys(tasks.MULTITASK, size), "patience": None,
+                             "dev_limits": cfg.ablation_dev_limits})
+
+
+def run_model_sizes(cfg: FinalConfig, runtime: Runtime, tokenizer,
+                    notebook: str = "06_final_bert") -> list[RunRecord]:
+    """The recipe at the first seed with each of `cfg.size_layers` encoder layers (the checkpoint's first
+    ones), on the learning curve's first budget (`curve_sizes[0]` rows per task) and the same held-out
+    and dev rows: with the curve's run there (every layer), points of a curve in model size."""
+    small = _curve_budget(cfg, cfg.curve_sizes[0])
+    data = load_multitask(small, tokenizer)
+    return [run_arm(small, cfg.arm, data, runtime, notebook=f"{notebook}-curve", name=f"layers-{layers}",
+                    updates={"num_layers": layers})[0] for layers in cfg.size_layers]
 
 
 # ----------------------------------------------------------------------------- 01: Part 1
