@@ -9,6 +9,7 @@ around it is for JupyterLab).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -235,12 +236,24 @@ def sentence_attention(model: MultitaskBert, tokenizer, sentence: str, runtime: 
 STUDY_QQP_TRAIN = 141_506
 
 
-def _log2_fit(points: dict[int, list[float]]) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Sizes in order, their mean scores, and the line score = intercept + slope * log2(size)."""
-    sizes = np.array(sorted(points), dtype=float)
-    scores = np.array([np.mean(points[int(n)]) for n in sizes])
-    slope, intercept = np.polyfit(np.log2(sizes), scores, 1)
-    return sizes, scores, float(slope), float(intercept)
+def _log2_fits(runs: list[RunRecord], on: str, size_of: Callable[[RunRecord, str], int | None]):
+    """Per task with at least two sizes: the task, the sizes in order, their mean scores (runs of one size
+    averaged), and the line score = intercept + slope * log2(size). `size_of(run, task)` is a run's size
+    for a task (None: the run has no point there); scores are dev or held-out (`on`)."""
+    for task in tasks.MULTITASK:
+        metric = tasks.get(task).metric
+        points: dict[int, list[float]] = {}
+        for run in runs:
+            scores = run.dev if on == "dev" else (run.heldout or {})
+            size = size_of(run, task)
+            if size is not None and metric in scores:
+                points.setdefault(size, []).append(scores[metric])
+        if len(points) < 2:
+            continue
+        sizes = np.array(sorted(points), dtype=float)
+        means = np.array([np.mean(points[int(n)]) for n in sizes])
+        slope, intercept = np.polyfit(np.log2(sizes), means, 1)
+        yield task, sizes, means, float(slope), float(intercept)
 
 
 def learning_curve(runs: list[RunRecord], aims: dict[str, float], on: str = "dev") -> pd.DataFrame:
@@ -249,18 +262,12 @@ def learning_curve(runs: list[RunRecord], aims: dict[str, float], on: str = "dev
     gain per doubling of the data, the rows at which the fit reaches the aim, and what it predicts for
     QQP with the study's 141,506 pairs. An extrapolation of a measured trend, not a measurement: it says
     what data alone would buy."""
+    def rows_of(run: RunRecord, task: str) -> int | None:
+        return (run.train_sizes or {}).get(task)
+
     rows = []
-    for task in tasks.MULTITASK:
-        metric = tasks.get(task).metric
-        points: dict[int, list[float]] = {}
-        for run in runs:
-            scores = run.dev if on == "dev" else (run.heldout or {})
-            if run.train_sizes and task in run.train_sizes and metric in scores:
-                points.setdefault(run.train_sizes[task], []).append(scores[metric])
-        if len(points) < 2:
-            continue
-        sizes, scores, slope, intercept = _log2_fit(points)
-        aim = aims.get(metric)
+    for task, sizes, scores, slope, intercept in _log2_fits(runs, on, rows_of):
+        aim = aims.get(tasks.get(task).metric)
         needed = 2 ** ((aim - intercept) / slope) if aim is not None and slope > 0 else None
         shown = ", ".join(f"{int(n):,}: {v:.3f}" for n, v in zip(sizes, scores, strict=True))
         row = {"task": tasks.get(task).metric_label, f"points (rows: {on})": shown,
@@ -282,24 +289,17 @@ def model_size_curve(runs: list[RunRecord], checkpoint: BertConfig, aims: dict[s
     from few points, and only in depth: it says what model size alone would buy at this data size."""
     reference = reference or BertConfig()
     target = encoder_parameters(reference)
+    per_layer = encoder_parameters(dataclasses.replace(checkpoint, num_hidden_layers=1))
+
+    def size_of(run: RunRecord, task: str) -> int:
+        return per_layer * (run.config.get("num_layers") or checkpoint.num_hidden_layers)
+
     rows = []
-    for task in tasks.MULTITASK:
-        metric = tasks.get(task).metric
-        points: dict[int, list[float]] = {}
-        for run in runs:
-            scores = run.dev if on == "dev" else (run.heldout or {})
-            layers = run.config.get("num_layers") or checkpoint.num_hidden_layers
-            size = encoder_parameters(dataclasses.replace(checkpoint, num_hidden_layers=layers))
-            if metric in scores:
-                points.setdefault(size, []).append(scores[metric])
-        if len(points) < 2:
-            continue
-        sizes, scores, slope, intercept = _log2_fit(points)
-        per_layer = encoder_parameters(dataclasses.replace(checkpoint, num_hidden_layers=1))
+    for task, sizes, scores, slope, intercept in _log2_fits(runs, on, size_of):
         shown = "; ".join(f"{int(n) // per_layer} layers ({n / 1e6:.3g}M): {v:.3f}"
                           for n, v in zip(sizes, scores, strict=True))
         predicted = intercept + slope * np.log2(target)
         rows.append({"task": tasks.get(task).metric_label, f"points ({on})": shown,
-                     "gain per doubling": round(slope, 4), "aim": aims.get(metric),
+                     "gain per doubling": round(slope, 4), "aim": aims.get(tasks.get(task).metric),
                      f"at BERT-base's encoder, {target / 1e6:.3g}M (fit)": round(predicted, 3)})
     return pd.DataFrame(rows).set_index("task") if rows else pd.DataFrame()
