@@ -106,10 +106,10 @@ def test_encoder_size_counts_the_layers_weights_as_transformers_does():
                                          intermediate_size=128)) == theirs
 
 
-def test_the_model_size_curve_fits_the_gain_per_doubling_of_the_encoder():
+def test_the_model_size_curve_fits_a_power_law_in_the_error_and_stays_below_a_perfect_score():
     """Runs keeping 1, 2 and all 4 layers of a checkpoint (one layer = P weights), scores laid on
-    0.40 + 0.03 log2(weights / P): the fit gives back the slope and the score at a reference encoder of
-    16 P weights (4 doublings: 0.52)."""
+    1 - 0.6 * 0.8^doublings: the law gives back the gain of the next doubling at 4 P (0.384 * 0.2) and
+    the score at a reference encoder of 16 P (1 - 0.6 * 0.8^4); steep gains never read above 1."""
     from minbert.analysis import model_size_curve
     from minbert.bert import BertConfig
     from minbert.records import RunRecord
@@ -117,19 +117,20 @@ def test_the_model_size_curve_fits_the_gain_per_doubling_of_the_encoder():
     checkpoint = BertConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128)
     reference = BertConfig(hidden_size=64, num_hidden_layers=16, num_attention_heads=4, intermediate_size=128)
 
-    def run(layers, score):
-        return RunRecord(f"layers-{layers}", {"sts_pearson": 0.0}, 1, [], heldout={"sts_pearson": score},
-                         config={"num_layers": layers})
+    def run(layers, sts, qqp):
+        return RunRecord(f"layers-{layers}", {"sts_pearson": 0.0}, 1, [],
+                         heldout={"sts_pearson": sts, "qqp_acc": qqp}, config={"num_layers": layers})
 
-    table = model_size_curve([run(1, 0.40), run(2, 0.43), run(None, 0.46)], checkpoint, {"sts_pearson": 0.88},
-                             reference=reference)
+    runs = [run(1, 1 - 0.6, 0.50), run(2, 1 - 0.6 * 0.8, 0.80), run(None, 1 - 0.6 * 0.64, 0.95)]
+    table = model_size_curve(runs, checkpoint, {"sts_pearson": 0.88}, reference=reference)
     sts = table.loc["STS pearson"]
-    assert sts["gain per doubling"] == pytest.approx(0.03, abs=1e-4)
+    assert sts["gain per doubling"] == pytest.approx(0.384 * 0.2, abs=1e-4)
     column = next(c for c in table.columns if c.startswith("at BERT-base's encoder"))
-    assert sts[column] == pytest.approx(0.52, abs=1e-3)
-    assert sts["points (heldout)"] == ("1 layers (0.0335M): 0.400; 2 layers (0.0669M): 0.430; "
-                                       "4 layers (0.134M): 0.460")
-    assert list(table.index) == ["STS pearson"]  # tasks without two sizes are left out
+    assert sts[column] == pytest.approx(1 - 0.6 * 0.8 ** 4, abs=1e-3)
+    assert sts["points (heldout)"] == ("1 layers (0.0335M): 0.400; 2 layers (0.0669M): 0.520; "
+                                       "4 layers (0.134M): 0.616")
+    assert 0.95 < table.loc["QQP acc", column] < 1  # a line in the score itself would read 1.25 here
+    assert list(table.index) == ["QQP acc", "STS pearson"]  # SST has no points: left out
 
 
 def test_the_error_profile_counts_what_the_mistakes_share():

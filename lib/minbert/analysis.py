@@ -236,10 +236,13 @@ def sentence_attention(model: MultitaskBert, tokenizer, sentence: str, runtime: 
 STUDY_QQP_TRAIN = 141_506
 
 
-def _log2_fits(runs: list[RunRecord], on: str, size_of: Callable[[RunRecord, str], int | None]):
+def _log2_fits(runs: list[RunRecord], on: str, size_of: Callable[[RunRecord, str], int | None],
+               of_error: bool = False):
     """Per task with at least two sizes: the task, the sizes in order, their mean scores (runs of one size
-    averaged), and the line score = intercept + slope * log2(size). `size_of(run, task)` is a run's size
-    for a task (None: the run has no point there); scores are dev or held-out (`on`)."""
+    averaged), and the line score = intercept + slope * log2(size); with `of_error`, the line
+    ln(1 - score) = intercept + slope * log2(size), a power law in the error, which stays below a
+    perfect score however far it is read. `size_of(run, task)` is a run's size for a task (None: the
+    run has no point there); scores are dev or held-out (`on`)."""
     for task in tasks.MULTITASK:
         metric = tasks.get(task).metric
         points: dict[int, list[float]] = {}
@@ -252,7 +255,7 @@ def _log2_fits(runs: list[RunRecord], on: str, size_of: Callable[[RunRecord, str
             continue
         sizes = np.array(sorted(points), dtype=float)
         means = np.array([np.mean(points[int(n)]) for n in sizes])
-        slope, intercept = np.polyfit(np.log2(sizes), means, 1)
+        slope, intercept = np.polyfit(np.log2(sizes), np.log(1 - means) if of_error else means, 1)
         yield task, sizes, means, float(slope), float(intercept)
 
 
@@ -284,9 +287,11 @@ def model_size_curve(runs: list[RunRecord], checkpoint: BertConfig, aims: dict[s
                      on: str = "heldout", reference: BertConfig | None = None) -> pd.DataFrame:
     """Score against the encoder's size, from runs of one recipe on one budget that keep the first
     `num_layers` of the checkpoint's layers (all where unset), on dev or held-out (`on`), fitted as
-    score = a + b log2(encoder weights): the gain per doubling of the model, and what the line gives at
-    `reference`'s encoder (default BERT-base, the study's model) on the same budget. An extrapolation
-    from few points, and only in depth: it says what model size alone would buy at this data size."""
+    a power law in the error, 1 - score = a * weights^-b (a score is bounded, so a line in the score
+    itself would pass a perfect one): the gain the next doubling of the model brings at the largest size
+    run, and what the law gives at `reference`'s encoder (default BERT-base, the study's model) on the
+    same budget. An extrapolation from few points, and only in depth: it says what model size alone
+    would buy at this data size."""
     reference = reference or BertConfig()
     target = encoder_parameters(reference)
     per_layer = encoder_parameters(dataclasses.replace(checkpoint, num_hidden_layers=1))
@@ -295,11 +300,13 @@ def model_size_curve(runs: list[RunRecord], checkpoint: BertConfig, aims: dict[s
         return per_layer * (run.config.get("num_layers") or checkpoint.num_hidden_layers)
 
     rows = []
-    for task, sizes, scores, slope, intercept in _log2_fits(runs, on, size_of):
+    for task, sizes, scores, slope, intercept in _log2_fits(runs, on, size_of, of_error=True):
         shown = "; ".join(f"{int(n) // per_layer} layers ({n / 1e6:.3g}M): {v:.3f}"
                           for n, v in zip(sizes, scores, strict=True))
-        predicted = intercept + slope * np.log2(target)
+        error_at_largest = np.exp(intercept + slope * np.log2(sizes[-1]))
+        gain = error_at_largest * (1 - np.exp(slope))  # from the largest size run to twice its weights
+        predicted = 1 - np.exp(intercept + slope * np.log2(target))
         rows.append({"task": tasks.get(task).metric_label, f"points ({on})": shown,
-                     "gain per doubling": round(slope, 4), "aim": aims.get(tasks.get(task).metric),
+                     "gain per doubling": round(float(gain), 4), "aim": aims.get(tasks.get(task).metric),
                      f"at BERT-base's encoder, {target / 1e6:.3g}M (fit)": round(predicted, 3)})
     return pd.DataFrame(rows).set_index("task") if rows else pd.DataFrame()
