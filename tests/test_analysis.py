@@ -152,3 +152,16 @@ def test_the_error_profile_counts_what_the_mistakes_share():
     assert profile[("QQP", "word overlap: non-duplicates kept apart / called duplicates")] == "0.00 / 0.60"
     assert profile[("STS", "mean predicted - gold, gold 0-1")] == "+0.50 (2 rows)"
     assert profile[("STS", "mean predicted - gold, gold 4-5")] == "-0.50 (1 rows)"
+
+
+def test_examples_view_left_aligns_the_text_columns_only():
+    from minbert.reporting import examples_view
+
+    table = pd.DataFrame({"id": ["e1", "e2"], "text": ["a long sentence", "b"], "gold": [2, 3],
+                          "confidence": [0.61234, 0.5], "correct": [True, False]})
+    page = examples_view(table).to_html()
+    rule = page.split("<style")[1].split("</style>")[0]
+    selectors = rule.split("{")[0].replace(",", " ").split()
+    left = {cell.split("_", 2)[2] for cell in selectors if cell.startswith("#")}
+    assert left == {"row0_col0", "row0_col1", "row1_col0", "row1_col1"} and "text-align: left" in rule
+    assert "0.612<" in page and "0.61234" not in page and 'class="row_heading' not in page

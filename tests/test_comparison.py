@@ -116,6 +116,19 @@ def test_verdicts_name_only_detected_differences_with_their_intervals():
         verdict([flat], "c")
 
 
+def test_an_interval_that_excludes_zero_with_seeds_that_disagree_is_not_named_and_says_why():
+    from minbert.comparison import Difference, verdict
+
+    split = Difference("b", "a", "qqp", -0.028, -0.047, -0.010, [-0.061, 0.004], 1000)
+    assert not split.detected and split.seeds_disagree
+    why = "On QQP acc the interval -0.028 [-0.047, -0.010] excludes 0, but the seeds split (-0.061 / +0.004)."
+    assert verdict([split], "b") == f"b against a: {NO_DIFFERENCE} on any task (QQP acc). {why}"
+    assert "the seeds disagree; by seed: -0.061, +0.004" in split.sentence()
+    agreeing = Difference("b", "a", "qqp", -0.028, -0.047, -0.010, [-0.03, -0.02], 1000)
+    assert agreeing.detected and not agreeing.seeds_disagree and agreeing.why_not_named == ""
+    assert verdict([agreeing, split], "b").endswith(f"; {NO_DIFFERENCE} on QQP acc. {why}")
+
+
 def test_a_bound_that_excludes_zero_never_prints_as_zero():
     from minbert.comparison import Difference, signed
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -60,6 +62,9 @@ def test_runtime_is_resolved_once_by_name_and_seeds_every_generator():
     assert (random.random(), torch.rand(1).item()) == first
     assert runtime == Runtime(CPU, torch.float32) and runtime.precision == "float32"
     assert runtime.describe().startswith("cpu (")
+    flags = Path("/proc/cpuinfo").read_text()
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert runtime.describe().endswith(", native bfloat16)" if native else ", no native bfloat16)")
     with pytest.raises(RuntimeSetupError, match="unknown device 'tpu'"):
         Runtime.resolve("tpu")
     if not torch.cuda.is_available():

@@ -116,3 +116,14 @@ def test_the_collapse_verdict_needs_an_sts_that_has_something_to_lose():
         "cannot be judged at this budget: with the right divergence STS reaches only 0.227 Pearson, no "
         "higher than the study's collapsed 0.438")
     assert collapse_verdict(flat, runs([0.80, 0.80, 0.80])).startswith("does not reproduce at this budget")
+
+
+def test_a_resumed_render_says_its_wall_time_is_not_the_profiles():
+    from minbert.summary import RESUMED, headline
+
+    fresh = smart_results("full", -0.05)
+    assert headline(fresh)["minutes"] == "0.0"
+    fresh.stamp.update(wall_s=600.0, params={"resume": False})
+    assert headline(fresh)["minutes"] == "10.0"
+    fresh.stamp["params"]["resume"] = True
+    assert headline(fresh)["minutes"] == "10.0" + RESUMED

@@ -51,8 +51,25 @@ class Difference:
     @property
     def detected(self) -> bool:
         """The interval excludes 0 and every seed agrees on the sign."""
-        excludes = self.low > 0 or self.high < 0
-        return excludes and all(np.sign(d) == np.sign(self.estimate) for d in self.seed_differences)
+        return self.excludes_zero and all(np.sign(d) == np.sign(self.estimate) for d in self.seed_differences)
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+    @property
+    def seeds_disagree(self) -> bool:
+        """The interval excludes 0 but a seed points the other way: not named, and said why."""
+        return self.excludes_zero and not self.detected
+
+    @property
+    def why_not_named(self) -> str:
+        """What a reader needs where the interval alone would suggest a difference."""
+        if not self.seeds_disagree:
+            return ""
+        seeds = " / ".join(signed(d) for d in self.seed_differences)
+        return (f"On {tasks.get(self.task).metric_label} the interval {self.span} excludes 0, but the seeds "
+                f"split ({seeds}).")
 
     def sentence(self) -> str:
         label = tasks.get(self.task).metric_label
@@ -60,7 +77,7 @@ class Difference:
         if self.detected:
             verdict = f"{self.arm} is {'above' if self.estimate > 0 else 'below'} {self.reference}"
         else:
-            verdict = NO_DIFFERENCE
+            verdict = NO_DIFFERENCE + (": the seeds disagree" if self.seeds_disagree else "")
         seeds = ", ".join(signed(d) for d in self.seed_differences)
         return (f"{label}, {self.arm} − {self.reference}: {span} on {self.items:,} dev items ({verdict}; "
                 f"by seed: {seeds}).")
@@ -173,6 +190,7 @@ def verdict(differences: Sequence[Difference], arm: str) -> str:
     above = [d for d in own if d.detected and d.estimate > 0]
     below = [d for d in own if d.detected and d.estimate < 0]
     unseen = [tasks.get(d.task).metric_label for d in own if not d.detected]
+    split = "".join(f" {d.why_not_named}" for d in own if d.seeds_disagree)
 
     def listed(found: list[Difference]) -> str:
         return ", ".join(f"{tasks.get(d.task).metric_label} {d.span}" for d in found)
@@ -184,5 +202,5 @@ def verdict(differences: Sequence[Difference], arm: str) -> str:
     elif below:
         head = f"{arm} is below {reference} on {listed(below)}"
     else:
-        return f"{arm} against {reference}: {NO_DIFFERENCE} on any task ({', '.join(unseen)})."
-    return head + (f"; {NO_DIFFERENCE} on {', '.join(unseen)}." if unseen else ".")
+        return f"{arm} against {reference}: {NO_DIFFERENCE} on any task ({', '.join(unseen)}).{split}"
+    return head + (f"; {NO_DIFFERENCE} on {', '.join(unseen)}." if unseen else ".") + split

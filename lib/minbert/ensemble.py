@@ -104,7 +104,8 @@ def choose_members(member_outputs: Sequence[dict[str, torch.Tensor]], gold: dict
     return chosen, trace
 
 
-def heldout_outputs(model: MultitaskBert, heldout: dict[str, TaskTensors], batch_size: int,
-                    runtime: Runtime) -> dict[str, torch.Tensor]:
-    """A model's raw outputs on each task's held-out rows (what member selection compares)."""
-    return {task: predict(model, data, batch_size, runtime) for task, data in heldout.items()}
+def task_outputs(model: MultitaskBert, rows: dict[str, TaskTensors], batch_size: int,
+                 runtime: Runtime) -> dict[str, torch.Tensor]:
+    """A model's raw outputs on each task's rows of one split (held-out ones are what member selection
+    compares; dev ones are only reported)."""
+    return {task: predict(model, data, batch_size, runtime) for task, data in rows.items()}

@@ -23,8 +23,8 @@ from minbert.bert import BertModel, count_parameters, load_tokenizer
 from minbert.comparison import Comparison, Difference, paired_difference
 from minbert.config import ComparisonConfig, FinalConfig, MultitaskSettings, Part1Config
 from minbert.data import TaskData, load_tasks
-from minbert.ensemble import Ensemble, average_outputs, choose_members, heldout_outputs, scores
-from minbert.evaluation import predict, predict_logits, save_predictions, write_predictions
+from minbert.ensemble import Ensemble, average_outputs, choose_members, scores, task_outputs
+from minbert.evaluation import predict_logits, save_predictions, write_predictions
 from minbert.models import MultitaskBert, SentenceClassifier
 from minbert.records import RunRecord, predictions_dir
 from minbert.runtime import Runtime
@@ -316,9 +316,8 @@ def _checkpoint_ensemble(cfg: FinalConfig, runs: list[RunRecord], seeds: list[in
                 model = build_model(arm_settings(cfg, cfg.arm, {"seed": seed}))
                 model.load_state_dict(saved[epoch])
                 model.to(runtime.device)
-                held = heldout_outputs(model, data.heldout, cfg.eval_batch_size, runtime)
-                dev = {task: predict(model, rows, cfg.eval_batch_size, runtime)
-                       for task, rows in data.dev.items()}
+                held = task_outputs(model, data.heldout, cfg.eval_batch_size, runtime)
+                dev = task_outputs(model, data.dev, cfg.eval_batch_size, runtime)
             else:
                 continue
             found.labels.append(f"{run.name} epoch {epoch}")
@@ -365,7 +364,7 @@ def final_model(cfg: FinalConfig, runtime: Runtime, notebook: str = "06_final_be
         member_dev.append(dev_outputs)
         snapshots.append(saved)
     gold = {task: split.labels for task, split in data.heldout.items()}
-    outputs = [heldout_outputs(m, data.heldout, cfg.eval_batch_size, runtime) for m in models] if gold else []
+    outputs = [task_outputs(m, data.heldout, cfg.eval_batch_size, runtime) for m in models] if gold else []
     if cfg.ensemble_size == 1:
         order, trace = [0], []
     else:

@@ -200,6 +200,14 @@ def overfitting_table(runs: list[RunRecord], names: tuple[str, ...] = tasks.MULT
     return pd.DataFrame(rows).set_index("run")
 
 
+def examples_view(table: pd.DataFrame):
+    """An examples table (`analysis.examples_table` rows) as a page shows it: sentences read left to
+    right (pandas right-aligns every cell), scores to 3 digits, no row numbers."""
+    text = list(table.select_dtypes(exclude=["number", "bool"]).columns)
+    return (table.style.hide(axis="index").format(precision=3)
+            .set_properties(subset=text, **{"text-align": "left"}))
+
+
 def plot_attention(maps: dict[str, np.ndarray], tokens: list[str], title: str = "") -> plt.Figure:
     """Attention weights (query rows, key columns) of one sentence, one panel per model, on one colour
     scale from 0 to 1 with its colour bar beside the panels."""

@@ -197,9 +197,14 @@ def headline(result: Results) -> dict[str, str]:
             if metric in best.dev and values:
                 scores.append(f"{label} {sum(values) / len(values):.3f}")
     stamp = result.stamp
+    resumed = RESUMED if stamp.get("params", {}).get("resume") else ""
     return {"run": name, "seeds": seeds, "scores": ", ".join(scores), "profile": result.profile,
             "device": str(stamp.get("device", "?")), "commit": str(stamp.get("commit") or "?")[:7],
-            "minutes": f"{stamp.get('wall_s', 0) / 60:.1f}"}
+            "minutes": f"{stamp.get('wall_s', 0) / 60:.1f}{resumed}"}
+
+
+# A render that continued finished runs (`resume: true`) trained nothing: its wall time is not the profile's.
+RESUMED = " (resumed: training time in the report)"
 
 
 class ReadmeSectionError(ValueError):
