@@ -127,7 +127,8 @@ def test_a_notebook_executed_without_rendering_is_rendered_back_home(tmp_path, m
     away, home = tmp_path / "away", tmp_path / "home"
     monkeypatch.setenv("MINBERT_REPORTS_DIR", str(away / "reports"))
     monkeypatch.setenv("MINBERT_RUNS_DIR", str(away / "runs"))
-    cli.main(["run", "01_part1_sst", "--profile", "smoke", "--no-render", "-p", "pretrain_epochs", "1"])
+    cli.main(["run", "01_part1_sst", "--profile", "smoke", "--no-render", "-p", "pretrain_epochs", "1",
+              "-p", "seeds", "1"])
     assert not list((away / "reports").glob("*.html"))  # nothing rendered, so no nbconvert needed
     executed = away / "runs" / "executed" / "01_part1_sst.smoke.ipynb"
     assert json.loads(executed.read_text())["cells"]
