@@ -37,7 +37,9 @@ browser:
 
 test: data postgres browser
 	$(PY) -m ruff check lib tests notebooks benchmarks scripts
-	$(PY) -m pytest
+	# one worker per core, at most four (each notebook test holds a kernel of about 1 GB); the conftest
+	# gives each worker its share of the threads; worksteal keeps both busy while the long tests run
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist worksteal
 
 # As root (common in containers) JupyterLab refuses to start without --allow-root.
 lab: data

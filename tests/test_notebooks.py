@@ -48,7 +48,9 @@ def report_dirs(tmp_path, monkeypatch, data_dir):
             check_clean_report(page)
 
 
-def test_part1_smoke_run_writes_report_results_and_predictions(report_dirs):
+def test_part1_smoke_run_writes_report_results_and_predictions_that_07_gathers(report_dirs):
+    """One 01 run (a notebook run costs seconds of kernel start and rendering) serves both: its own
+    outputs, then 07's report and the index built from them."""
     cli.main(["run", "01_part1_sst", "--profile", "smoke", "-p", "finetune_epochs", "2"])
     results = json.loads((report_dirs / "results" / "01_part1_sst.smoke.json").read_text())
     assert set(results) == {"notebook", "profile", "stamp", "data", "runs", "checks"}
@@ -89,6 +91,18 @@ def test_part1_smoke_run_writes_report_results_and_predictions(report_dirs):
     assert "Our BERT against" in html and "data:image/png;base64" in html
     for link in ("index.html", "results/01_part1_sst.smoke.json", "predictions/01_part1_sst.smoke/"):
         assert f'<a href="{link}">' in html  # the report links back to the index and to its outputs
+
+    # 07 gathers every results file there is (here, 01's) into its report and the index
+    cli.main(["run", "07_results", "--profile", "smoke"])
+    html = (report_dirs / "07_results.smoke.html").read_text()
+    assert "state of the art cited by the study" in html and "finetune" in html
+    index = (report_dirs / "index.html").read_text()
+    assert '<a href="01_part1_sst.smoke.html">' in index and '<a href="07_results.smoke.html">' in index
+    # both open with the study's questions, the study's answers and ours, from the saved differences
+    worded = ("finetune is above pretrain", "finetune is below pretrain", "finetune against pretrain")
+    assert "The study's questions, its answers and ours" in index and any(w in index for w in worded)
+    assert "Does fine-tuning all of BERT beat" in html
+    assert html.index('id="Findings:-the-study') < html.index('id="Our-runs"')
 
 
 def test_unknown_parameter_stops_before_running(report_dirs, capsys):
@@ -248,20 +262,6 @@ def test_smart_smoke_run_compares_and_tunes(report_dirs):
     for task, study in studies.items():
         assert study["finished_trials"] >= 2
         assert by_name["smart-tuned"]["config"]["smart"][task]["norm"] == study["params"]["norm"]
-
-
-def test_results_notebook_gathers_every_results_file(report_dirs):
-    cli.main(["run", "01_part1_sst", "--profile", "smoke"])
-    cli.main(["run", "07_results", "--profile", "smoke"])
-    html = (report_dirs / "07_results.smoke.html").read_text()
-    assert "state of the art cited by the study" in html and "finetune" in html
-    index = (report_dirs / "index.html").read_text()
-    assert '<a href="01_part1_sst.smoke.html">' in index and '<a href="07_results.smoke.html">' in index
-    # both open with the study's questions, the study's answers and ours, from the saved differences
-    worded = ("finetune is above pretrain", "finetune is below pretrain", "finetune against pretrain")
-    assert "The study's questions, its answers and ours" in index and any(w in index for w in worded)
-    assert "Does fine-tuning all of BERT beat" in html
-    assert html.index('id="Findings:-the-study') < html.index('id="Our-runs"')
 
 
 def test_final_model_smoke_run_with_error_analysis(report_dirs):

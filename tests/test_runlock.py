@@ -44,8 +44,10 @@ def test_a_second_claim_is_refused_and_a_killed_holder_releases(dirs):
 
 @pytest.mark.filterwarnings("ignore:skipped malformed row")
 def test_two_runs_at_once_one_is_refused_and_predictions_match_their_own_results(dirs, data_dir, capsys):
-    first = subprocess.Popen([sys.executable, "-m", "minbert", "run", "01_part1_sst", "--profile", "smoke"],
-                             env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    small = ["-p", "seeds", "1", "-p", "pretrain_epochs", "1"]  # the locking, not the training, is tested
+    command = [sys.executable, "-m", "minbert", "run", "01_part1_sst", "--profile", "smoke", *small]
+    first = subprocess.Popen(command, env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
     lock = runlock.lock_path("01_part1_sst", "smoke")
     deadline = time.time() + 60
     holder = f"pid {first.pid} "
@@ -79,7 +81,7 @@ def test_two_runs_at_once_one_is_refused_and_predictions_match_their_own_results
     assert check_predictions_against_results() == {f"{m}-seed11711-sst-{s}.csv"
                                                    for m in ("pretrain", "finetune") for s in ("dev", "test")}
     # a later run with one mode publishes its own set: no file of the earlier run stays beside it
-    cli.main(["run", "01_part1_sst", "--profile", "smoke", "-p", "modes", "[finetune]"])
+    cli.main(["run", "01_part1_sst", "--profile", "smoke", "-p", "modes", "[finetune]", *small])
     assert check_predictions_against_results() == {"finetune-seed11711-sst-dev.csv",
                                                    "finetune-seed11711-sst-test.csv"}
     assert not list((dirs / "reports" / "predictions").glob(".*"))  # no staging folder left behind
