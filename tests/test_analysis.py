@@ -133,6 +133,29 @@ def test_the_model_size_curve_fits_a_power_law_in_the_error_and_stays_below_a_pe
     assert list(table.index) == ["QQP acc", "STS pearson"]  # SST has no points: left out
 
 
+def test_seeds_of_one_model_size_are_averaged_and_only_runs_on_the_same_rows_join_the_fit():
+    """Two seeds per size, each pair straddling the law of the test above by +-0.05: the fit reads their
+    means, so it gives that law back; a curve run on other rows (its train sizes) is left out."""
+    from minbert.analysis import model_size_curve
+    from minbert.bert import BertConfig
+    from minbert.experiments import same_budget
+    from minbert.records import RunRecord
+
+    checkpoint = BertConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128)
+
+    def run(layers, seed, sts, rows=800):
+        return RunRecord(f"layers-{layers}-seed{seed}", {"sts_pearson": 0.0}, 1, [],
+                         heldout={"sts_pearson": sts}, config={"num_layers": layers},
+                         train_sizes=dict.fromkeys(("sst", "qqp", "sts"), rows))
+
+    smaller = [run(1, s, 0.4 + d) for s, d in ((1, -0.05), (2, 0.05))]
+    curve = [run(None, s, 1 - 0.6 * 0.8 + d) for s, d in ((1, 0.05), (2, -0.05))] + [run(None, 1, 0.99, 5000)]
+    beside = same_budget(curve, smaller[0])
+    assert [r.train_sizes["sts"] for r in beside] == [800, 800]
+    sts = model_size_curve([*smaller, *beside], checkpoint, {}).loc["STS pearson"]
+    assert sts["points (heldout)"] == "1 layers (0.0335M): 0.400; 4 layers (0.134M): 0.520"
+
+
 def test_the_error_profile_counts_what_the_mistakes_share():
     """Hand-made tables: SST's wrong answers one class off and its commonest confusion; QQP's mistakes by
     kind and the word overlap of each cell; STS's signed error by gold band."""

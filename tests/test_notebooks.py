@@ -301,7 +301,9 @@ def test_final_model_smoke_run_with_error_analysis(report_dirs):
     ablation = [r for r in results["runs"] if r.get("group") in ("recipe", "layer-wise lr decay")]
     assert {r["examples"] if "examples" in r else sum(h["examples"] for h in r["history"])
             for r in ablation} == {96}  # the same budget: 32 rows per task, one epoch
-    smaller = next(r for r in results["runs"] if r["name"] == "layers-1")  # the model-size point
+    curve_runs = {r["name"] for r in results["runs"] if r["name"].startswith(("curve-", "layers-"))}
+    assert curve_runs == {f"{p}-seed{s}" for p in ("curve-24", "layers-1") for s in (11711, 11712)}
+    smaller = next(r for r in results["runs"] if r["name"] == "layers-1-seed11711")  # the model-size point
     assert smaller["config"]["num_layers"] == 1
     assert smaller["train_sizes"] == dict.fromkeys(("sst", "qqp", "sts"), 24)
     predictions = report_dirs / "predictions" / "06_final_bert.smoke"

@@ -434,11 +434,16 @@ class FinalConfig(OneArmConfig, ComparisonConfig):
         {"qqp": 1000}, description="the ablation's and learning curve's dev subsample per task; a task not "
         "named keeps all its dev rows")
     curve_sizes: list[int] = Field([], description="train rows per task of the learning curve's runs (the "
-                                   "recipe, first seed, the final run's epochs and dev rows); empty for none")
+                                   "recipe, the final run's epochs and dev rows); empty for none")
     size_layers: list[int] = Field([], description="encoder layers of the model-size runs (the checkpoint's "
-                                   "first ones): the recipe at the first seed on the first of `curve_sizes`, "
-                                   "beside the curve's run there with every layer; empty for none")
+                                   "first ones): the recipe on the first of `curve_sizes`, beside the "
+                                   "curve's runs there with every layer; empty for none")
+    curve_seeds: int = Field(1, gt=0, description="runs of each learning-curve and model-size point, at "
+                             "seeds seed, seed+1, ... (averaged: one run's SST is too noisy to fit)")
     examples_shown: int = Field(8, gt=0, description="rows of the least confident / most wrong tables")
+
+    def curve_run_seeds(self) -> list[int]:
+        return [self.seed + i for i in range(self.curve_seeds)]
 
     @field_validator("levers")
     @classmethod

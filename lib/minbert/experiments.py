@@ -415,16 +415,18 @@ def run_ablation(cfg: FinalConfig, runtime: Runtime, tokenizer,
 
 def run_learning_curve(cfg: FinalConfig, runtime: Runtime, tokenizer,
                        notebook: str = "06_final_bert") -> list[RunRecord]:
-    """The recipe at the first seed on each of `cfg.curve_sizes` train rows per task (a task with fewer
-    keeps all its rows), with the final run's epochs and held-out rows: with the final run's members
-    (all the rows), points of a learning curve in data size, read on the held-out rows (the same rows
-    for every point; dev is cut to `ablation_dev_limits` for these runs, to save time)."""
+    """The recipe at each of `cfg.curve_run_seeds()` on each of `cfg.curve_sizes` train rows per task (a
+    task with fewer keeps all its rows; every seed sees the same rows), with the final run's epochs and
+    held-out rows: with the final run's members (all the rows), points of a learning curve in data
+    size, read on the held-out rows (the same rows for every point; dev is cut to
+    `ablation_dev_limits` for these runs, to save time). Runs are named `curve-<rows>-seed<seed>`."""
     records = []
     for size in cfg.curve_sizes:
         small = _curve_budget(cfg, size)
         data = load_multitask(small, tokenizer)
-        record, _ = run_arm(small, cfg.arm, data, runtime, notebook=f"{notebook}-curve", name=f"curve-{size}")
-        records.append(record)
+        records += [run_arm(small, cfg.arm, data, runtime, notebook=f"{notebook}-curve",
+                            name=f"curve-{size}-seed{seed}", updates={"seed": seed})[0]
+                    for seed in cfg.curve_run_seeds()]
     return records
 
 
@@ -436,13 +438,21 @@ def _curve_budget(cfg: FinalConfig, size: int) -> FinalConfig:
 
 def run_model_sizes(cfg: FinalConfig, runtime: Runtime, tokenizer,
                     notebook: str = "06_final_bert") -> list[RunRecord]:
-    """The recipe at the first seed with each of `cfg.size_layers` encoder layers (the checkpoint's first
-    ones), on the learning curve's first budget (`curve_sizes[0]` rows per task) and the same held-out
-    and dev rows: with the curve's run there (every layer), points of a curve in model size."""
+    """The recipe at each of `cfg.curve_run_seeds()` with each of `cfg.size_layers` encoder layers (the
+    checkpoint's first ones), on the learning curve's first budget (`curve_sizes[0]` rows per task) and
+    the same held-out and dev rows: with the curve's runs there (every layer), points of a curve in
+    model size. Runs are named `layers-<n>-seed<seed>`."""
     small = _curve_budget(cfg, cfg.curve_sizes[0])
     data = load_multitask(small, tokenizer)
-    return [run_arm(small, cfg.arm, data, runtime, notebook=f"{notebook}-curve", name=f"layers-{layers}",
-                    updates={"num_layers": layers})[0] for layers in cfg.size_layers]
+    return [run_arm(small, cfg.arm, data, runtime, notebook=f"{notebook}-curve",
+                    name=f"layers-{layers}-seed{seed}", updates={"num_layers": layers, "seed": seed})[0]
+            for layers in cfg.size_layers for seed in cfg.curve_run_seeds()]
+
+
+def same_budget(runs: list[RunRecord], like: RunRecord) -> list[RunRecord]:
+    """The runs trained on the same train rows per task as `like` (the curve's runs beside a model-size
+    run, whatever their seed)."""
+    return [run for run in runs if run.train_sizes == like.train_sizes]
 
 
 # ----------------------------------------------------------------------------- 01: Part 1
