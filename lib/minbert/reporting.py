@@ -21,7 +21,7 @@ from minbert.evaluation import margin_of_error, normalised_confusion
 from minbert.files import atomic_write_text
 from minbert.published import STATE_OF_THE_ART, STUDY_FIGURES
 from minbert.records import Results, RunRecord, load_all
-from minbert.summary import headline, study_summary
+from minbert.summary import RESUMED, headline, is_resumed, study_summary
 
 METRIC_LABELS = {tasks.get(t).metric: tasks.get(t).metric_label for t in tasks.MULTITASK}
 
@@ -396,8 +396,10 @@ def _summary_line(result: Results) -> str:
     """The headline arm's dev scores (the mean over its seeds where it has several) and its stamp."""
     h = headline(result)
     seeds = f" ({h['seeds']})" if h["seeds"] else ""
+    minutes = (f"{h['minutes'].removesuffix(RESUMED)} min reading finished runs back (resumed; each run's "
+               "training time is in the report)" if is_resumed(h["minutes"]) else f"{h['minutes']} min")
     return (f"headline run <code>{html.escape(h['run'])}</code>{seeds}: {h['scores']}; "
-            f"profile {h['profile']}, {html.escape(h['device'])}, commit {h['commit']}, {h['minutes']} min")
+            f"profile {h['profile']}, {html.escape(h['device'])}, commit {h['commit']}, {minutes}")
 
 
 def write_index(reports_dir: Path | None = None) -> Path:

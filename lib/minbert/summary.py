@@ -204,7 +204,13 @@ def headline(result: Results) -> dict[str, str]:
 
 
 # A render that continued finished runs (`resume: true`) trained nothing: its wall time is not the profile's.
-RESUMED = " (resumed: training time in the report)"
+RESUMED = " (resumed)"
+RESUMED_NOTE = ("A render marked resumed read finished runs back: its minutes are the evaluation's, and its "
+                "report gives each run's training time.")
+
+
+def is_resumed(minutes: str) -> bool:
+    return minutes.endswith(RESUMED)
 
 
 class ReadmeSectionError(ValueError):
@@ -234,6 +240,7 @@ def readme_block(results: list[Results]) -> str:
         "Each results file's headline run (dev sets; the quick profile's QQP dev subsample as each report "
         "states):", "",
         reports.to_markdown(index=False) if not reports.empty else "No results yet.", "",
+        *([RESUMED_NOTE, ""] if any(map(is_resumed, reports.get("minutes (wall)", []))) else []),
         README_END])
 
 
