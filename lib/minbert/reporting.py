@@ -159,8 +159,10 @@ def plot_task_losses(runs: list[RunRecord], names: tuple[str, ...] = tasks.MULTI
                        hatch=["", "//"], edgecolor="white")
             else:
                 epochs = [h["epoch"] for h in run.history]
-                ax.plot(epochs, train, "-o", color=colour, ms=3)
-                ax.plot(epochs, checked, "--s", color=colour, ms=3)
+                for values, style in ((train, "-o"), (checked, "--s")):
+                    # a task trained in one epoch only (after a QQP-only phase) is a lone point: drawn larger
+                    lone = np.isfinite(np.asarray(values, dtype=float)).sum() == 1
+                    ax.plot(epochs, values, style, color=colour, ms=7 if lone else 3)
         if one_epoch:
             ax.set_xticks(range(len(runs)), [run.name for run in runs], rotation=45, ha="right", fontsize=8)
         else:
