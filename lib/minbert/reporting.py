@@ -398,8 +398,8 @@ def _summary_line(result: Results) -> str:
     """The headline arm's dev scores (the mean over its seeds where it has several) and its stamp."""
     h = headline(result)
     seeds = f" ({h['seeds']})" if h["seeds"] else ""
-    minutes = (f"{h['minutes'].removesuffix(RESUMED)} min reading finished runs back (resumed; each run's "
-               "training time is in the report)" if is_resumed(h["minutes"]) else f"{h['minutes']} min")
+    minutes = (f"{h['minutes'].removesuffix(RESUMED)} min, resumed from finished runs (each run's training "
+               "time is in the report)" if is_resumed(h["minutes"]) else f"{h['minutes']} min")
     return (f"headline run <code>{html.escape(h['run'])}</code>{seeds}: {h['scores']}; "
             f"profile {h['profile']}, {html.escape(h['device'])}, commit {h['commit']}, {minutes}")
 
