@@ -85,6 +85,13 @@ def test_loss_plots_are_small_multiples_with_the_legend_outside():
     single = plot_task_losses([loss_run("a", 1), loss_run("b", 1)])
     assert not single.axes[0].lines and len(single.axes[0].patches) == 4  # two bars per run, no lone dots
     plt.close(single)
+    late = loss_run("qqp-separate", 2)  # STS trained in the second epoch only: one point, drawn larger
+    late.history[0]["sts_train_loss"] = float("nan")
+    fig = plot_task_losses([loss_run("a", 2), late])
+    sts_train = fig.axes[2].lines[2]  # a's train, a's held-out, then late's train
+    assert sts_train.get_markersize() > fig.axes[2].lines[0].get_markersize()
+    assert fig.axes[0].lines[2].get_markersize() == fig.axes[0].lines[0].get_markersize()  # SST: a curve
+    plt.close(fig)
 
 
 def test_limits_state_the_budget_and_the_interval_widths():

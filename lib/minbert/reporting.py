@@ -159,8 +159,10 @@ def plot_task_losses(runs: list[RunRecord], names: tuple[str, ...] = tasks.MULTI
                        hatch=["", "//"], edgecolor="white")
             else:
                 epochs = [h["epoch"] for h in run.history]
-                ax.plot(epochs, train, "-o", color=colour, ms=3)
-                ax.plot(epochs, checked, "--s", color=colour, ms=3)
+                for values, style in ((train, "-o"), (checked, "--s")):
+                    # a task trained in one epoch only (after a QQP-only phase) is a lone point: drawn larger
+                    lone = np.isfinite(np.asarray(values, dtype=float)).sum() == 1
+                    ax.plot(epochs, values, style, color=colour, ms=7 if lone else 3)
         if one_epoch:
             ax.set_xticks(range(len(runs)), [run.name for run in runs], rotation=45, ha="right", fontsize=8)
         else:
@@ -396,8 +398,8 @@ def _summary_line(result: Results) -> str:
     """The headline arm's dev scores (the mean over its seeds where it has several) and its stamp."""
     h = headline(result)
     seeds = f" ({h['seeds']})" if h["seeds"] else ""
-    minutes = (f"{h['minutes'].removesuffix(RESUMED)} min reading finished runs back (resumed; each run's "
-               "training time is in the report)" if is_resumed(h["minutes"]) else f"{h['minutes']} min")
+    minutes = (f"{h['minutes'].removesuffix(RESUMED)} min, resumed from finished runs (each run's training "
+               "time is in the report)" if is_resumed(h["minutes"]) else f"{h['minutes']} min")
     return (f"headline run <code>{html.escape(h['run'])}</code>{seeds}: {h['scores']}; "
             f"profile {h['profile']}, {html.escape(h['device'])}, commit {h['commit']}, {minutes}")
 

@@ -205,8 +205,8 @@ def headline(result: Results) -> dict[str, str]:
 
 # A render that continued finished runs (`resume: true`) trained nothing: its wall time is not the profile's.
 RESUMED = " (resumed)"
-RESUMED_NOTE = ("A render marked resumed read finished runs back: its minutes are the evaluation's, and its "
-                "report gives each run's training time.")
+RESUMED_NOTE = ("A render marked resumed read its finished runs back and trained only the missing ones: its "
+                "minutes are not the profile's; its report gives each run's training time.")
 
 
 def is_resumed(minutes: str) -> bool:
