@@ -127,3 +127,21 @@ def test_a_resumed_render_says_its_wall_time_is_not_the_profiles():
     assert headline(fresh)["minutes"] == "10.0"
     fresh.stamp["params"]["resume"] = True
     assert headline(fresh)["minutes"] == "10.0" + RESUMED
+
+
+def test_the_readme_and_the_index_explain_a_resumed_render(tmp_path, monkeypatch):
+    """The README's table marks a resumed render's minutes and says once, under the table, what they
+    are; the index says it on the render's own line. A fresh render gets neither."""
+    from minbert.reporting import write_index
+    from minbert.summary import RESUMED_NOTE, readme_block
+
+    result = smart_results("full", -0.05)
+    result.stamp.update(wall_s=600.0, device="cpu", dirty=False, params={"resume": False})
+    assert RESUMED_NOTE not in readme_block([result])
+    result.stamp["params"]["resume"] = True
+    block = readme_block([result])
+    assert "| 10.0 (resumed)" in block and block.index(RESUMED_NOTE) > block.index("| 10.0 (resumed)")
+    monkeypatch.setenv("MINBERT_REPORTS_DIR", str(tmp_path))
+    result.save()
+    index = write_index(tmp_path).read_text()
+    assert "10.0 min, resumed from finished runs" in index
