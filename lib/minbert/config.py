@@ -29,6 +29,11 @@ PROFILES = ("smoke", "quick", "full")
 LR_SCHEDULES = ("linear", "constant")  # how the learning rate moves over a run (minbert.training)
 
 
+def consecutive_seeds(first: int, count: int) -> list[int]:
+    """The seeds of `count` runs of one thing: first, first+1, ... (every notebook numbers its runs so)."""
+    return list(range(first, first + count))
+
+
 class ConfigError(ValueError):
     """Parameters that do not fit a notebook: unknown key, wrong type, missing file."""
 
@@ -72,7 +77,7 @@ class ComparisonConfig(NotebookConfig):
                        "paired intervals of a comparison need several")
 
     def run_seeds(self) -> list[int]:
-        return [self.seed + i for i in range(self.seeds)]
+        return consecutive_seeds(self.seed, self.seeds)
 
 
 class Part1Config(ComparisonConfig):
@@ -443,7 +448,7 @@ class FinalConfig(OneArmConfig, ComparisonConfig):
     examples_shown: int = Field(8, gt=0, description="rows of the least confident / most wrong tables")
 
     def curve_run_seeds(self) -> list[int]:
-        return [self.seed + i for i in range(self.curve_seeds)]
+        return consecutive_seeds(self.seed, self.curve_seeds)
 
     @field_validator("levers")
     @classmethod

@@ -21,7 +21,7 @@ from minbert import paths, tasks
 from minbert.attention import variant_movement
 from minbert.bert import BertModel, count_parameters, load_tokenizer
 from minbert.comparison import Comparison, Difference, paired_difference
-from minbert.config import ComparisonConfig, FinalConfig, MultitaskSettings, Part1Config
+from minbert.config import ComparisonConfig, FinalConfig, MultitaskSettings, Part1Config, consecutive_seeds
 from minbert.data import TaskData, load_tasks
 from minbert.ensemble import Ensemble, average_outputs, choose_members, scores, task_outputs
 from minbert.evaluation import predict_logits, save_predictions, write_predictions
@@ -350,7 +350,7 @@ def final_model(cfg: FinalConfig, runtime: Runtime, notebook: str = "06_final_be
     data = data or load_multitask(cfg, tokenizer)
     if (cfg.ensemble_size > 1 or cfg.ensemble_epochs > 1) and not data.heldout:
         raise ValueError("an ensemble's members are chosen on held-out rows: set heldout_sizes")
-    seeds = list(range(cfg.seed, cfg.seed + cfg.ensemble_size))
+    seeds = consecutive_seeds(cfg.seed, cfg.ensemble_size)
     members, models, member_dev, snapshots = [], [], [], []
     for seed in seeds:
         name = "final" if cfg.ensemble_size == cfg.ensemble_epochs == 1 else f"final-seed{seed}"

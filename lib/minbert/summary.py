@@ -203,7 +203,8 @@ def headline(result: Results) -> dict[str, str]:
             "minutes": f"{stamp.get('wall_s', 0) / 60:.1f}{resumed}"}
 
 
-# A render that continued finished runs (`resume: true`) trained nothing: its wall time is not the profile's.
+# A render that continued finished runs (`resume: true`) trained only the missing ones: its wall time is not
+# the profile's.
 RESUMED = " (resumed)"
 RESUMED_NOTE = ("A render marked resumed read its finished runs back and trained only the missing ones: its "
                 "minutes are not the profile's; its report gives each run's training time.")
