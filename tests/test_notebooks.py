@@ -289,9 +289,23 @@ def test_final_model_smoke_run_with_error_analysis(report_dirs):
     held = {n: sum(c["heldout"].values()) for n, c in candidates.items()}
     kept = checks["kept_candidate"]
     assert held[kept] == max(held.values()) and checks["ensemble"] == candidates[kept]["members"]
-    final = runs["final"] if "final" in runs else runs[checks["ensemble"][0]]
-    for metric, value in candidates[kept]["dev"].items():
-        assert final["dev"][metric] == pytest.approx(value)
+    # the pretrained view blended into the kept ensemble: a weight per task, chosen on held-out; the
+    # final record scores the blend, the kept candidate is the model without the view
+    blend = checks["blend"]
+    assert set(blend["weights"]) == {"sst", "qqp", "sts"}
+    assert all(0 <= w <= 1 for w in blend["weights"].values())
+    assert blend["dev"]["without"] == pytest.approx(candidates[kept]["dev"])
+    assert blend["heldout"]["without"] == pytest.approx(candidates[kept]["heldout"])
+    for task, metric in (("sst", "sst_acc"), ("qqp", "qqp_acc"), ("sts", "sts_pearson")):
+        if blend["weights"][task] == 0:  # no blend: the task as the ensemble left it
+            assert blend["dev"]["with"][metric] == pytest.approx(blend["dev"]["without"][metric])
+        assert blend["heldout"]["with"][metric] >= blend["heldout"]["without"][metric]  # chosen there
+    final = runs["final"]
+    assert final["config"]["blend"] == blend["weights"]
+    assert final["dev"] == pytest.approx(blend["dev"]["with"])
+    assert final["heldout"] == pytest.approx(blend["heldout"]["with"])
+    assert {(d["arm"], d["reference"], d["task"]) for d in checks["blend_differences"]} == {
+        ("with the pretrained view", "without it", task) for task in ("sst", "qqp", "sts")}
     assert {(d["arm"], d["reference"], d["task"]) for d in checks["candidate_differences"]} == {
         ("checkpoint ensemble", "seed ensemble", task) for task in ("sst", "qqp", "sts")}
     assert set(checks["aims_met"]) == {"sst_acc", "qqp_acc", "sts_pearson"}

@@ -431,6 +431,10 @@ class FinalConfig(OneArmConfig, ComparisonConfig):
     ensemble_epochs: int = Field(1, ge=1, description="above 1, a second candidate beside the seed ensemble: "
                                  "each run's kept epoch and the ones before it, this many in all, averaged; "
                                  "the candidate with the higher held-out mean is the final model")
+    pretrained_view: bool = Field(False, description="blend the pretrained checkpoint's own view into the "
+                                  "final model (minbert.pretrained_view): linear models on its frozen "
+                                  "sentence embeddings, fit on train, one weight per task chosen on held-out "
+                                  "rows")
     levers: list[str] = Field([], description="the ablation: the recipe against each of these alternatives "
                               "(minbert.experiments.LEVERS); empty for none")
     ablation_epochs: int = Field(2, ge=1)

@@ -26,6 +26,7 @@ from minbert.data import TaskData, load_tasks
 from minbert.ensemble import Ensemble, average_outputs, choose_members, scores, task_outputs
 from minbert.evaluation import predict_logits, save_predictions, write_predictions
 from minbert.models import MultitaskBert, SentenceClassifier
+from minbert.pretrained_view import Blended, PretrainedView, blend_outputs, choose_weights
 from minbert.records import RunRecord, predictions_dir
 from minbert.runtime import Runtime
 from minbert.training import best_epoch, train_classifier, train_multitask
@@ -222,7 +223,7 @@ class FinalModel:
     """Notebook 06's trained model (one run, or an ensemble of several) with what its report needs."""
 
     record: RunRecord
-    model: MultitaskBert | Ensemble
+    model: MultitaskBert | Ensemble | Blended
     data: TaskData
     tokenizer: Any
     dev_outputs: dict[str, torch.Tensor]  # raw outputs on every dev row, computed once
@@ -235,6 +236,10 @@ class FinalModel:
     candidates: dict[str, dict] = field(default_factory=dict)
     kept_candidate: str | None = None
     candidate_differences: list[Difference] = field(default_factory=list)
+    # with `pretrained_view`: the view's weight per task (chosen on held-out), the held-out and dev scores
+    # without and with it, and with it minus without on dev (paired intervals)
+    blend: dict = field(default_factory=dict)
+    blend_differences: list[Difference] = field(default_factory=list)
 
     @property
     def dev_predictions(self) -> dict[str, list]:
@@ -254,20 +259,24 @@ class FinalModel:
                 "selection_trace": self.selection_trace, "selected": self.selected,
                 "candidates": self.candidates,
                 "kept_candidate": self.kept_candidate,
-                "candidate_differences": [d.to_dict() for d in self.candidate_differences]}
+                "candidate_differences": [d.to_dict() for d in self.candidate_differences],
+                "blend": self.blend, "blend_differences": [d.to_dict() for d in self.blend_differences]}
 
 
 def _ensemble_record(used: list[RunRecord], chosen: list[str], cfg: FinalConfig,
-                     heldout: dict[str, float], dev: dict[str, float]) -> RunRecord:
-    """The ensemble's record: its held-out and dev scores; one history entry summing the training of the
-    runs its members come from (`used`)."""
+                     heldout: dict[str, float], dev: dict[str, float], blend: dict[str, float] | None = None
+                     ) -> RunRecord:
+    """The final model's record when it is more than one run's kept epoch (an ensemble, or a run with the
+    pretrained view's `blend` weights): its held-out and dev scores; one history entry summing the
+    training of the runs its members come from (`used`)."""
     totals = {key: sum(h.get(key, 0) for m in used for h in m.history)
               for key in ("seconds", "steps", "examples")}
     entry = {"epoch": 0, **totals, "members": chosen,
              **{f"heldout_{k}": v for k, v in heldout.items()}, "heldout_mean": tasks.mean_score(heldout),
              **dev}
     return RunRecord(name="final", arm=cfg.arm, dev=dev, heldout=heldout, best_epoch=0, history=[entry],
-                     config={**used[0].config, "ensemble": chosen}, train_sizes=used[0].train_sizes,
+                     config={**used[0].config, "ensemble": chosen, **({"blend": blend} if blend else {})},
+                     train_sizes=used[0].train_sizes,
                      dev_sizes=used[0].dev_sizes, parameters=sum(m.parameters or 0 for m in used))
 
 
@@ -350,6 +359,8 @@ def final_model(cfg: FinalConfig, runtime: Runtime, notebook: str = "06_final_be
     data = data or load_multitask(cfg, tokenizer)
     if (cfg.ensemble_size > 1 or cfg.ensemble_epochs > 1) and not data.heldout:
         raise ValueError("an ensemble's members are chosen on held-out rows: set heldout_sizes")
+    if cfg.pretrained_view and not data.heldout:
+        raise ValueError("the pretrained view's weights are chosen on held-out rows: set heldout_sizes")
     seeds = consecutive_seeds(cfg.seed, cfg.ensemble_size)
     members, models, member_dev, snapshots = [], [], [], []
     for seed in seeds:
@@ -391,14 +402,48 @@ def final_model(cfg: FinalConfig, runtime: Runtime, notebook: str = "06_final_be
     # the members' dev outputs were computed once, at the end of their runs: the ensemble averages them
     found.dev_outputs = kept.averaged("dev")
     found.model, found.chosen = kept.model(), kept.labels
-    if len(kept.labels) == 1:  # one member: it is the final model, under its own name
+    heldout_outputs = kept.averaged("heldout") if gold else {}
+    weights = None
+    if cfg.pretrained_view:
+        weights, heldout_outputs = _blend_pretrained_view(found, heldout_outputs, gold, cfg, runtime)
+    if len(kept.labels) == 1 and weights is None:  # one run, as it is: its own record
         found.record = next(m for m in members if m.name == kept.runs[0])
     else:
         used = [m for m in members if m.name in kept.runs]
-        found.record = _ensemble_record(used, kept.labels, cfg, scores(kept.averaged("heldout"), gold),
-                                        scores(found.dev_outputs, dev_gold))
+        found.record = _ensemble_record(used, kept.labels, cfg, scores(heldout_outputs, gold),
+                                        scores(found.dev_outputs, dev_gold), blend=weights)
     _write_final_predictions(found.model, data, found.dev_outputs, notebook, cfg, runtime)
     return found
+
+
+def _blend_pretrained_view(found: FinalModel, heldout: dict[str, torch.Tensor], gold: dict[str, list],
+                           cfg: FinalConfig, runtime: Runtime
+                           ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Blend the pretrained checkpoint's own view (`minbert.pretrained_view`) into `found`: fit on the
+    train rows, one weight per task chosen on the held-out rows, scored on dev without and with it.
+    Updates the model, its dev outputs, `blend` and `blend_differences`; returns the weights and the
+    blended held-out outputs (for the record)."""
+    data = found.data
+    view = PretrainedView.fit(BertModel.from_pretrained(cfg.checkpoint), data.train, cfg.eval_batch_size,
+                              runtime)
+    view_heldout = task_outputs(view, data.heldout, cfg.eval_batch_size, runtime)
+    view_dev = task_outputs(view, data.dev, cfg.eval_batch_size, runtime)
+    weights = choose_weights(heldout, view_heldout, gold)
+    blended_heldout = {t: blend_outputs(t, heldout[t], view_heldout[t], weights[t]) for t in heldout}
+    blended_dev = {t: blend_outputs(t, out, view_dev[t], weights[t]) for t, out in found.dev_outputs.items()}
+    dev_gold = {task: split.labels for task, split in data.dev.items()}
+    found.blend = {"weights": weights,
+                   "heldout": {"without": scores(heldout, gold), "view alone": scores(view_heldout, gold),
+                               "with": scores(blended_heldout, gold)},
+                   "dev": {"without": scores(found.dev_outputs, dev_gold),
+                           "view alone": scores(view_dev, dev_gold), "with": scores(blended_dev, dev_gold)}}
+    found.blend_differences = _paired_on_dev(blended_dev, found.dev_outputs, data, WITH_VIEW, WITHOUT_VIEW)
+    found.model = Blended(found.model, view, weights)
+    found.dev_outputs = blended_dev
+    return weights, blended_heldout
+
+
+WITH_VIEW, WITHOUT_VIEW = "with the pretrained view", "without it"
 
 
 def run_ablation(cfg: FinalConfig, runtime: Runtime, tokenizer,

@@ -290,6 +290,18 @@ def candidates_table(candidates: dict[str, dict], kept: str | None) -> pd.DataFr
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("ensemble")
 
 
+def blend_table(blend: dict) -> pd.DataFrame:
+    """The pretrained view's blend per task: the view's weight (chosen on the held-out rows) and the
+    held-out and dev scores of the final model without the view, of the view alone, and with it."""
+    weights = {tasks.get(task).metric_label: w for task, w in blend["weights"].items()}
+    rows = {("weight of the view", ""): weights}
+    for split in ("heldout", "dev"):
+        for which, found in blend[split].items():
+            rows[("held-out" if split == "heldout" else "dev", which)] = {
+                tasks.get(task).metric_label: found[key] for task, key in tasks.metrics().items()}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["rows", "model"])
+
+
 def aim_findings(record: RunRecord, aims: dict[str, float],
                  members: list[RunRecord] | None = None) -> list[str]:
     """Per aimed metric, one sentence: the dev score met the aim or by how much it fell short, with
