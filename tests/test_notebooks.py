@@ -293,6 +293,7 @@ def test_final_model_smoke_run_with_error_analysis(report_dirs):
     # final record scores the blend, the kept candidate is the model without the view
     blend = checks["blend"]
     assert set(blend["weights"]) == {"sst", "qqp", "sts"}
+    assert blend["seconds"] > 0
     assert all(0 <= w <= 1 for w in blend["weights"].values())
     assert blend["dev"]["without"] == pytest.approx(candidates[kept]["dev"])
     assert blend["heldout"]["without"] == pytest.approx(candidates[kept]["heldout"])

@@ -10,6 +10,7 @@ whole training step.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -423,7 +424,7 @@ def _blend_pretrained_view(found: FinalModel, heldout: dict[str, torch.Tensor], 
     train rows, one weight per task chosen on the held-out rows, scored on dev without and with it.
     Updates the model, its dev outputs, `blend` and `blend_differences`; returns the weights and the
     blended held-out outputs (for the record)."""
-    data = found.data
+    data, started = found.data, time.perf_counter()
     view = PretrainedView.fit(BertModel.from_pretrained(cfg.checkpoint), data.train, cfg.eval_batch_size,
                               runtime)
     view_heldout = task_outputs(view, data.heldout, cfg.eval_batch_size, runtime)
@@ -436,7 +437,9 @@ def _blend_pretrained_view(found: FinalModel, heldout: dict[str, torch.Tensor], 
                    "heldout": {"without": scores(heldout, gold), "view alone": scores(view_heldout, gold),
                                "with": scores(blended_heldout, gold)},
                    "dev": {"without": scores(found.dev_outputs, dev_gold),
-                           "view alone": scores(view_dev, dev_gold), "with": scores(blended_dev, dev_gold)}}
+                           "view alone": scores(view_dev, dev_gold), "with": scores(blended_dev, dev_gold)},
+                   # fitting the view and scoring it on held-out and dev (the test rows come later)
+                   "seconds": time.perf_counter() - started}
     found.blend_differences = _paired_on_dev(blended_dev, found.dev_outputs, data, WITH_VIEW, WITHOUT_VIEW)
     found.model = Blended(found.model, view, weights)
     found.dev_outputs = blended_dev

@@ -64,7 +64,6 @@ class PretrainedView(nn.Module):
         hidden = bert.config.hidden_size
         self.heads = nn.ModuleDict({"sst": nn.Linear(hidden, num_classes), "qqp": nn.Linear(1, 1),
                                     "sts": nn.Linear(1, 1)}).requires_grad_(False)
-        self.mode = "either"  # reads single sentences, split pairs and joint pairs alike
 
     def embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Sentence embeddings as the checkpoint was trained to give them: the mean of the token
@@ -103,7 +102,7 @@ class PretrainedView(nn.Module):
     def fit(cls, bert: BertModel, train: dict[str, TaskTensors], batch_size: int = 128,
             runtime: Runtime = CPU) -> PretrainedView:
         """The view with each task's linear model fit on that task's train rows (scikit-learn)."""
-        view = cls(bert.to(runtime.device).eval(), num_classes=tasks.get("sst").num_classes)
+        view = cls(bert, num_classes=tasks.get("sst").num_classes).to(runtime.device).eval()
         for task, data in train.items():
             x = view.all_features(task, data, batch_size, runtime).numpy()
             y = np.asarray(data.labels)

@@ -292,7 +292,8 @@ def candidates_table(candidates: dict[str, dict], kept: str | None) -> pd.DataFr
 
 def blend_table(blend: dict) -> pd.DataFrame:
     """The pretrained view's blend per task: the view's weight (chosen on the held-out rows) and the
-    held-out and dev scores of the final model without the view, of the view alone, and with it."""
+    held-out and dev scores of the final model without the view, of the view alone, and with it. Its
+    seconds (fitting the view, scoring it) are in `blend["seconds"]`."""
     weights = {tasks.get(task).metric_label: w for task, w in blend["weights"].items()}
     rows = {("weight of the view", ""): weights}
     for split in ("heldout", "dev"):
