@@ -303,6 +303,10 @@ def test_final_model_smoke_run_with_error_analysis(report_dirs):
         assert blend["heldout"]["with"][metric] >= blend["heldout"]["without"][metric]  # chosen there
     final = runs["final"]
     assert final["config"]["blend"] == blend["weights"]
+    # the final model's weights: its members' and the frozen view's (the whole checkpoint, 6 layers)
+    used = {name.split(" epoch ")[0] for name in checks["ensemble"]}
+    assert final["parameters"] == sum(runs[name]["parameters"] for name in used) + blend["parameters"]
+    assert blend["parameters"] > max(runs[name]["parameters"] for name in used)  # smoke members: 2 layers
     assert final["dev"] == pytest.approx(blend["dev"]["with"])
     assert final["heldout"] == pytest.approx(blend["heldout"]["with"])
     assert {(d["arm"], d["reference"], d["task"]) for d in checks["blend_differences"]} == {

@@ -265,11 +265,11 @@ class FinalModel:
 
 
 def _ensemble_record(used: list[RunRecord], chosen: list[str], cfg: FinalConfig,
-                     heldout: dict[str, float], dev: dict[str, float], blend: dict[str, float] | None = None
-                     ) -> RunRecord:
+                     heldout: dict[str, float], dev: dict[str, float], blend: dict[str, float] | None = None,
+                     view_parameters: int = 0) -> RunRecord:
     """The final model's record when it is more than one run's kept epoch (an ensemble, or a run with the
     pretrained view's `blend` weights): its held-out and dev scores; one history entry summing the
-    training of the runs its members come from (`used`)."""
+    training of the runs its members come from (`used`); its parameters, the members' and the view's."""
     totals = {key: sum(h.get(key, 0) for m in used for h in m.history)
               for key in ("seconds", "steps", "examples")}
     entry = {"epoch": 0, **totals, "members": chosen,
@@ -278,7 +278,8 @@ def _ensemble_record(used: list[RunRecord], chosen: list[str], cfg: FinalConfig,
     return RunRecord(name="final", arm=cfg.arm, dev=dev, heldout=heldout, best_epoch=0, history=[entry],
                      config={**used[0].config, "ensemble": chosen, **({"blend": blend} if blend else {})},
                      train_sizes=used[0].train_sizes,
-                     dev_sizes=used[0].dev_sizes, parameters=sum(m.parameters or 0 for m in used))
+                     dev_sizes=used[0].dev_sizes,
+                     parameters=sum(m.parameters or 0 for m in used) + view_parameters)
 
 
 def _write_final_predictions(model: MultitaskBert | Ensemble, data: TaskData,
@@ -412,7 +413,8 @@ def final_model(cfg: FinalConfig, runtime: Runtime, notebook: str = "06_final_be
     else:
         used = [m for m in members if m.name in kept.runs]
         found.record = _ensemble_record(used, kept.labels, cfg, scores(heldout_outputs, gold),
-                                        scores(found.dev_outputs, dev_gold), blend=weights)
+                                        scores(found.dev_outputs, dev_gold), blend=weights,
+                                        view_parameters=found.blend.get("parameters", 0))
     _write_final_predictions(found.model, data, found.dev_outputs, notebook, cfg, runtime)
     return found
 
@@ -439,7 +441,7 @@ def _blend_pretrained_view(found: FinalModel, heldout: dict[str, torch.Tensor], 
                    "dev": {"without": scores(found.dev_outputs, dev_gold),
                            "view alone": scores(view_dev, dev_gold), "with": scores(blended_dev, dev_gold)},
                    # fitting the view and scoring it on held-out and dev (the test rows come later)
-                   "seconds": time.perf_counter() - started}
+                   "seconds": time.perf_counter() - started, "parameters": count_parameters(view)}
     found.blend_differences = _paired_on_dev(blended_dev, found.dev_outputs, data, WITH_VIEW, WITHOUT_VIEW)
     found.model = Blended(found.model, view, weights)
     found.dev_outputs = blended_dev
