@@ -23,6 +23,36 @@ def pytest_configure(config) -> None:
         torch.set_num_threads(threads)
 
 
+# The long tests (1 to 3 minutes each at 1c0335e), longest first; every other test takes seconds.
+LONG_TESTS = ("test_smart_smoke_run", "test_sophia_smoke_run", "test_final_model_smoke_run",
+              "test_sbert_smoke_run", "test_two_runs_at_once", "test_part1_smoke_run",
+              "test_attention_smoke_run")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under pytest-xdist, deal the long tests out before the short ones fill in. Worksteal hands each
+    worker an equal block of the list in order and lets an idle worker steal from another's end; left in
+    file order the long tests bunch in one or two blocks and the suite waits for them. So each block
+    starts with its share of them (dealt longest first, back and forth) and short tests fill the blocks
+    to equal length."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
+    rank = {name: k for k, name in enumerate(LONG_TESTS)}
+    long = sorted((i for i in items if i.name.startswith(LONG_TESTS)),
+                  key=lambda i: rank[next(n for n in LONG_TESTS if i.name.startswith(n))])
+    short = [i for i in items if not i.name.startswith(LONG_TESTS)]
+    blocks: list[list] = [[] for _ in range(workers)]
+    for k, item in enumerate(long):
+        turn, place = divmod(k, workers)
+        blocks[place if turn % 2 == 0 else workers - 1 - place].append(item)
+    sizes = [len(items) // workers + (1 if w < len(items) % workers else 0) for w in range(workers)]
+    for block, size in zip(blocks, sizes, strict=True):
+        while len(block) < size and short:
+            block.append(short.pop(0))
+    items[:] = [item for block in blocks for item in block] + short
+
+
 TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(995)]
 
 
