@@ -217,6 +217,7 @@ LEVERS: dict[str, Lever] = {lever.name: lever for lever in (
 
 
 SEED_ENSEMBLE, CHECKPOINT_ENSEMBLE = "seed ensemble", "checkpoint ensemble"
+WITH_VIEW, WITHOUT_VIEW = "with the pretrained view", "without it"  # the blend's paired differences
 
 
 @dataclass
@@ -282,7 +283,7 @@ def _ensemble_record(used: list[RunRecord], chosen: list[str], cfg: FinalConfig,
                      parameters=sum(m.parameters or 0 for m in used) + view_parameters)
 
 
-def _write_final_predictions(model: MultitaskBert | Ensemble, data: TaskData,
+def _write_final_predictions(model: MultitaskBert | Ensemble | Blended, data: TaskData,
                              dev_outputs: dict[str, torch.Tensor], notebook: str, cfg: FinalConfig,
                              runtime: Runtime) -> None:
     """Dev (from the outputs already computed) and test-student prediction files of the final model."""
@@ -447,8 +448,6 @@ def _blend_pretrained_view(found: FinalModel, heldout: dict[str, torch.Tensor], 
     found.dev_outputs = blended_dev
     return weights, blended_heldout
 
-
-WITH_VIEW, WITHOUT_VIEW = "with the pretrained view", "without it"
 
 
 def run_ablation(cfg: FinalConfig, runtime: Runtime, tokenizer,
