@@ -257,3 +257,26 @@ def test_snapshots_hold_each_epochs_weights_as_a_run_stopped_there_has_them(tiny
     for name, weight in model.state_dict().items():
         torch.testing.assert_close(snapshots[kept][name], weight, msg=name)
         assert snapshots[kept][name].device.type == "cpu" and snapshots[kept][name] is not weight
+
+
+def test_a_checkpoint_ensemble_with_no_earlier_epoch_is_skipped_and_says_why():
+    """The checkpoint ensemble adds each run's epochs before its kept one; where no run has one (kept its
+    first epoch, or resumed: the earlier weights are gone) it would be the kept epochs again, so it is
+    skipped with the reason; one run with an earlier epoch is enough to score it."""
+    from minbert.experiments import no_earlier_epochs
+    from minbert.records import RunRecord
+
+    def run(name: str, best: int) -> RunRecord:
+        return RunRecord(name=name, dev={}, best_epoch=best, history=[{"epoch": e} for e in range(1, 4)])
+
+    weights = {"w": torch.zeros(1)}
+    first, resumed = run("a", 1), run("b", 3)
+    reason = no_earlier_epochs([first, resumed], [{1: weights}, {3: weights}], ensemble_epochs=2)
+    assert reason is not None and reason.startswith("No checkpoint ensemble")
+    assert "a kept epoch 1, its first" in reason and "b kept epoch 3, and epoch 2 trained" in reason
+    three = no_earlier_epochs([resumed], [{}], ensemble_epochs=3)
+    assert three is not None and "epochs 1, 2 trained before a resume" in three
+    trained = [{1: weights}, {2: weights, 3: weights}]
+    assert no_earlier_epochs([first, resumed], trained, ensemble_epochs=2) is None
+    # only the epochs the ensemble would take count: epoch 1 is outside a two-epoch window ending at 3
+    assert no_earlier_epochs([resumed], [{1: weights}], ensemble_epochs=2) is not None

@@ -237,6 +237,7 @@ class FinalModel:
     # kept, and the checkpoint ensemble minus the seed ensemble on dev (paired intervals)
     candidates: dict[str, dict] = field(default_factory=dict)
     kept_candidate: str | None = None
+    candidates_skipped: str | None = None  # why no checkpoint ensemble was scored, where none could be
     candidate_differences: list[Difference] = field(default_factory=list)
     # with `pretrained_view`: the view's weight per task (chosen on held-out), the held-out and dev scores
     # without and with it, and with it minus without on dev (paired intervals)
@@ -260,7 +261,7 @@ class FinalModel:
         return {"aims": FINAL_AIMS, "aims_met": self.aims_met(), "ensemble": self.chosen,
                 "selection_trace": self.selection_trace, "selected": self.selected,
                 "candidates": self.candidates,
-                "kept_candidate": self.kept_candidate,
+                "kept_candidate": self.kept_candidate, "candidates_skipped": self.candidates_skipped,
                 "candidate_differences": [d.to_dict() for d in self.candidate_differences],
                 "blend": self.blend, "blend_differences": [d.to_dict() for d in self.blend_differences]}
 
@@ -340,6 +341,28 @@ def _checkpoint_ensemble(cfg: FinalConfig, runs: list[RunRecord], seeds: list[in
     return found
 
 
+def no_earlier_epochs(runs: list[RunRecord], snapshots: list[dict[int, dict[str, torch.Tensor]]],
+                      ensemble_epochs: int) -> str | None:
+    """Why a checkpoint ensemble of `runs` would add nothing to their kept epochs, or None when it would.
+    An earlier epoch joins only where this process trained it and kept its weights (`snapshots`): a
+    run that kept its first epoch has none before it, and a resumed run has not the weights of the
+    epochs it trained before the resume. When no run adds one, the candidate would be the kept epochs
+    again, and comparing it with the seed ensemble would measure nothing."""
+    reasons, gone = [], False
+    for run, saved in zip(runs, snapshots, strict=True):
+        wanted = range(max(1, run.best_epoch - ensemble_epochs + 1), run.best_epoch)
+        if any(epoch in saved for epoch in wanted):
+            return None
+        gone = gone or bool(wanted)
+        reasons.append(f"{run.name} kept epoch {run.best_epoch}, " + (
+            "its first" if not wanted else
+            f"and epoch{'s' if len(wanted) > 1 else ''} {', '.join(map(str, wanted))} "
+            "trained before a resume"))
+    why = ": a resumed run keeps only its kept epoch's weights" if gone else ""
+    return (f"No checkpoint ensemble: no run has an earlier epoch to add to its kept one "
+            f"({'; '.join(reasons)}){why}.")
+
+
 def _paired_on_dev(arm: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], data: TaskData,
                    arm_name: str, reference_name: str) -> list[Difference]:
     """Two ways of assembling the final model on the same dev rows: per task, the paired difference."""
@@ -356,7 +379,8 @@ def final_model(cfg: FinalConfig, runtime: Runtime, notebook: str = "06_final_be
     runs of it at seeds seed, seed+1, ... whose members are chosen on the held-out rows (greedy forward
     selection) and averaged: the seed ensemble. With `ensemble_epochs` > 1 a second candidate, the
     checkpoint ensemble (`_checkpoint_ensemble`), is scored beside it, and the one with the higher
-    held-out mean is the final model (ties to the seed ensemble). The tokenizer and data are loaded as
+    held-out mean is the final model (ties to the seed ensemble); it is skipped, and why said, where no
+    run has an earlier epoch to add (`no_earlier_epochs`). The tokenizer and data are loaded as
     the config says unless given."""
     tokenizer = tokenizer or load_tokenizer(cfg.checkpoint)
     data = data or load_multitask(cfg, tokenizer)
@@ -391,6 +415,8 @@ def final_model(cfg: FinalConfig, runtime: Runtime, notebook: str = "06_final_be
     kept = seed_ensemble
     dev_gold = {task: split.labels for task, split in data.dev.items()}
     if cfg.ensemble_epochs > 1:
+        found.candidates_skipped = no_earlier_epochs(members, snapshots, cfg.ensemble_epochs)
+    if cfg.ensemble_epochs > 1 and found.candidates_skipped is None:
         names = [m.name for m in members]
         every_run = _Candidate(names, names, models, outputs, member_dev)
         checkpoints = _checkpoint_ensemble(cfg, members, seeds, every_run, snapshots, data, runtime)
