@@ -314,6 +314,12 @@ class _Candidate:
         return self.models[0] if len(self.models) == 1 else Ensemble(self.models)
 
 
+def ensemble_window(best_epoch: int, ensemble_epochs: int) -> range:
+    """The epochs a checkpoint ensemble takes from one run: its kept epoch and up to
+    `ensemble_epochs` - 1 before it (never before epoch 1)."""
+    return range(max(1, best_epoch - ensemble_epochs + 1), best_epoch + 1)
+
+
 def _checkpoint_ensemble(cfg: FinalConfig, runs: list[RunRecord], seeds: list[int], kept: _Candidate,
                          snapshots: list[dict[int, dict[str, torch.Tensor]]], data: TaskData,
                          runtime: Runtime) -> _Candidate:
@@ -322,7 +328,7 @@ def _checkpoint_ensemble(cfg: FinalConfig, runs: list[RunRecord], seeds: list[in
     (one entry per run); each earlier epoch is rebuilt from its snapshot and scored once."""
     found = _Candidate([], [], [], [], [])
     for i, (run, seed, saved) in enumerate(zip(runs, seeds, snapshots, strict=True)):
-        for epoch in range(max(1, run.best_epoch - cfg.ensemble_epochs + 1), run.best_epoch + 1):
+        for epoch in ensemble_window(run.best_epoch, cfg.ensemble_epochs):
             if epoch == run.best_epoch:
                 model, held, dev = kept.models[i], kept.heldout[i], kept.dev[i]
             elif epoch in saved:
@@ -350,7 +356,7 @@ def no_earlier_epochs(runs: list[RunRecord], snapshots: list[dict[int, dict[str,
     again, and comparing it with the seed ensemble would measure nothing."""
     reasons, gone = [], False
     for run, saved in zip(runs, snapshots, strict=True):
-        wanted = range(max(1, run.best_epoch - ensemble_epochs + 1), run.best_epoch)
+        wanted = ensemble_window(run.best_epoch, ensemble_epochs)[:-1]
         if any(epoch in saved for epoch in wanted):
             return None
         gone = gone or bool(wanted)
