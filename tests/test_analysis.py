@@ -138,7 +138,7 @@ def test_seeds_of_one_model_size_are_averaged_and_only_runs_on_the_same_rows_joi
     means, so it gives that law back; a curve run on other rows (its train sizes) is left out."""
     from minbert.analysis import model_size_curve
     from minbert.bert import BertConfig
-    from minbert.experiments import same_budget
+    from minbert.final import same_budget
     from minbert.records import RunRecord
 
     checkpoint = BertConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128)
@@ -178,7 +178,7 @@ def test_the_error_profile_counts_what_the_mistakes_share():
 
 
 def test_examples_view_left_aligns_the_text_columns_only():
-    from minbert.reporting import examples_view
+    from minbert.report.tables import examples_view
 
     table = pd.DataFrame({"id": ["e1", "e2"], "text": ["a long sentence", "b"], "gold": [2, 3],
                           "confidence": [0.61234, 0.5], "correct": [True, False]})

@@ -92,7 +92,7 @@ def test_a_comparison_measures_every_arm_against_its_reference():
 
 
 def test_one_arm_alone_has_nothing_to_compare():
-    from minbert.reporting import differences_table
+    from minbert.report.tables import differences_table
 
     assert findings([]) == ["Only one arm ran: there is nothing to compare it with."]
     assert differences_table([]).empty

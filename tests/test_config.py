@@ -8,18 +8,16 @@ import pytest
 import yaml
 
 from minbert import paths
-from minbert.config import (
-    NOTEBOOK_CONFIGS,
+from minbert.config import NOTEBOOK_CONFIGS, ConfigError, arm_settings, config_class, validate
+from minbert.params import (
     PROFILES,
-    ConfigError,
-    config_class,
     load_config,
     load_params,
     notebook_config,
     notebook_parameters,
+    parameters_cell,
     parse_override,
     read_yaml,
-    validate,
 )
 
 
@@ -64,16 +62,48 @@ def test_every_profile_file_is_valid(notebook, profile):
 
 
 @pytest.mark.parametrize("notebook", sorted(NOTEBOOK_CONFIGS))
-def test_parameters_cell_names_only_the_profile(notebook):
-    """The notebook opened in JupyterLab loads the quick profile's file over the defaults, as papermill
-    would: its parameters cell holds the profile and nothing else."""
+def test_parameters_cell_declares_every_knob_with_its_default(notebook):
+    """The parameters cell is the config's (written by `python -m minbert parameters-cells`): run as it is,
+    it defines every field at its default; opened in JupyterLab unedited, the notebook loads the quick
+    profile's file over the defaults, as papermill would."""
     nb = json.loads((paths.notebooks_dir() / f"{notebook}.ipynb").read_text())
     cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
-    assert len(cells) == 1
+    assert len(cells) == 1 and "".join(cells[0]["source"]) == parameters_cell(notebook)
     namespace: dict = {}
     exec("".join(cells[0]["source"]), {}, namespace)
-    assert namespace == {"profile": "quick"}
-    assert notebook_config(notebook, set(), namespace).model_dump() == quick_values(notebook)
+    namespace.pop("__annotations__", None)
+    assert namespace == config_class(notebook)().model_dump()
+    assert notebook_config(notebook, namespace).model_dump() == quick_values(notebook)
+
+
+@pytest.mark.parametrize("notebook", ["02_sbert_baseline", "06_final_bert"])
+def test_papermill_lists_every_knob_with_its_type_and_default(notebook):
+    """What `papermill --help-notebook` reads from the parameters cell: every field, its type and default."""
+    import papermill
+
+    found = papermill.inspect_notebook(str(paths.notebooks_dir() / f"{notebook}.ipynb"))
+    assert list(found) == list(config_class(notebook).model_fields)
+    assert (found["lr"]["inferred_type_name"], found["lr"]["default"]) == ("float", "5e-05")
+    head_lr = found["head_lr"]
+    assert (head_lr["inferred_type_name"], head_lr["default"]) == ("Optional[float]", "None")
+    assert found["epochs"]["inferred_type_name"] == "int" and found["dropout"]["inferred_type_name"] == "dict"
+    assert found["lr"]["help"].startswith("peak learning rate")
+
+
+def test_injected_parameters_are_read_from_papermills_cell():
+    """Under papermill, exactly the names its injected cell set are the run's parameters (a default
+    value given with -p still wins over the profile's file); in JupyterLab, the edited values."""
+    defaults = config_class("02_sbert_baseline")().model_dump()
+    injected = '# Parameters\nprofile = "smoke"\nlr = 5e-05\ntypo_param = 2\n'
+    namespace = {**defaults, "profile": "smoke", "typo_param": 2, "In": ["import x", injected]}
+    assert notebook_parameters("02_sbert_baseline", namespace) == {"profile": "smoke", "lr": 5e-05,
+                                                                   "typo_param": 2}
+    with pytest.raises(ConfigError, match="unknown parameter 'typo_param'"):
+        notebook_config("02_sbert_baseline", namespace)
+    edited = {**defaults, "seeds": 1, "In": ["import x", "seeds = 1"]}
+    assert notebook_parameters("02_sbert_baseline", edited) == {"seeds": 1}
+    cfg = notebook_config("02_sbert_baseline", edited)
+    assert cfg.seeds == 1 and cfg.epochs == load_config("02_sbert_baseline", "quick").epochs
 
 
 @pytest.mark.parametrize("notebook", sorted(NOTEBOOK_CONFIGS))
@@ -117,7 +147,7 @@ def test_knob_combinations_and_arms_are_checked():
 
 
 def test_an_arm_is_its_knob_updates_over_the_notebook_settings():
-    from minbert.experiments import ARMS, arm_settings
+    from minbert.arms import ARMS
 
     cfg = load_config("06_final_bert", "quick")
     frozen = arm_settings(cfg, "freeze")
@@ -129,13 +159,6 @@ def test_an_arm_is_its_knob_updates_over_the_notebook_settings():
         assert arm_settings(load_config("02_sbert_baseline", "smoke"), name).model_dump() is not None, name
 
 
-def test_notebook_parameters_are_the_names_defined_after_the_snapshot():
-    namespace = {"pd": object(), "_before": None}
-    before = set(namespace)
-    namespace.update({"seed": 1, "typo_param": 2, "_": 3, "Out": {}})
-    assert notebook_parameters(before, namespace) == {"seed": 1, "typo_param": 2}
-
-
 def test_attention_variants_are_checked_and_made_canonical():
     values = load_params("05_attention", "smoke", {"variants": ["sparsemax+center", "standard"]})
     assert values["variants"] == ["center+sparsemax", "standard"]
@@ -145,21 +168,19 @@ def test_attention_variants_are_checked_and_made_canonical():
 
 def test_a_new_arm_is_one_table_entry(monkeypatch):
     """An arm built from existing knobs is one entry in ARMS: validation and `arm_settings` read the table."""
-    from minbert import experiments
+    from minbert import arms
 
     with pytest.raises(ConfigError, match="unknown arm 'round-robin-weighted'"):
         load_params("02_sbert_baseline", "smoke", {"arms": ["round-robin-weighted"]})
-    arm = experiments.Arm("round-robin-weighted", "round-robin, class-weighted losses",
-                          {"schedule": "round-robin", "class_weights": True})
-    monkeypatch.setitem(experiments.ARMS, arm.name, arm)
+    arm = arms.Arm("round-robin-weighted", "round-robin, class-weighted losses",
+                    {"schedule": "round-robin", "class_weights": True})
+    monkeypatch.setitem(arms.ARMS, arm.name, arm)
     cfg = load_config("02_sbert_baseline", "smoke", {"arms": ["round-robin-weighted"]})
-    settings = experiments.arm_settings(cfg, "round-robin-weighted")
+    settings = arm_settings(cfg, "round-robin-weighted")
     assert settings.schedule == "round-robin" and settings.class_weights and settings.lr == cfg.lr
 
 
 def test_epochs_count_the_qqp_only_and_frozen_ones():
-    from minbert.experiments import arm_settings
-
     cfg = load_config("02_sbert_baseline", "smoke")
     assert arm_settings(cfg, "qqp-separate").epochs == arm_settings(cfg, "baseline").epochs == 2
     with pytest.raises(ValueError, match=r"epochs \(1\) counts the QQP-only \(1\) and frozen \(0\)"):

@@ -11,9 +11,10 @@ import torch
 
 from minbert import tasks as registry
 from minbert.bert import BertModel
-from minbert.config import ConfigError, MultitaskSettings, load_config
+from minbert.config import ConfigError, MultitaskSettings
 from minbert.ensemble import Ensemble, average_outputs, choose_members
 from minbert.models import MultitaskBert, pool
+from minbert.params import load_config
 from minbert.runtime import CPU
 from minbert.schedules import annealed_exponent, epoch_plan
 from minbert.training import make_optimizers, train_multitask
@@ -263,7 +264,7 @@ def test_a_checkpoint_ensemble_with_no_earlier_epoch_is_skipped_and_says_why():
     """The checkpoint ensemble adds each run's epochs before its kept one; where no run has one (kept its
     first epoch, or resumed: the earlier weights are gone) it would be the kept epochs again, so it is
     skipped with the reason; one run with an earlier epoch is enough to score it."""
-    from minbert.experiments import no_earlier_epochs
+    from minbert.final import no_earlier_epochs
     from minbert.records import RunRecord
 
     def run(name: str, best: int) -> RunRecord:

@@ -159,8 +159,9 @@ def test_resume_on_the_smoke_profile_with_real_data(data_dir, tmp_path):
     """The smoke profile's data and the embedded MiniLM: killed after one epoch and resumed,
     the run ends with the same metrics as one that ran straight through."""
     from minbert.bert import load_tokenizer
-    from minbert.config import load_config
-    from minbert.experiments import arm_settings, load_multitask
+    from minbert.config import arm_settings
+    from minbert.experiments import load_multitask
+    from minbert.params import load_config
 
     cfg = load_config("02_sbert_baseline", "smoke")
     data = load_multitask(cfg, load_tokenizer())

@@ -396,15 +396,14 @@ def test_a_report_links_to_prediction_files_only_where_its_notebook_writes_them(
     import nbformat
 
     from minbert import paths
+    from minbert.notebook import WRITES_PREDICTIONS
 
     writers = ("save_run_predictions(", "save_sst_predictions(", "final_model(")
     for name in notebook_names():
         source = "\n".join(c.source for c in nbformat.read(paths.notebooks_dir() / f"{name}.ipynb",
                                                             as_version=4).cells if c.cell_type == "code")
-        call = re.search(r"report_links\(NOTEBOOK, cfg\.profile(.*?)\)\)", source)
-        assert call, name
-        links_predictions = "predictions=False" not in call.group(1) and "outputs=False" not in call.group(1)
-        assert links_predictions == any(w in source for w in writers), name
+        assert "start_notebook(NOTEBOOK, globals())" in source, name
+        assert (name in WRITES_PREDICTIONS) == any(w in source for w in writers), name
 
 
 def test_a_report_drops_widget_outputs_and_keeps_the_rest():

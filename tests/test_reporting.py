@@ -6,7 +6,8 @@ import numpy as np
 
 from minbert.comparison import Comparison
 from minbert.records import RunRecord
-from minbert.reporting import aim_findings, comparison_table
+from minbert.report.tables import comparison_table
+from minbert.report.wording import aim_findings
 
 
 def test_the_comparison_table_shows_seed_spread_and_budget():
@@ -70,7 +71,7 @@ def loss_run(name: str, epochs: int, shift: float = 0.0) -> RunRecord:
 def test_loss_plots_are_small_multiples_with_the_legend_outside():
     import matplotlib.pyplot as plt
 
-    from minbert.reporting import plot_task_losses
+    from minbert.report.figures import plot_task_losses
 
     fig = plot_task_losses([loss_run(f"arm{i}", 3, i / 10) for i in range(7)])
     assert [ax.get_title() for ax in fig.axes] == ["SST loss", "QQP loss", "STS loss"]
@@ -96,7 +97,7 @@ def test_loss_plots_are_small_multiples_with_the_legend_outside():
 
 def test_limits_state_the_budget_and_the_interval_widths():
     from minbert.comparison import Difference
-    from minbert.reporting import limits
+    from minbert.report.wording import limits
 
     comparison = Comparison("a", {"sst": np.zeros(4)})
     for arm in ("a", "b"):
@@ -113,7 +114,7 @@ def test_limits_state_the_budget_and_the_interval_widths():
 
 
 def test_limits_name_each_arms_epochs_where_they_differ():
-    from minbert.reporting import limits
+    from minbert.report.wording import limits
 
     comparison = Comparison("pretrain", {"sst": np.zeros(4)})
     for arm, epochs in (("pretrain", 10), ("finetune", 3)):
@@ -127,7 +128,7 @@ def test_limits_name_each_arms_epochs_where_they_differ():
 def test_the_history_plot_draws_what_the_runs_recorded_with_the_legend_below():
     import matplotlib.pyplot as plt
 
-    from minbert.reporting import plot_history
+    from minbert.report.figures import plot_history
 
     runs = [RunRecord(f"run{i}", {"sst_acc": 0.5}, 1,
                       [{"epoch": e, "train_loss": 1.0 / e, "heldout_loss": 1.1 / e,
@@ -144,7 +145,7 @@ def test_the_history_plot_draws_what_the_runs_recorded_with_the_legend_below():
 
 
 def test_the_movement_line_gives_each_variants_range_in_percent():
-    from minbert.reporting import variant_movement_line
+    from minbert.report.wording import variant_movement_line
 
     def run(name, moves):
         record = RunRecord(name, {"sst_acc": 0.5}, 1, [{"epoch": 1}])

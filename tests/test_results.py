@@ -8,8 +8,9 @@ import json
 import pandas as pd
 import pytest
 
-from minbert import records, reporting
+from minbert import records
 from minbert.published import STATE_OF_THE_ART, STUDY_FIGURES
+from minbert.report import figures, index, tables
 
 
 def run(name, **dev):
@@ -39,7 +40,7 @@ def reports(tmp_path):
 
 
 def test_runs_table_has_one_row_per_run_with_its_stamp(reports):
-    table = reporting.runs_table(records.load_all(reports / "results"))
+    table = tables.runs_table(records.load_all(reports / "results"))
     assert list(table.index) == [("01_part1_sst", "finetune"), ("02_sbert_baseline", "baseline"),
                                  ("02_sbert_baseline", "qqp-first")]
     row = table.loc[("02_sbert_baseline", "qqp-first")]
@@ -47,13 +48,13 @@ def test_runs_table_has_one_row_per_run_with_its_stamp(reports):
     assert row["commit"] == "abcdef1+" and row["profile"] == "quick" and row["device"] == "cpu (test)"
     part1 = table.loc[("01_part1_sst", "finetune")]
     assert part1["mean"] == pytest.approx(0.47) and pd.isna(part1["QQP acc"])
-    best = reporting.headline_runs(table)
+    best = tables.headline_runs(table)
     assert list(best.index) == [("01_part1_sst", "finetune"), ("02_sbert_baseline", "qqp-first")]
 
 
 def test_runs_of_several_profiles_carry_the_profile_in_their_name(reports):
     write_result(reports / "results", "01_part1_sst", [run("finetune", sst_acc=0.5)], profile="full")
-    table = reporting.runs_table(records.load_all(reports / "results"))
+    table = tables.runs_table(records.load_all(reports / "results"))
     assert [run for notebook, run in table.index if notebook == "01_part1_sst"] == [
         "finetune (full)", "finetune (quick)"]
     assert table.loc[("01_part1_sst", "finetune (full)"), "profile"] == "full"
@@ -61,34 +62,34 @@ def test_runs_of_several_profiles_carry_the_profile_in_their_name(reports):
 
 
 def test_no_results_yet_gives_empty_tables_and_the_study_bars(tmp_path):
-    table = reporting.runs_table(records.load_all(tmp_path))
+    table = tables.runs_table(records.load_all(tmp_path))
     assert table.empty and list(table.columns) == ["SST acc", "QQP acc", "STS pearson", "mean",
                                                    "held-out mean", "seeds", "dev rows", "profile", "device",
                                                    "commit", "headline"]
-    assert reporting.headline_runs(table).empty
-    fig = reporting.plot_tasks(table)
+    assert tables.headline_runs(table).empty
+    fig = figures.plot_tasks(table)
     assert [len(ax.patches) for ax in fig.axes] == [2, 2, 2]  # the study's best and the state of the art
 
 
 def test_study_table_is_theirs_and_complete():
-    table = reporting.study_table()
+    table = tables.study_table()
     assert len(table) == len(STUDY_FIGURES) + 1
     assert tuple(table.loc["state of the art cited by the study"]) == STATE_OF_THE_ART
     assert table.index.name == "model (theirs)"
 
 
 def test_index_links_every_report_with_a_summary(reports):
-    page = reporting.write_index(reports).read_text()
+    page = index.write_index(reports).read_text()
     assert '<a href="01_part1_sst.quick.html">' in page and '<a href="02_sbert_baseline.quick.html">' in page
     assert "headline run <code>qqp-first</code>: SST acc 0.460, QQP acc 0.790, STS pearson 0.830" in page
     assert "state of the art cited by the study" in page and "(theirs)" in page
-    fig = reporting.plot_tasks(reporting.runs_table(records.load_all(reports / "results")))
+    fig = figures.plot_tasks(tables.runs_table(records.load_all(reports / "results")))
     assert [ax.get_title() for ax in fig.axes] == ["SST acc", "QQP acc", "STS pearson"]
 
 
 def test_index_lists_the_runs_of_every_profile(reports):
     write_result(reports / "results", "01_part1_sst", [run("finetune", sst_acc=0.5)], profile="full")
-    page = reporting.write_index(reports).read_text()
+    page = index.write_index(reports).read_text()
     assert "finetune (full)" in page and "finetune (quick)" in page
     assert "01_part1_sst (full), results file only (no report)" in page
 
@@ -125,8 +126,8 @@ def test_the_headline_is_the_best_arm_over_its_seeds_and_the_table_has_a_row_per
     write_result(tmp_path, "02_sbert_baseline", runs)
     (result,) = records.load_all(tmp_path)
     assert result.headline().name == "b-seed1"  # the best arm, then its best held-out seed (first of ties)
-    table = reporting.runs_table([result])
+    table = tables.runs_table([result])
     assert list(table.index) == [("02_sbert_baseline", "a"), ("02_sbert_baseline", "b")]
     row = table.loc[("02_sbert_baseline", "b")]
     assert row["SST acc"] == pytest.approx(0.46) and row["seeds"] == 2 and row["held-out mean"] == 0.7
-    assert list(reporting.headline_runs(table).index) == [("02_sbert_baseline", "b")]
+    assert list(tables.headline_runs(table).index) == [("02_sbert_baseline", "b")]

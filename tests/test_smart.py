@@ -178,9 +178,10 @@ def test_on_real_batches_the_term_is_positive_and_grows_with_epsilon(data_dir):
     grows with a perturbation sized relative to the embeddings, and at the paper's absolute 1e-5
     it is next to nothing."""
     from minbert.bert import load_tokenizer
-    from minbert.config import load_config
-    from minbert.experiments import arm_settings, build_model, load_multitask
-    from minbert.training import smart_scale_probe
+    from minbert.config import arm_settings
+    from minbert.experiments import build_model, load_multitask
+    from minbert.params import load_config
+    from minbert.smart_probe import smart_scale_probe
 
     cfg = load_config("04_smart", "smoke")
     data = load_multitask(cfg, load_tokenizer())

@@ -3,12 +3,14 @@ its published figures, and the full profile answers where it ran."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from minbert.comparison import Difference
 from minbert.paths import PROJECT_ROOT
 from minbert.records import Results, RunRecord, load_all
-from minbert.summary import (
+from minbert.report.study import (
     QUESTIONS,
     README_END,
     README_START,
@@ -80,7 +82,7 @@ def test_the_readme_section_is_written_between_its_markers_from_the_results(tmp_
     assert "0.999" not in text
     # the headline arm is the mean over its three seeds (every STS score 0.8); the stamp's commit, shortened
     assert "| 04_smart   | full      | no-smart | mean of 3 seeds | STS pearson 0.800 |" in text
-    assert "abcdef1" in text and "- **Does SMART help?** The study: Little" in text
+    assert "abcdef1" in text
 
 
 def test_the_readme_section_needs_exactly_one_pair_of_markers(tmp_path):
@@ -119,7 +121,7 @@ def test_the_collapse_verdict_needs_an_sts_that_has_something_to_lose():
 
 
 def test_a_resumed_render_says_its_wall_time_is_not_the_profiles():
-    from minbert.summary import RESUMED, headline
+    from minbert.report.study import RESUMED, headline
 
     fresh = smart_results("full", -0.05)
     assert headline(fresh)["minutes"] == "0.0"
@@ -132,8 +134,8 @@ def test_a_resumed_render_says_its_wall_time_is_not_the_profiles():
 def test_the_readme_and_the_index_explain_a_resumed_render(tmp_path, monkeypatch):
     """The README's table marks a resumed render's minutes and says once, under the table, what they
     are; the index says it on the render's own line. A fresh render gets neither."""
-    from minbert.reporting import write_index
-    from minbert.summary import RESUMED_NOTE, readme_block
+    from minbert.report.index import write_index
+    from minbert.report.study import RESUMED_NOTE, readme_block
 
     result = smart_results("full", -0.05)
     result.stamp.update(wall_s=600.0, device="cpu", dirty=False, params={"resume": False})
@@ -145,3 +147,15 @@ def test_the_readme_and_the_index_explain_a_resumed_render(tmp_path, monkeypatch
     result.save()
     index = write_index(tmp_path).read_text()
     assert "10.0 min, resumed from finished runs" in index
+
+
+def test_the_readme_is_short_and_its_links_resolve():
+    """A newcomer reads the README in minutes: at most 10,000 bytes; the rest lives in docs/, and every
+    relative link it gives leads to a file or folder that exists."""
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.encode()) <= 10_000
+    links = re.findall(r"\]\(([^)#]+)\)", readme)
+    assert "docs/protocol.md" in links and "docs/modules.md" in links
+    for link in links:
+        if not link.startswith(("http://", "https://")):
+            assert (PROJECT_ROOT / link).exists(), link

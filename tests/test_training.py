@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from minbert.bert import BertModel
+from minbert.config import Part1Config
 from minbert.evaluation import predict_logits
 from minbert.models import SentenceClassifier, pool
-from minbert.training import TrainingError, train_classifier
+from minbert.part1 import train_classifier
+from minbert.training import TrainingError
 
 
 def toy_task(n=96, seed=0):
@@ -23,6 +25,10 @@ def toy_task(n=96, seed=0):
     return tokens, labels
 
 
+# The standard recipe at its one default (minbert.config): the trainer has no defaults of its own for it.
+RECIPE = {k: Part1Config.model_fields[k].default for k in ("lr_schedule", "warmup_ratio", "max_grad_norm")}
+
+
 def make_model(tiny_checkpoint, freeze=False):
     torch.manual_seed(0)
     return SentenceClassifier(BertModel.from_pretrained(tiny_checkpoint), 2, dropout=0.0,
@@ -33,7 +39,7 @@ def test_finetuning_learns_a_token_marker_task(tiny_checkpoint):
     tokens, labels = toy_task()
     model = make_model(tiny_checkpoint)
     history = train_classifier(model, tokens, labels, tokens[:48], labels[:48], epochs=6, lr=1e-3,
-                               batch_size=16, seed=0)
+                               batch_size=16, seed=0, **RECIPE)
     assert [h["epoch"] for h in history] == list(range(1, 7))
     assert history[0]["lr"] > history[3]["lr"] > history[-1]["lr"] == 0.0  # the standard recipe decays to 0
     assert history[-1]["train_loss"] < history[0]["train_loss"]
@@ -49,7 +55,7 @@ def test_pretrain_mode_leaves_bert_unchanged(tiny_checkpoint):
     model = make_model(tiny_checkpoint, freeze=True)
     before = {k: v.clone() for k, v in model.bert.state_dict().items()}
     head_before = model.head.weight.clone()
-    train_classifier(model, tokens, labels, tokens, labels, epochs=2, lr=1e-2, batch_size=16)
+    train_classifier(model, tokens, labels, tokens, labels, epochs=2, lr=1e-2, batch_size=16, **RECIPE)
     for name, value in model.bert.state_dict().items():
         assert torch.equal(value, before[name]), name
     assert not torch.equal(model.head.weight, head_before)
@@ -62,7 +68,7 @@ def test_nan_loss_stops_with_a_clear_message(tiny_checkpoint):
         model.head.bias.fill_(float("nan"))
     with pytest.raises(TrainingError, match=r"loss became nan at sst, epoch 1, batch 0"):
         train_classifier(model, tokens, labels, tokens, labels, epochs=1, lr=1e-3, batch_size=16,
-                         desc="sst")
+                         desc="sst", **RECIPE)
 
 
 def test_mean_pooling_ignores_padding():

@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 from minbert import paths
-from minbert.config import ConfigError, dry_run_overrides, parse_override
+from minbert.config import ConfigError
 from minbert.data import DEFAULT_URL_BASE, DataError, fetch_data
+from minbert.params import dry_run_overrides, parse_override
 from minbert.records import OutputError, load_all
+from minbert.report.study import ReadmeSectionError, write_readme
 from minbert.runlock import RunLockedError
 from minbert.runner import NotebookRunError, notebook_names, render_executed, run_notebook
-from minbert.summary import ReadmeSectionError, write_readme
 
 
 def _fetch(args: argparse.Namespace) -> None:
@@ -22,7 +23,7 @@ def _fetch(args: argparse.Namespace) -> None:
 
 
 def _overrides(args: argparse.Namespace, notebook: str) -> dict:
-    """-p values over, with --dry-run, the smoke profile's budgets (`config.dry_run_overrides`)."""
+    """-p values over, with --dry-run, the smoke profile's budgets (`params.dry_run_overrides`)."""
     dry = dry_run_overrides(notebook) if args.dry_run else {}
     return {**dry, **{key: parse_override(value) for key, value in args.param}}
 
@@ -53,6 +54,14 @@ def _peer(args: argparse.Namespace) -> None:
     from minbert.peer import record_peer
 
     print(f"wrote {record_peer(args.profile, _overrides(args, 'peer_transformers'))}")
+
+
+def _parameters_cells(args: argparse.Namespace) -> None:
+    from minbert.notebook import write_parameters_cells
+
+    changed = write_parameters_cells(notebook_names())
+    print(f"rewrote the parameters cell of {', '.join(changed)}" if changed else "every parameters cell is "
+          "in step with its config")
 
 
 def _readme(args: argparse.Namespace) -> None:
@@ -104,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--profile", default="quick")
     report.add_argument("--timeout", type=int, default=None)
     report.set_defaults(func=_report)
+    cells = sub.add_parser("parameters-cells", help="rewrite each notebook's parameters cell from its config "
+                                                    "(the knobs papermill lists and takes with -p)")
+    cells.set_defaults(func=_parameters_cells)
     readme = sub.add_parser("readme", help="rewrite the README's results section from the results files")
     readme.add_argument("--readme", type=Path, default=paths.PROJECT_ROOT / "README.md")
     readme.add_argument("--results", type=Path, default=None, help="default: reports/results/")

@@ -1,31 +1,25 @@
 """Notebook parameters: every knob with its default in one place, one validated config per notebook.
 
 A run's parameters are the defaults below, then `params/<profile>/<notebook>.yaml`
-(which lists only what the profile changes), then `-p key value` overrides. Each
-notebook's parameters cell holds only `profile`; papermill injects the overrides
-after it and the notebook loads the rest itself, so JupyterLab and papermill read
-the same files. Validation is strict: an unknown key, a value of the wrong type
+(which lists only what the profile changes), then `-p key value` overrides
+(`minbert.params` reads them). Validation is strict: an unknown key, a value of the wrong type
 (a string for a number, a boolean for an integer) or an impossible combination is
 an error that names the key.
 
 A new training knob is one field of `MultitaskSettings` (with its default) and its
-use in `minbert.training`; a new study arm is one entry of `minbert.experiments.ARMS`.
+use in `minbert.training`; a new study arm is one entry of a table in `minbert.arms`.
 """
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from minbert import paths
+from minbert.arms import ARMS, ATTENTION_ARMS, LEVERS, Arm, arm_updates
 from minbert.schedules import SCHEDULES
 from minbert.tasks import MULTITASK, TaskName
 
-PROFILES = ("smoke", "quick", "full")
 LR_SCHEDULES = ("linear", "constant")  # how the learning rate moves over a run (minbert.training)
 
 
@@ -38,7 +32,7 @@ class ConfigError(ValueError):
     """Parameters that do not fit a notebook: unknown key, wrong type, missing file."""
 
 
-class _Settings(BaseModel):
+class Settings(BaseModel):
     """Strict, frozen, and no unknown keys."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -56,7 +50,7 @@ class _Settings(BaseModel):
             raise ConfigError(describe(type(self), exc)) from None
 
 
-class NotebookConfig(_Settings):
+class NotebookConfig(Settings):
     """What every training notebook has: profile, seed, where it computes, checkpoint, data policy."""
 
     profile: Literal["smoke", "quick", "full"] = "quick"
@@ -80,6 +74,21 @@ class ComparisonConfig(NotebookConfig):
         return consecutive_seeds(self.seed, self.seeds)
 
 
+# The standard recipe's knobs, each with its one default, shared by every notebook that trains (and the peer).
+def _lr_schedule() -> Any:
+    return Field("linear", description="linear: warmup then linear decay to 0 over the run's steps (the "
+                 "standard recipe, as Hugging Face's Trainer and the official Sophia script); constant: one "
+                 "lr")
+
+
+def _warmup_ratio() -> Any:
+    return Field(0.1, ge=0.0, lt=1.0, description="share of the steps spent warming up")
+
+
+def _max_grad_norm() -> Any:
+    return Field(1.0, gt=0.0, description="gradient-norm clipping, AdamW and Sophia alike; null for none")
+
+
 class Part1Config(ComparisonConfig):
     """01_part1_sst: SST-5 sentiment with BERT frozen (`pretrain`) or trained (`finetune`)."""
 
@@ -94,10 +103,9 @@ class Part1Config(ComparisonConfig):
     finetune_epochs: int = Field(3, gt=0)
     finetune_lr: float = Field(5e-5, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
-    lr_schedule: Literal[LR_SCHEDULES] = Field(
-        "linear", description="linear: warmup then linear decay to 0 (the standard recipe); constant: one lr")
-    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="share of the steps spent warming up")
-    max_grad_norm: float | None = Field(1.0, gt=0.0, description="gradient-norm clipping; null for none")
+    lr_schedule: Literal[LR_SCHEDULES] = _lr_schedule()
+    warmup_ratio: float = _warmup_ratio()
+    max_grad_norm: float | None = _max_grad_norm()
     heldout_size: int | None = Field(800, gt=0, description="seeded rows carved from train on which the best "
                                      "epoch is chosen (dev is only reported); null to choose on dev")
     train_limit: int | None = Field(None, gt=0, description="seeded subsample of train; null for all")
@@ -112,7 +120,7 @@ class MultitaskSettings(NotebookConfig):
     """Every knob of a multitask run (data, model, training) with its default: the standard recipe.
 
     The trainer reads its knobs from here, a study arm is a set of updates to them
-    (`minbert.experiments.ARMS`), and an Optuna space proposes updates to them.
+    (`minbert.arms`), and an Optuna space proposes updates to them.
     """
 
     # data
@@ -156,12 +164,9 @@ class MultitaskSettings(NotebookConfig):
     head_lr: float | None = Field(None, gt=0.0, description="peak learning rate of the task heads; null: lr")
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better "
                                  "held-out score (the best epoch's weights are kept either way); null: never")
-    lr_schedule: Literal[LR_SCHEDULES] = Field(
-        "linear", description="linear: warmup then linear decay to 0 over the run's steps (the standard "
-        "recipe, as Hugging Face's Trainer and the official Sophia script); constant: one lr throughout")
-    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="share of the steps spent warming up")
-    max_grad_norm: float | None = Field(1.0, gt=0.0, description="gradient-norm clipping, AdamW and Sophia "
-                                        "alike; null for none")
+    lr_schedule: Literal[LR_SCHEDULES] = _lr_schedule()
+    warmup_ratio: float = _warmup_ratio()
+    max_grad_norm: float | None = _max_grad_norm()
     weight_decay: float = Field(0.0, ge=0.0)
     batch_size: int = Field(32, gt=0)
     eval_batch_size: int = Field(128, gt=0)
@@ -232,20 +237,24 @@ class MultitaskSettings(NotebookConfig):
         return self.with_updates({"epochs": epochs, "train_limits": train_limits, **more})
 
 
-def _known_arm(name: str | None) -> str | None:
-    from minbert.experiments import ARMS
+def arm_settings(cfg: MultitaskSettings, arm: str, *updates: dict[str, Any] | None) -> MultitaskSettings:
+    """The run knobs of the notebook's settings with the training arm's updates (`minbert.arms.ARMS`),
+    then any further updates, validated (as plain `MultitaskSettings`: the notebook's own fields, such as
+    its list of arms, are not the run's)."""
+    knobs = MultitaskSettings.model_validate(cfg.model_dump(include=set(MultitaskSettings.model_fields)))
+    return knobs.with_updates(ARMS[arm].settings, *updates)
 
-    if name is not None and name not in ARMS:
-        raise ValueError(f"unknown arm {name!r}; known: {list(ARMS)}")
+
+def _known(name: str | None, table: dict[str, Arm]) -> str | None:
+    if name is not None and name not in table:
+        raise ValueError(f"unknown arm {name!r}; known: {list(table)}")
     return name
 
 
-def _check_arms_fit(settings: MultitaskSettings, arms: list[str | None]) -> None:
+def _check_arms_fit(settings: MultitaskSettings, names: list[str | None]) -> None:
     """Each arm's knob updates over these settings must be valid settings too (e.g. the freeze arm
     needs two epochs), so a bad combination stops at validation, naming the arm."""
-    from minbert.experiments import ARMS, arm_settings
-
-    for arm in arms:
+    for arm in names:
         if arm is None:
             continue
         try:
@@ -262,8 +271,8 @@ class OneArmConfig(MultitaskSettings):
 
     @field_validator("arm")
     @classmethod
-    def _known(cls, arm: str) -> str:
-        return _known_arm(arm)
+    def _known_arm(cls, arm: str) -> str:
+        return _known(arm, ARMS)
 
     @model_validator(mode="after")
     def _arm_fits(self) -> OneArmConfig:
@@ -284,13 +293,13 @@ class SbertConfig(MultitaskSettings, ComparisonConfig):
 
     @field_validator("arms")
     @classmethod
-    def _known_arms(cls, arms: list[str]) -> list[str]:
-        return [_known_arm(a) for a in arms]
+    def _known_arms(cls, names: list[str]) -> list[str]:
+        return [_known(a, ARMS) for a in names]
 
     @field_validator("final_arm")
     @classmethod
     def _known_final_arm(cls, arm: str | None) -> str | None:
-        return _known_arm(arm)
+        return _known(arm, ARMS)
 
     @model_validator(mode="after")
     def _arms_fit(self) -> SbertConfig:
@@ -309,10 +318,8 @@ class SbertConfig(MultitaskSettings, ComparisonConfig):
 class AttentionConfig(OneArmConfig, ComparisonConfig):
     """05_attention: one multitask run per attention variant, same arm, budget and seed."""
 
-    variants: list[str] = Field(["standard", "linear", "linear-nobias", "center", "sparsemax",
-                                 "center+linear", "linear+sparsemax", "center+sparsemax",
-                                 "center+linear+sparsemax"],
-                                min_length=1, description="attention variants, e.g. center+linear+sparsemax")
+    variants: list[str] = Field(list(ATTENTION_ARMS), min_length=1,
+                                description="attention variants, e.g. center+linear+sparsemax")
     variant_lr: float | None = Field(1e-3, gt=0.0, description="peak learning rate of the variants' own "
                                      "parameters: at the run's lr they barely leave standard attention")
     heatmap_sentence: str = Field("The acting is superb, but the plot never quite comes together.",
@@ -359,21 +366,6 @@ class SophiaConfig(TuningConfig):
     objective: Literal["mean", "sst", "qqp", "sts"] = Field("mean", description="mean of the three dev "
                                                             "scores, or one task's")
 
-    def sophia_defaults(self) -> dict:
-        """Knob updates for Sophia at this config's default settings."""
-        return {"optimizer": "sophia", "lr": self.sophia_lr, "rho": self.sophia_rho,
-                "weight_decay": self.sophia_weight_decay}
-
-    def sophia_corrected(self) -> dict:
-        """Sophia at its defaults with a bias-corrected Hessian EMA refreshed every
-        `corrected_hessian_interval` steps: a regime where the curvature estimate can matter."""
-        return {**self.sophia_defaults(), "hessian_bias_correction": True,
-                "hessian_interval": self.corrected_hessian_interval}
-
-    def sophia_newton(self) -> dict:
-        """Sophia corrected, at `newton_rho`: a rho large enough that the estimate sets many steps."""
-        return {**self.sophia_corrected(), "rho": self.newton_rho}
-
 
 class SmartConfig(TuningConfig):
     """04_smart: multitask training without SMART, with its dropout-only part, with SMART at a
@@ -406,19 +398,6 @@ class SmartConfig(TuningConfig):
                 "form": self.smart_form, "relative": self.smart_relative,
                 "through_clean": self.smart_through_clean}
 
-    def dropout_only(self) -> dict:
-        """The same SMART term at zero perturbation: the dropout-consistency part alone (the control)."""
-        return {**self.smart_defaults(), "epsilon": 0.0, "noise_var": 0.0, "steps": 0}
-
-
-def _known_levers(levers: list[str]) -> list[str]:
-    from minbert.experiments import LEVERS
-
-    unknown = [name for name in levers if name not in LEVERS]
-    if unknown:
-        raise ValueError(f"unknown levers {unknown}; known: {list(LEVERS)}")
-    return levers
-
 
 class FinalConfig(OneArmConfig, ComparisonConfig):
     """06_final_bert: the final multitask model (cross-encoder by default), the ablation of its recipe's
@@ -436,7 +415,7 @@ class FinalConfig(OneArmConfig, ComparisonConfig):
                                   "sentence embeddings, fit on train, one weight per task chosen on held-out "
                                   "rows")
     levers: list[str] = Field([], description="the ablation: the recipe against each of these alternatives "
-                              "(minbert.experiments.LEVERS); empty for none")
+                              "(minbert.arms.LEVERS); empty for none")
     ablation_epochs: int = Field(2, ge=1)
     ablation_train_limits: dict[TaskName, int] = Field({"sst": 1000, "qqp": 1000, "sts": 1000})
     ablation_dev_limits: dict[TaskName, int] = Field(
@@ -457,7 +436,10 @@ class FinalConfig(OneArmConfig, ComparisonConfig):
     @field_validator("levers")
     @classmethod
     def _known_levers(cls, levers: list[str]) -> list[str]:
-        return _known_levers(levers)
+        unknown = [name for name in levers if name not in LEVERS]
+        if unknown:
+            raise ValueError(f"unknown levers {unknown}; known: {list(LEVERS)}")
+        return levers
 
     @model_validator(mode="after")
     def _sizes_have_a_budget(self) -> FinalConfig:
@@ -467,17 +449,15 @@ class FinalConfig(OneArmConfig, ComparisonConfig):
 
     @model_validator(mode="after")
     def _levers_fit(self) -> FinalConfig:
-        from minbert.experiments import LEVERS, arm_settings
-
         for name in self.levers:
             try:
-                arm_settings(self, self.arm, LEVERS[name].without)
+                arm_settings(self, self.arm, arm_updates(LEVERS[name], self))
             except ConfigError as exc:
                 raise ValueError(f"lever {name!r} does not fit these settings: {exc}") from None
         return self
 
 
-class ResultsConfig(_Settings):
+class ResultsConfig(Settings):
     """07_results: gathers the other notebooks' results; it trains nothing."""
 
     profile: Literal["smoke", "quick", "full"] = "quick"
@@ -490,19 +470,19 @@ class PeerConfig(NotebookConfig):
     tasks: list[TaskName] = Field(list(MULTITASK), min_length=1)
     lr: float = Field(1e-4, gt=0.0)
     epochs: int = Field(3, gt=0, description="the epoch kept is the best on the held-out rows")
-    batch_size: int = Field(32, gt=0)
-    eval_batch_size: int = Field(128, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
-    weight_decay: float = Field(0.01, ge=0.0)
-    max_grad_norm: float = Field(1.0, gt=0.0)
-    max_length: int = Field(64, gt=2, le=512)
+    batch_size: int = Field(MultitaskSettings.model_fields["batch_size"].default, gt=0)
+    eval_batch_size: int = Field(MultitaskSettings.model_fields["eval_batch_size"].default, gt=0)
+    warmup_ratio: float = _warmup_ratio()
+    weight_decay: float = Field(0.01, ge=0.0, description="the peer's own: transformers users' usual 0.01")
+    max_grad_norm: float = _max_grad_norm()
+    max_length: int = Field(MultitaskSettings.model_fields["max_length"].default, gt=2, le=512)
     train_limits: dict[TaskName, int] = Field({}, description="as notebook 06's")
     dev_limits: dict[TaskName, int] = Field({}, description="as notebook 06's")
     heldout_sizes: dict[TaskName, int] = Field(MultitaskSettings.model_fields["heldout_sizes"].default,
                                                description="as notebook 06's")
 
 
-NOTEBOOK_CONFIGS: dict[str, type[_Settings]] = {
+NOTEBOOK_CONFIGS: dict[str, type[Settings]] = {
     "01_part1_sst": Part1Config,
     "02_sbert_baseline": SbertConfig,
     "03_sophia": SophiaConfig,
@@ -514,10 +494,10 @@ NOTEBOOK_CONFIGS: dict[str, type[_Settings]] = {
 
 
 # Recorded runs that are not notebooks: their params files sit beside the notebooks'.
-SCRIPT_CONFIGS: dict[str, type[_Settings]] = {"peer_transformers": PeerConfig}
+SCRIPT_CONFIGS: dict[str, type[Settings]] = {"peer_transformers": PeerConfig}
 
 
-def config_class(notebook: str) -> type[_Settings]:
+def config_class(notebook: str) -> type[Settings]:
     known = {**NOTEBOOK_CONFIGS, **SCRIPT_CONFIGS}
     try:
         return known[notebook]
@@ -539,99 +519,10 @@ def describe(cls: type[BaseModel], exc: ValidationError) -> str:
     return "; ".join(problems) + known
 
 
-def validate(notebook: str, values: dict[str, Any]) -> _Settings:
+def validate(notebook: str, values: dict[str, Any]) -> Settings:
     """The notebook's config from plain values over the defaults; errors name each offending key."""
     cls = config_class(notebook)
     try:
         return cls.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(f"{notebook}: {describe(cls, exc)}") from None
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading `5e-05` as the number it is (YAML 1.2), not as a string."""
-
-
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^[-+]?(?:\d[\d_]*\.[\d_]*(?:[eE][-+]?\d+)?|\.\d[\d_]*(?:[eE][-+]?\d+)?|\d[\d_]*[eE][-+]?\d+
-                 |\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
-
-
-def read_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
-
-
-def params_file(notebook: str, profile: str) -> Path:
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; known: {list(PROFILES)}")
-    return paths.params_dir() / profile / f"{notebook}.yaml"
-
-
-def profile_values(notebook: str, profile: str) -> dict[str, Any]:
-    """What the profile's file changes from the defaults (a missing file changes nothing)."""
-    config_class(notebook)
-    path = params_file(notebook, profile)
-    if not path.is_file():
-        return {}
-    try:
-        values = read_yaml(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of parameter names to values")
-    return values
-
-
-def load_config(notebook: str, profile: str = "quick", overrides: dict[str, Any] | None = None) -> _Settings:
-    """Defaults, then the profile's file, then the overrides, validated."""
-    overrides = dict(overrides or {})
-    overrides.pop("profile", None)
-    return validate(notebook, {**profile_values(notebook, profile), **overrides, "profile": profile})
-
-
-BUDGET_SUFFIXES = ("_limit", "_limits", "_sizes")  # how many rows
-BUDGET_NAMES = frozenset({"seeds", "n_trials", "heldout_size", "ensemble_size"})
-
-
-def is_budget(key: str) -> bool:
-    """A parameter that sizes a run (rows, seeds, trials, members) rather than choosing its recipe. Epochs
-    are the recipe's: schedules warm up and decay over them, and some arms need a least number."""
-    return key in BUDGET_NAMES or key.endswith(BUDGET_SUFFIXES)
-
-
-def dry_run_overrides(notebook: str) -> dict[str, Any]:
-    """The smoke profile's budgets alone: over the full profile, they run every arm of the full recipe
-    for its first steps (the GPU run's dry run on a CPU), everything else as the full profile has it."""
-    return {k: v for k, v in profile_values(notebook, "smoke").items() if is_budget(k)}
-
-
-def load_params(notebook: str, profile: str, overrides: dict[str, Any] | None = None) -> dict:
-    """The whole validated parameter set as plain values (what a run stamp records)."""
-    return load_config(notebook, profile, overrides).model_dump()
-
-
-def parse_override(text: str) -> Any:
-    """A `-p key value` value as the profile files read it (numbers, booleans, null, lists)."""
-    try:
-        return read_yaml(text)
-    except yaml.YAMLError:
-        return text
-
-
-def notebook_parameters(before: set[str], namespace: dict[str, Any]) -> dict[str, Any]:
-    """The names a notebook's parameters cell (and papermill's injection) defined.
-
-    `before` is the set of global names taken just before the parameters cell;
-    everything new and public since then is a parameter, so a mistyped name
-    injected by papermill reaches validation and is refused there.
-    """
-    return {k: v for k, v in namespace.items()
-            if k not in before and not k.startswith("_") and k not in {"In", "Out"}}
-
-
-def notebook_config(notebook: str, before: set[str], namespace: dict[str, Any]) -> _Settings:
-    """A notebook's config: its `profile` parameter's file plus whatever else was injected."""
-    values = notebook_parameters(before, namespace)
-    return load_config(notebook, values.get("profile", "quick"), values)

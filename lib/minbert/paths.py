@@ -31,9 +31,11 @@ def data_mirror() -> Path | None:
     return default if default.is_dir() else None
 
 
-def reports_dir() -> Path:
-    """Rendered HTML reports; results JSON files live in its `results/` folder."""
-    return _env_path("MINBERT_REPORTS_DIR", PROJECT_ROOT / "reports")
+def reports_dir(profile: str | None = None) -> Path:
+    """Rendered HTML reports; results JSON files live in its `results/` folder. The smoke profile's (the
+    tests') go to runs/smoke-reports/, out of the committed reports and of `git status`."""
+    default = runs_dir() / "smoke-reports" if profile == "smoke" else PROJECT_ROOT / "reports"
+    return _env_path("MINBERT_REPORTS_DIR", default)
 
 
 def runs_dir() -> Path:

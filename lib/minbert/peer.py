@@ -24,23 +24,14 @@ import torch
 
 from minbert import tasks
 from minbert.comparison import Difference, paired_difference
+from minbert.config import PeerConfig
 from minbert.data import TaskSplit, batch_indices
 from minbert.records import RunRecord
 from minbert.runtime import Runtime
 
-
-@dataclass(frozen=True)
-class PeerRecipe:
-    """The peer's usual recipe (the values of `config.PeerConfig`)."""
-
-    lr: float = 1e-4
-    epochs: int = 3
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    max_length: int = 128
+# The peer's recipe: these knobs of `config.PeerConfig`, recorded with each of its runs.
+RECIPE = ("lr", "epochs", "batch_size", "eval_batch_size", "warmup_ratio", "weight_decay", "max_grad_norm",
+          "max_length")
 
 
 def num_labels(task: str) -> int:
@@ -100,7 +91,7 @@ class PeerRun:
 
 
 def fine_tune(task: str, train: TaskSplit, heldout: TaskSplit, dev: TaskSplit, checkpoint: str,
-              recipe: PeerRecipe, runtime: Runtime, seed: int) -> PeerRun:
+              recipe: PeerConfig, runtime: Runtime, seed: int) -> PeerRun:
     """Fine-tune the checkpoint on one task as `transformers` users do; keep the epoch with the best
     held-out score and score dev once with it."""
     from transformers import (
@@ -163,14 +154,14 @@ def fine_tune(task: str, train: TaskSplit, heldout: TaskSplit, dev: TaskSplit, c
     history[best - 1].update({spec.metric: dev_score, "dev_seconds": time.perf_counter() - started})
     record = RunRecord(name=f"peer-{task}", arm="peer", dev={spec.metric: dev_score},
                        heldout={spec.metric: best_score}, best_epoch=best, history=history,
-                       config={**recipe.__dict__, "seed": seed, "model": type(model).__name__,
-                               "precision": runtime.precision},
+                       config={**{k: getattr(recipe, k) for k in RECIPE}, "seed": seed,
+                               "model": type(model).__name__, "precision": runtime.precision},
                        train_sizes={task: len(train)}, dev_sizes={task: len(dev)},
                        parameters=sum(p.numel() for p in model.parameters()))
     return PeerRun(record, dev_predicted, [e.id for e in dev.examples])
 
 
-def run_peer(cfg, runtime: Runtime, tokenizer=None) -> tuple[list[PeerRun], dict]:
+def run_peer(cfg: PeerConfig, runtime: Runtime, tokenizer=None) -> tuple[list[PeerRun], dict]:
     """Every task of `cfg.tasks` fine-tuned apart on the rows notebook 06 uses (the same train
     subsample, held-out carve and dev rows, drawn with the same seed); the runs and the data summary."""
     from minbert.bert import load_tokenizer, resolve_checkpoint
@@ -180,10 +171,9 @@ def run_peer(cfg, runtime: Runtime, tokenizer=None) -> tuple[list[PeerRun], dict
     data = load_tasks(tokenizer or load_tokenizer(cfg.checkpoint), cfg.max_length, names=tuple(cfg.tasks),
                       train_limits=cfg.train_limits, dev_limits=cfg.dev_limits, seed=cfg.seed,
                       strict=cfg.strict_data, heldout_sizes=cfg.heldout_sizes)
-    recipe = PeerRecipe(**{k: getattr(cfg, k) for k in PeerRecipe.__dataclass_fields__})
     splits = data.splits
     runs = [fine_tune(task, splits["train"][task], splits["heldout"][task], splits["dev"][task], checkpoint,
-                      recipe, runtime, cfg.seed) for task in cfg.tasks]
+                      cfg, runtime, cfg.seed) for task in cfg.tasks]
     return runs, data.summary
 
 
@@ -196,8 +186,8 @@ def record_peer(profile: str, overrides: dict | None = None) -> Path:
     comparisons with notebook 06's model); returns the results file."""
     import transformers
 
-    from minbert.config import load_config
     from minbert.evaluation import write_predictions
+    from minbert.params import load_config
     from minbert.records import predictions_dir, save_results, start_run
 
     transformers.logging.set_verbosity_error()  # the head's "newly initialized" notice is expected

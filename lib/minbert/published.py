@@ -1,7 +1,8 @@
 """The figures the study ("Language Ninjas", M.Inf.2202, 2023) published in its README's
 results table: dev-set SST-5 accuracy, QQP accuracy and STS Pearson correlation, with
 BERT-base and the full QQP train set. They are theirs, shown beside ours for reference
-and always labelled so; None where the study gave no figure.
+and always labelled so; None where the study gave no figure. Which of our arms each row matches is
+said by the arm (`minbert.arms`).
 """
 
 from __future__ import annotations
@@ -39,31 +40,3 @@ STUDY_FIGURES: dict[str, tuple[float | None, float | None, float | None]] = {
 
 # The state of the art the study cites, dev-set figures.
 STATE_OF_THE_ART = (0.598, 0.907, 0.93)
-
-# Our attention variants -> the study's row for the same model.
-STUDY_ROW_FOR_VARIANT = {
-    "standard": "sBERT-BertSelfAttention",
-    "linear": "sBERT-LinearSelfAttention",
-    "linear-nobias": "sBERT-NoBiasLinearSelfAttention",
-    "sparsemax": "sBERT-SparsemaxSelfAttention",
-    "center": "sBERT-CenterMatrixSelfAttention",
-    "linear+sparsemax": "sBERT-LinearSelfAttentionWithSparsemax",
-    "center+sparsemax": "sBERT-CenterMatrixSelfAttentionWithSparsemax",
-    "center+linear": "sBERT-CenterMatrixLinearSelfAttention",
-    "center+linear+sparsemax": "sBERT-CenterMatrixLinearSelfAttentionWithSparsemax",
-}
-
-# Our optimizer runs (notebook 03) -> the study's row for the same idea.
-STUDY_ROW_FOR_OPTIMIZER_RUN = {
-    "sophia": "sBERT-Sophia Baseline",
-    "sophia-tuned": "sBERT-Sophia Tuned",
-    "sophia-regularised": "sBERT-Sophia dropout",
-}
-
-# Our SMART runs (notebook 04) -> the study's row for the same idea, by model mode: the study's
-# STS collapse (0.847 -> 0.438) was in its cross-encoder ("BERT"), not its bi-encoder ("sBERT").
-STUDY_ROW_FOR_SMART_RUN = {
-    "bi-encoder": {"no-smart": "sBERT-Baseline_2", "smart": "sBERT-SMART Baseline",
-                   "smart-tuned": "sBERT-SMART Tuned"},
-    "cross-encoder": {"no-smart": "BERT Baseline", "smart-naive-sts": "BERT-SMART"},
-}

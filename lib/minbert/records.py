@@ -193,11 +193,11 @@ def headline(runs: list[RunRecord]) -> RunRecord:
 
 
 def results_path(notebook: str, profile: str) -> Path:
-    return paths.reports_dir() / "results" / f"{notebook}.{profile}.json"
+    return paths.reports_dir(profile) / "results" / f"{notebook}.{profile}.json"
 
 
 def published_predictions_dir(notebook: str, profile: str) -> Path:
-    return paths.reports_dir() / "predictions" / f"{notebook}.{profile}"
+    return paths.reports_dir(profile) / "predictions" / f"{notebook}.{profile}"
 
 
 def _staging_dir(notebook: str, profile: str) -> Path:
@@ -220,9 +220,10 @@ class OutputError(OSError):
     """A run's outputs cannot be written where they must go."""
 
 
-def ensure_reports_writable() -> Path:
-    """The reports folder, created if needed; a folder that cannot be written stops a run before it trains."""
-    reports = paths.reports_dir()
+def ensure_reports_writable(profile: str | None = None) -> Path:
+    """The profile's reports folder, created if needed; a folder that cannot be written stops a run before
+    it trains."""
+    reports = paths.reports_dir(profile)
     try:
         reports.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -236,7 +237,7 @@ def start_run(notebook: str, cfg, runtime: Runtime) -> RunStamp:
     """Claim the notebook's outputs on the config's profile (RunLockedError if another run holds them),
     check that the reports folder can be written, clear what an interrupted run left, and stamp."""
     runlock.claim(notebook, cfg.profile)
-    ensure_reports_writable()
+    ensure_reports_writable(cfg.profile)
     staging = _staging_dir(notebook, cfg.profile)
     shutil.rmtree(staging, ignore_errors=True)  # what an interrupted run of this notebook left
     remove_partials(results_path(notebook, cfg.profile).parent, results_path(notebook, cfg.profile).name)

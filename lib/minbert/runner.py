@@ -20,10 +20,10 @@ import nbformat
 import papermill
 
 from minbert import paths, runlock
-from minbert.config import load_config
 from minbert.files import atomic_path, atomic_write_text, remove_partials
+from minbert.params import load_config
 from minbert.records import ensure_reports_writable
-from minbert.reporting import write_index
+from minbert.report.index import write_index
 
 
 class NotebookRunError(RuntimeError):
@@ -37,7 +37,7 @@ def notebook_names() -> list[str]:
 
 def report_path(notebook: str, profile: str) -> Path:
     """The rendered report of a notebook on a profile: quick and full reports live side by side."""
-    return paths.reports_dir() / f"{notebook}.{profile}.html"
+    return paths.reports_dir(profile) / f"{notebook}.{profile}.html"
 
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -104,7 +104,7 @@ def render_executed(executed: Path) -> Path:
     if notebook not in notebook_names() or not profile:
         raise NotebookRunError(f"{executed}: not an executed numbered notebook (<notebook>.<profile>.ipynb)")
     html = render_html(executed, report_path(notebook, profile))
-    write_index(ensure_reports_writable())
+    write_index(ensure_reports_writable(profile))
     return html
 
 
@@ -115,7 +115,7 @@ def run_notebook(name: str, profile: str = "quick", overrides: dict[str, Any] | 
     load_config(name, profile, overrides)  # fails here, in a second, on a bad parameter
     params = {**(overrides or {}), "profile": profile}  # the notebook reads the profile's file itself
     source = paths.notebooks_dir() / f"{name}.ipynb"
-    reports = ensure_reports_writable()
+    reports = ensure_reports_writable(profile)
     executed_dir = executed_path(name, profile).parent
     executed_dir.mkdir(parents=True, exist_ok=True)
     remove_partials(executed_dir, executed_path(name, profile).name)

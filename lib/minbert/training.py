@@ -1,9 +1,9 @@
-"""The trainers: one task (Part 1's classifier) and several (the multitask model).
+"""The multitask trainer, and the recipe's pieces Part 1's trainer shares (`minbert.part1`).
 
-Both are seeded, follow the standard recipe (linear warmup and decay of the learning rate,
-gradient-norm clipping), guard against NaN losses and keep the weights of the epoch that
+It is seeded, follows the standard recipe (linear warmup and decay of the learning rate,
+gradient-norm clipping), guards against NaN losses and keeps the weights of the epoch that
 scores best on the held-out rows carved from train (on dev only where none are given).
-The multitask trainer follows its settings' schedule (`minbert.schedules`),
+It follows its settings' schedule (`minbert.schedules`),
 optimiser (AdamW or SophiaG, one for all weights or one per task), SMART per task
 and PCGrad; it checkpoints after every epoch (tensors only, written atomically)
 and resumes from the last checkpoint to the same result as a run never
@@ -12,33 +12,30 @@ interrupted; TensorBoard gets each epoch's scalars.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import itertools
 import json
 import math
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from minbert import tasks
-from minbert.bert import Embedded
 from minbert.config import LR_SCHEDULES, MultitaskSettings
-from minbert.data import TaskTensors, batch_indices, pad_batch
-from minbert.evaluation import dev_metrics, predict_logits, sentence_embeddings
+from minbert.data import TaskTensors, batch_indices
+from minbert.evaluation import dev_metrics
 from minbert.files import atomic_path, remove_partials
-from minbert.models import MultitaskBert, SentenceClassifier
+from minbert.models import MultitaskBert
 from minbert.optim import AdamW, SophiaG
 from minbert.pcgrad import pcgrad_backward
-from minbert.runtime import CPU, Runtime, seed_everything
+from minbert.runtime import CPU, Runtime
 from minbert.schedules import annealed_exponent, batch_sizes, epoch_plan
-from minbert.smart import SmartSettings, dropout_control, embedding_scale, smart_loss
+from minbert.smart import SmartSettings
+from minbert.smart_probe import smart_terms
 
 
 class TrainingError(RuntimeError):
@@ -70,90 +67,6 @@ def check_finite(loss: torch.Tensor, where: str) -> None:
         raise TrainingError(f"loss became {loss.item()} at {where}; stopping (lower the learning "
                             "rate, or check the inputs of that batch)")
 
-
-# ----------------------------------------------------------------------------- one task
-
-def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[int]],
-                     train_labels: Sequence[int], dev_tokens: Sequence[Sequence[int]],
-                     dev_labels: Sequence[int], *, epochs: int, lr: float, batch_size: int,
-                     weight_decay: float = 0.0, seed: int = 0, runtime: Runtime = CPU,
-                     eval_batch_size: int = 128, bucket: bool = True, desc: str = "train",
-                     lr_schedule: str = "linear", warmup_ratio: float = 0.1,
-                     max_grad_norm: float | None = 1.0,
-                     heldout: tuple[Sequence[Sequence[int]], Sequence[int]] | None = None,
-                     on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
-    """Train with cross-entropy and our AdamW (the lr following `lr_schedule`, gradients clipped to
-    `max_grad_norm`); keep the weights of the best epoch: by accuracy on the `heldout` (tokens, labels)
-    carved from train where given, else on dev.
-
-    With BERT frozen (`model.freeze_bert`), the sentence embeddings are computed
-    once, without dropout, and the head trains on them: the same model as running
-    frozen BERT every step, minus BERT's dropout noise, at a fraction of the cost.
-    Returns one record per epoch (train loss, dev loss and accuracy, seconds).
-    """
-    device = runtime.device
-    seed_everything(seed)
-    model.to(device)
-    train_y = torch.as_tensor(list(train_labels), dtype=torch.long)
-    dev_y = torch.as_tensor(list(dev_labels), dtype=torch.long)
-    train_features = dev_features = heldout_features = None
-    if model.freeze_bert:
-        train_features = sentence_embeddings(model, train_tokens, eval_batch_size, runtime)
-        dev_features = sentence_embeddings(model, dev_tokens, eval_batch_size, runtime)
-        if heldout is not None:
-            heldout_features = sentence_embeddings(model, heldout[0], eval_batch_size, runtime)
-    optimizer = AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
-                      weight_decay=weight_decay)
-    lengths = [len(t) for t in train_tokens]
-    steps = epochs * math.ceil(len(lengths) / batch_size)
-    scheduler = lr_scheduler(optimizer, lr_schedule, steps, warmup_ratio)
-    history: list[dict] = []
-    best_acc, best_state = -math.inf, None
-    for epoch in tqdm(range(1, epochs + 1), desc=desc, unit="epoch"):
-        started = time.perf_counter()
-        model.train()
-        total, count = 0.0, 0
-        batches = list(batch_indices(lengths, batch_size, shuffle=True, seed=seed + epoch,
-                                     bucket=bucket))
-        for step, idx in enumerate(tqdm(batches, desc=f"epoch {epoch}", leave=False, unit="batch")):
-            with runtime.autocast():
-                if train_features is not None:
-                    logits = model.classify(train_features[idx].to(device))
-                else:
-                    batch = {k: v.to(device) for k, v in pad_batch([train_tokens[i] for i in idx]).items()}
-                    logits = model(batch["input_ids"], batch["attention_mask"])
-            loss = F.cross_entropy(logits.float(), train_y[idx].to(device))
-            check_finite(loss, f"{desc}, epoch {epoch}, batch {step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            clip_gradients(optimizer, max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
-        dev_logits = predict_logits(model, dev_tokens, eval_batch_size, runtime, dev_features)
-        dev_acc = float((dev_logits.argmax(-1) == dev_y).float().mean())
-        record = {"epoch": epoch, "train_loss": total / count,
-                  "dev_loss": float(F.cross_entropy(dev_logits, dev_y)), "dev_acc": dev_acc,
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started,
-                  "steps": len(batches), "examples": count}
-        selected = dev_acc
-        if heldout is not None:
-            held_logits = predict_logits(model, heldout[0], eval_batch_size, runtime, heldout_features)
-            held_y = torch.as_tensor(list(heldout[1]), dtype=torch.long)
-            selected = float((held_logits.argmax(-1) == held_y).float().mean())
-            record.update(heldout_loss=float(F.cross_entropy(held_logits, held_y)), heldout_acc=selected)
-        history.append(record)
-        if on_epoch:
-            on_epoch(record)
-        if selected > best_acc:
-            best_acc, best_state = selected, copy.deepcopy(model.state_dict())
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return history
-
-
-# ----------------------------------------------------------------------------- several tasks
 
 def class_weight_tensor(labels: list[int], num_classes: int) -> torch.Tensor:
     """Inverse-frequency weights, n / (classes * count): a balanced set gets all ones."""
@@ -425,61 +338,6 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     return history
 
 
-def _smart_terms(model: MultitaskBert, task: str, embedded: list[Embedded], outputs: torch.Tensor,
-                 settings: SmartSettings, runtime: Runtime) -> tuple[torch.Tensor, float]:
-    """SMART's adversarial divergence for one task batch, perturbing the embedding output, and the same
-    divergence at zero perturbation (what dropout alone contributes; recorded, not trained on)."""
-    kind = tasks.get(task).kind
-    if kind == "regression" and settings.naive_regression:
-        kind = "regression-as-classification"
-
-    def forward(deltas: list[torch.Tensor]) -> torch.Tensor:
-        with runtime.autocast():
-            shifted = [e.shifted(d) for e, d in zip(embedded, deltas, strict=True)]
-            return model.outputs_from_embedded(task, shifted)
-
-    inputs = [e.hidden for e in embedded]
-    control = float(dropout_control(forward, inputs, outputs, kind))
-    return smart_loss(forward, inputs, outputs, kind, settings), control
-
-
-def smart_scale_probe(model: MultitaskBert, train: dict[str, TaskTensors], epsilons: Sequence[float],
-                      base: SmartSettings, runtime: Runtime = CPU, batch_size: int = 32,
-                      seed: int = 0) -> list[dict]:
-    """How big a SMART perturbation must be to move the outputs: on one seeded batch per task, the task
-    loss and the adversarial term at each epsilon (`base` gives the other knobs; in the paper's form the
-    ascent step is set to epsilon, so that one step can reach the ball's edge), in eval mode (the
-    perturbation alone) and in train mode beside its dropout-only control (the same term at zero
-    perturbation), with the batch's embedding scale (what relative sizes multiply). The model's
-    weights are left as they were."""
-    was_training, rows = model.training, []
-    model.to(runtime.device)
-    for task, data in train.items():
-        rng = np.random.default_rng(seed)
-        idx = sorted(rng.choice(len(data), size=min(batch_size, len(data)), replace=False).tolist())
-        batch = data.batch(idx, runtime.device)
-        for epsilon in epsilons:
-            step = float(epsilon) if base.form == "paper" else base.step_size
-            settings = dataclasses.replace(base, epsilon=float(epsilon), step_size=step)
-            row = {"task": task, "epsilon": float(epsilon)}
-            for mode in ("eval", "train"):
-                model.train(mode == "train")
-                torch.manual_seed(seed)
-                with runtime.autocast():  # as in training: clean and perturbed passes alike
-                    embedded = model.embed_inputs(batch)
-                    outputs = model.outputs_from_embedded(task, embedded)
-                if mode == "eval":
-                    row["embedding scale"] = embedding_scale([e.hidden for e in embedded], settings.norm)
-                term, control = _smart_terms(model, task, embedded, outputs, settings, runtime)
-                row[f"{mode} term"] = float(term.detach())
-                if mode == "train":
-                    row["train control"] = control
-                    row["task loss"] = float(tasks.get(task).loss(outputs, batch["labels"]).detach())
-            rows.append(row)
-    model.train(was_training)
-    return rows
-
-
 def _refresh_hessian(model: MultitaskBert, optimizer: SophiaG, step_batches: list[tuple[str, dict]],
                      runtime: Runtime) -> None:
     """Sophia's every-k-steps Hessian refresh on this step's batches, with sampled labels."""
@@ -534,7 +392,7 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
             sums[task] += loss.item() * len(idx)
             seen[task] += len(idx)
             if task in smart:
-                adversarial, control = _smart_terms(model, task, embedded, outputs, smart[task], runtime)
+                adversarial, control = smart_terms(model, task, embedded, outputs, smart[task], runtime)
                 check_finite(adversarial, f"{where} (SMART term)")
                 adv_sums[task] += adversarial.item() * len(idx)
                 control_sums[task] += control * len(idx)

@@ -35,8 +35,10 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from minbert import paths, tasks
+from minbert.arms import STUDY_BASES, resolve
 from minbert.config import MultitaskSettings
 from minbert.data import TaskData
+from minbert.experiments import run_arm
 from minbert.runtime import Runtime
 from minbert.training import TrainingError
 
@@ -310,6 +312,33 @@ SPACES: dict[str, Space] = {"adamw": adamw_space, "sophia": sophia_space,
                             "sophia-per-task": sophia_per_task_space, "regularisation": regularisation_space}
 
 
+def study_space(cfg: MultitaskSettings, name: str) -> Space:
+    """The search space of a notebook's study: 04's are named by their task (SMART on it, over the
+    notebook's SMART parameters), 03's by their optimizer idea (`SPACES`)."""
+    if name in tasks.MULTITASK:
+        return smart_space(name, cfg.smart_defaults())
+    return SPACES[name]
+
+
+def study_base(cfg: MultitaskSettings, name: str) -> dict[str, Any]:
+    """The knob updates a study's trials start from (`minbert.arms.STUDY_BASES`; none for 04's)."""
+    return resolve(dict(STUDY_BASES.get(name, {})), cfg)
+
+
+def tuned_by_study(cfg: MultitaskSettings, studies: dict[str, optuna.Study]) -> dict[str, dict[str, Any]]:
+    """Each study's knob updates at its best trial: what the tuned arms of `minbert.arms` run with."""
+    return {name: tuned_settings(study, study_space(cfg, name)) for name, study in studies.items()}
+
+
+def tuned_smart(cfg: MultitaskSettings, tuned: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """04's SMART per task as tuned (a record): each task's study's best settings, the notebook's SMART
+    parameters for a task no study ran on."""
+    smart = {task: cfg.smart_defaults() for task in cfg.smart_tasks}
+    for found in tuned.values():
+        smart.update(found["smart"])
+    return smart
+
+
 def score_of(epoch: dict[str, float], target: str) -> float:
     """The objective on one epoch: the mean held-out score of the three tasks, or one task's held-out
     metric (the rows carved from train); on dev only for data without a held-out split."""
@@ -324,8 +353,6 @@ def multitask_objective(cfg: MultitaskSettings, arm: str, data: TaskData, space:
                         base: dict[str, Any] | None = None) -> Callable[[optuna.Trial], float]:
     """Train one run of `arm` per trial with the space's knob updates over `base`; report each
     epoch's score to the pruner; return the best epoch's score. No checkpoints are written."""
-    from minbert.experiments import run_arm
-
     if target not in ("mean", *tasks.MULTITASK):
         raise ValueError(f"unknown objective {target!r}; use 'mean' or one of {list(tasks.MULTITASK)}")
 

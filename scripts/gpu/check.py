@@ -12,7 +12,7 @@ import torch
 MODULES = ("papermill", "nbclient", "ipykernel", "IPython", "ipywidgets", "optuna", "sqlalchemy", "alembic",
            "pydantic", "transformers", "tokenizers", "safetensors", "numpy", "pandas", "scipy", "sklearn",
            "matplotlib", "seaborn", "tabulate", "yaml", "tqdm", "torch.utils.tensorboard",
-           "minbert.experiments", "minbert.reporting", "minbert.runner", "minbert.peer")
+           "minbert.experiments", "minbert.final", "minbert.report.index", "minbert.runner", "minbert.peer")
 SENTENCES = ["a gripping, beautifully acted film .", "the plot makes no sense at all .",
              "How do I learn Python quickly?", "What is the fastest way to learn Python?"]
 TOLERANCE = 1e-4  # float32 on both sides; the CPU test holds 1e-5

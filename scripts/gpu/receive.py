@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT / "lib"))
 
 from minbert import paths  # noqa: E402
 from minbert.records import git_state, load_all  # noqa: E402
+from minbert.report.study import write_readme  # noqa: E402
 from minbert.runner import render_executed  # noqa: E402
-from minbert.summary import write_readme  # noqa: E402
 
 
 def find_archive(source: Path) -> Path:

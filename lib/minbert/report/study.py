@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from minbert import tasks
+from minbert.arms import LEVERS
 from minbert.comparison import Difference, verdict
-from minbert.experiments import LEVERS
 from minbert.files import atomic_write_text
 from minbert.published import STUDY_FIGURES
 from minbert.records import Results, RunRecord
@@ -223,23 +223,18 @@ README_END = "<!-- results: end -->"
 
 
 def readme_block(results: list[Results]) -> str:
-    """The README's results section: the study's questions with the study's answers and ours, and each
-    results file's headline run, both from the committed results files (no figure typed by hand)."""
-    questions = [f"- **{row['question']}** The study: {row['the study (theirs, BERT-base)']} "
-                 f"Ours: {row['ours (MiniLM)']} Evidence: {row['evidence']}."
-                 for row in study_summary(results).to_dict("records")]
+    """The README's results section: each results file's headline run with its dev scores, wall time and
+    commit, from the committed results files (no figure typed by hand). The study's questions and our
+    answers are the index page's (`minbert.report.index.write_index`)."""
     order = sorted((r for r in results if r.runs), key=lambda r: (r.notebook, r.profile))
     reports = pd.DataFrame([{"notebook": r.notebook, **headline(r)} for r in order])
     if not reports.empty:
-        reports = reports[["notebook", "profile", "run", "seeds", "scores", "minutes", "commit", "device"]]
+        reports = reports[["notebook", "profile", "run", "seeds", "scores", "minutes", "commit"]]
         reports = reports.rename(columns={"scores": "dev scores", "minutes": "minutes (wall)"})
     return "\n".join([
         README_START, "",
-        "The study's questions, its answers (BERT-base) and ours (MiniLM); the full profile answers where "
-        "it has run, and a difference is named only when its paired 95% interval excludes 0:", "",
-        *questions, "",
-        "Each results file's headline run (dev sets; the quick profile's QQP dev subsample as each report "
-        "states):", "",
+        "Each results file's headline run (dev sets; a profile's QQP dev subsample as its report states; "
+        "each stamp names the device):", "",
         reports.to_markdown(index=False) if not reports.empty else "No results yet.", "",
         *([RESUMED_NOTE, ""] if any(map(is_resumed, reports.get("minutes (wall)", []))) else []),
         README_END])

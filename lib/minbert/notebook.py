@@ -1,0 +1,67 @@
+"""What every numbered notebook does first, in one call: its config, its runtime, its claim and stamp.
+
+`start_notebook(NOTEBOOK, globals())` reads the parameters the notebook was given (papermill's
+injected cell, or the values edited in its parameters cell: `minbert.params`), resolves the
+device and precision, claims the notebook's outputs (one run at a time), stamps the run and
+shows the report's links and the stamp. `write_parameters_cells` keeps every notebook's
+parameters cell in step with its config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nbformat
+
+from minbert import paths
+from minbert.config import Settings
+from minbert.params import notebook_config, parameters_cell
+from minbert.records import RunStamp, start_run
+from minbert.runtime import Runtime
+
+# The notebooks that write prediction files (their reports link to them); 07 trains nothing at all.
+WRITES_PREDICTIONS = frozenset({"01_part1_sst", "02_sbert_baseline", "06_final_bert"})
+GATHERS_ONLY = frozenset({"07_results"})
+
+
+def start_notebook(notebook: str, namespace: dict[str, Any]) -> tuple[Settings, Runtime | None, RunStamp]:
+    """The notebook's config, runtime (None for a notebook that trains nothing) and run stamp; shows the
+    report's links and the stamp as the page's opening."""
+    from IPython.display import display
+
+    from minbert.report.index import report_links
+
+    cfg = notebook_config(notebook, namespace)
+    if notebook in GATHERS_ONLY:
+        runtime, stamp = None, RunStamp.of(cfg, Runtime())
+        display(report_links(notebook, cfg.profile, outputs=False))
+    else:
+        runtime = Runtime.resolve(cfg.device, cfg.precision, cfg.seed)
+        stamp = start_run(notebook, cfg, runtime)  # claims this notebook's outputs: one run at a time
+        display(report_links(notebook, cfg.profile, predictions=notebook in WRITES_PREDICTIONS))
+    display(stamp.table())
+    return cfg, runtime, stamp
+
+
+def parameters_cell_of(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The cell tagged `parameters` (papermill's), of which a notebook has exactly one."""
+    cells = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"expected one cell tagged 'parameters', found {len(cells)}")
+    return cells[0]
+
+
+def write_parameters_cells(names: list[str]) -> list[str]:
+    """Rewrite each notebook's parameters cell from its config (`params.parameters_cell`); returns the
+    notebooks whose cell changed."""
+    changed = []
+    for name in names:
+        path = paths.notebooks_dir() / f"{name}.ipynb"
+        notebook = nbformat.read(path, as_version=4)
+        cell = parameters_cell_of(notebook)
+        source = parameters_cell(name)
+        if cell.source != source:
+            cell.source = source
+            nbformat.write(notebook, path)
+            changed.append(name)
+    return changed

@@ -1,0 +1,172 @@
+"""Part 1 (notebook 01): SST-5 with one classifier on BERT, frozen (`pretrain`) or trained (`finetune`).
+
+Its trainer follows the same standard recipe as the multitask one (`minbert.training`):
+seeded, linear warmup and decay, gradient-norm clipping, NaN guard, the epoch kept chosen
+on held-out rows carved from train (on dev only where none are given).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from minbert import tasks
+from minbert.bert import BertModel, count_parameters
+from minbert.config import Part1Config
+from minbert.data import TaskData, batch_indices, load_tasks, pad_batch
+from minbert.evaluation import predict_logits, sentence_embeddings, write_predictions
+from minbert.models import SentenceClassifier
+from minbert.optim import AdamW
+from minbert.records import RunRecord, predictions_dir
+from minbert.runtime import CPU, Runtime, seed_everything
+from minbert.training import check_finite, clip_gradients, lr_scheduler
+
+
+def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[int]],
+                     train_labels: Sequence[int], dev_tokens: Sequence[Sequence[int]],
+                     dev_labels: Sequence[int], *, epochs: int, lr: float, batch_size: int,
+                     weight_decay: float = 0.0, seed: int = 0, runtime: Runtime = CPU,
+                     eval_batch_size: int = 128, bucket: bool = True, desc: str = "train",
+                     lr_schedule: str, warmup_ratio: float, max_grad_norm: float | None,
+                     heldout: tuple[Sequence[Sequence[int]], Sequence[int]] | None = None,
+                     on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+    """Train with cross-entropy and our AdamW (the lr following `lr_schedule`, gradients clipped to
+    `max_grad_norm`); keep the weights of the best epoch: by accuracy on the `heldout` (tokens, labels)
+    carved from train where given, else on dev.
+
+    With BERT frozen (`model.freeze_bert`), the sentence embeddings are computed
+    once, without dropout, and the head trains on them: the same model as running
+    frozen BERT every step, minus BERT's dropout noise, at a fraction of the cost.
+    Returns one record per epoch (train loss, dev loss and accuracy, seconds).
+    """
+    device = runtime.device
+    seed_everything(seed)
+    model.to(device)
+    train_y = torch.as_tensor(list(train_labels), dtype=torch.long)
+    dev_y = torch.as_tensor(list(dev_labels), dtype=torch.long)
+    train_features = dev_features = heldout_features = None
+    if model.freeze_bert:
+        train_features = sentence_embeddings(model, train_tokens, eval_batch_size, runtime)
+        dev_features = sentence_embeddings(model, dev_tokens, eval_batch_size, runtime)
+        if heldout is not None:
+            heldout_features = sentence_embeddings(model, heldout[0], eval_batch_size, runtime)
+    optimizer = AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                      weight_decay=weight_decay)
+    lengths = [len(t) for t in train_tokens]
+    steps = epochs * math.ceil(len(lengths) / batch_size)
+    scheduler = lr_scheduler(optimizer, lr_schedule, steps, warmup_ratio)
+    history: list[dict] = []
+    best_acc, best_state = -math.inf, None
+    for epoch in tqdm(range(1, epochs + 1), desc=desc, unit="epoch"):
+        started = time.perf_counter()
+        model.train()
+        total, count = 0.0, 0
+        batches = list(batch_indices(lengths, batch_size, shuffle=True, seed=seed + epoch,
+                                     bucket=bucket))
+        for step, idx in enumerate(tqdm(batches, desc=f"epoch {epoch}", leave=False, unit="batch")):
+            with runtime.autocast():
+                if train_features is not None:
+                    logits = model.classify(train_features[idx].to(device))
+                else:
+                    batch = {k: v.to(device) for k, v in pad_batch([train_tokens[i] for i in idx]).items()}
+                    logits = model(batch["input_ids"], batch["attention_mask"])
+            loss = F.cross_entropy(logits.float(), train_y[idx].to(device))
+            check_finite(loss, f"{desc}, epoch {epoch}, batch {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip_gradients(optimizer, max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            total += loss.item() * len(idx)
+            count += len(idx)
+        dev_logits = predict_logits(model, dev_tokens, eval_batch_size, runtime, dev_features)
+        dev_acc = float((dev_logits.argmax(-1) == dev_y).float().mean())
+        record = {"epoch": epoch, "train_loss": total / count,
+                  "dev_loss": float(F.cross_entropy(dev_logits, dev_y)), "dev_acc": dev_acc,
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started,
+                  "steps": len(batches), "examples": count}
+        selected = dev_acc
+        if heldout is not None:
+            held_logits = predict_logits(model, heldout[0], eval_batch_size, runtime, heldout_features)
+            held_y = torch.as_tensor(list(heldout[1]), dtype=torch.long)
+            selected = float((held_logits.argmax(-1) == held_y).float().mean())
+            record.update(heldout_loss=float(F.cross_entropy(held_logits, held_y)), heldout_acc=selected)
+        history.append(record)
+        if on_epoch:
+            on_epoch(record)
+        if selected > best_acc:
+            best_acc, best_state = selected, copy.deepcopy(model.state_dict())
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
+
+
+def load_sentence_task(task: str, cfg: Part1Config, tokenizer) -> TaskData:
+    """One single-sentence task's splits as the config says (dev and test cut to `dev_limit`)."""
+    heldout = {task: cfg.heldout_size} if cfg.heldout_size else None
+    return load_tasks(tokenizer, cfg.max_length, names=(task,), train_limits={task: cfg.train_limit},
+                      dev_limits={task: cfg.dev_limit}, test_limit=cfg.dev_limit, seed=cfg.seed,
+                      strict=cfg.strict_data, heldout_sizes=heldout)
+
+
+def run_sst_mode(cfg: Part1Config, mode: str, data: TaskData, runtime: Runtime,
+                 seed: int | None = None) -> tuple[RunRecord, SentenceClassifier]:
+    """Train one Part 1 classifier (`pretrain` or `finetune`) with a run seed (default: the config's);
+    its record (`<mode>-seed<seed>`: dev accuracy of the best epoch, per-epoch history) and the
+    trained model (the kept epoch's weights)."""
+    seed = cfg.seed if seed is None else seed
+    torch.manual_seed(seed)  # the head's start
+    bert = BertModel.from_pretrained(cfg.checkpoint, hidden_dropout_prob=cfg.dropout)
+    model = SentenceClassifier(bert, num_classes=tasks.get("sst").num_classes, dropout=cfg.dropout,
+                               pooling=cfg.pooling, freeze_bert=mode == "pretrain")
+    epochs = cfg.pretrain_epochs if mode == "pretrain" else cfg.finetune_epochs
+    lr = cfg.pretrain_lr if mode == "pretrain" else cfg.finetune_lr
+    train, dev, held = data.train["sst"], data.dev["sst"], data.heldout.get("sst")
+    history = train_classifier(model, train.a, train.labels, dev.a, dev.labels, epochs=epochs, lr=lr,
+                               heldout=(held.a, held.labels) if held is not None else None,
+                               batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, seed=seed,
+                               runtime=runtime, eval_batch_size=cfg.eval_batch_size, desc=mode,
+                               lr_schedule=cfg.lr_schedule, warmup_ratio=cfg.warmup_ratio,
+                               max_grad_norm=cfg.max_grad_norm)
+    best = max(history, key=lambda h: h.get("heldout_acc", h["dev_acc"]))  # the epoch the trainer kept
+    config = {"mode": mode, "seed": seed, "epochs": epochs, "lr": lr, "batch_size": cfg.batch_size,
+              "pooling": cfg.pooling,
+              "dropout": cfg.dropout, "weight_decay": cfg.weight_decay, "optimizer": "minbert.optim.AdamW",
+              "lr_schedule": cfg.lr_schedule, "warmup_ratio": cfg.warmup_ratio,
+              "max_grad_norm": cfg.max_grad_norm,
+              "precision": runtime.precision,
+              "trainable_parameters": count_parameters(model, trainable_only=True)}
+    heldout = {"sst_acc": best["heldout_acc"]} if held is not None else None
+    record = RunRecord(f"{mode}-seed{seed}", {"sst_acc": best["dev_acc"]}, best["epoch"], history, config,
+                       heldout=heldout, group=mode, dev_sizes={"sst": len(dev)},
+                       train_sizes={"sst": len(train)})
+    return record, model
+
+
+def sst_dev_predictions(model: SentenceClassifier, data: TaskData, cfg: Part1Config,
+                        runtime: Runtime) -> dict[str, np.ndarray]:
+    """A Part 1 model's SST dev predictions in input order (what a paired comparison resamples)."""
+    logits = predict_logits(model, data.dev["sst"].a, cfg.eval_batch_size, runtime)
+    return {"sst": np.asarray(tasks.get("sst").predicted_labels(logits))}
+
+
+def save_sst_predictions(model: SentenceClassifier, data: TaskData, mode: str, notebook: str,
+                         cfg: Part1Config, runtime: Runtime) -> dict[str, list[int]]:
+    """Dev and test-student predictions of a Part 1 model as CSV (id, sentiment) under
+    reports/predictions/<notebook>.<profile>/; returns the dev and test labels."""
+    task = tasks.get("sst")
+    predicted = {}
+    for split_name in ("dev", "test"):
+        tensors = data.tensors[split_name]["sst"]
+        labels = task.predicted_labels(predict_logits(model, tensors.a, cfg.eval_batch_size, runtime))
+        write_predictions(predictions_dir(notebook, cfg.profile) / f"{mode}-sst-{split_name}.csv",
+                          tensors.ids, labels, task.label_column)
+        predicted[split_name] = labels
+    return predicted

@@ -1,0 +1,1 @@
+"""The reports' parts: tables, figures, findings in words, the index page."""

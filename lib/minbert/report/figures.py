@@ -1,0 +1,174 @@
+"""The figures the reports draw: confusion matrices, loss and held-out curves, attention maps, the
+SMART probe, the results bar chart across notebooks."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from minbert import tasks
+from minbert.evaluation import normalised_confusion
+from minbert.records import RunRecord
+from minbert.report.tables import METRIC_LABELS, checked_on, headline_runs, study_table
+
+
+def plot_confusions(dev: dict, predicted: dict[str, list], title: str) -> plt.Figure:
+    """Row-normalised confusion matrices of every classification task, side by side (`dev`: task ->
+    token ids with gold labels, `predicted`: task -> predicted labels)."""
+    shown = [t for t in dev if tasks.get(t).kind != "regression" and t in predicted]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], shown, strict=True):
+        task = tasks.get(name)
+        matrix = normalised_confusion(dev[name].labels, predicted[name], range(task.num_classes))
+        plot_confusion(matrix, list(task.class_names), f"{name.upper()} {title}", ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+HISTORY_METRICS = ("train_loss", "heldout_loss", "heldout_acc", "dev_acc")
+
+
+def plot_history(runs: list[RunRecord], metrics: tuple[str, ...] = HISTORY_METRICS) -> plt.Figure:
+    """One panel per metric (those the runs recorded), one line per run, integer epochs on the x axis, the
+    legend below the panels so that it hides no line."""
+    from matplotlib.ticker import MaxNLocator
+
+    metrics = tuple(m for m in metrics if any(m in h for run in runs for h in run.history))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False,
+                             layout="constrained")
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for run in runs:
+            points = [(h["epoch"], h[metric]) for h in run.history if metric in h]
+            ax.plot(*zip(*points, strict=True), marker="o", ms=3, label=run.name)
+        ax.set(title=metric.replace("_", " ").replace("heldout", "held-out"), xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=8,
+               frameon=False)
+    return fig
+
+
+def plot_confusion(matrix: np.ndarray, labels: list[str], title: str,
+                   ax: plt.Axes | None = None) -> plt.Figure:
+    """A row-normalised confusion matrix as a heatmap (rows: gold, columns: predicted),
+    on a new figure or into `ax`."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.2, 4.2))
+    sns.heatmap(matrix, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1,
+                xticklabels=labels, yticklabels=labels, ax=ax)
+    ax.set(title=title, xlabel="predicted", ylabel="gold")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_task_losses(runs: list[RunRecord], names: tuple[str, ...] = tasks.MULTITASK) -> plt.Figure:
+    """Small multiples, one panel per task: train (solid) and held-out (dashed; dev for runs without
+    held-out rows) loss by epoch, one colour per run, the legend below the panels. Runs of a single
+    epoch have no curve to draw: their two losses are bars instead."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False,
+                             layout="constrained")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    one_epoch = all(len(run.history) == 1 for run in runs)
+    for ax, task in zip(axes[0], names, strict=True):
+        for i, run in enumerate(runs):
+            key, label = checked_on(run)
+            colour = colours[i % len(colours)]
+            train = [h[f"{task}_train_loss"] for h in run.history]
+            checked = [h[key.format(task=task)] for h in run.history]
+            if one_epoch:
+                ax.bar([i - 0.2, i + 0.2], [train[0], checked[0]], width=0.4, color=colour,
+                       hatch=["", "//"], edgecolor="white")
+            else:
+                epochs = [h["epoch"] for h in run.history]
+                for values, style in ((train, "-o"), (checked, "--s")):
+                    # a task trained in one epoch only (after a QQP-only phase) is a lone point: drawn larger
+                    lone = np.isfinite(np.asarray(values, dtype=float)).sum() == 1
+                    ax.plot(epochs, values, style, color=colour, ms=7 if lone else 3)
+        if one_epoch:
+            ax.set_xticks(range(len(runs)), [run.name for run in runs], rotation=45, ha="right", fontsize=8)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("epoch")
+        ax.set_title(f"{task.upper()} loss")
+        ax.grid(alpha=0.3)
+    label = checked_on(runs[0])[1] if runs else "held-out"
+    if one_epoch:
+        styles = [plt.Rectangle((0, 0), 1, 1, color="grey", hatch=h) for h in ("", "//")]
+    else:
+        styles = [Line2D([], [], color="grey", ls="-"), Line2D([], [], color="grey", ls="--")]
+    handles = styles + ([] if one_epoch else [Line2D([], [], color=colours[i % len(colours)], lw=3)
+                                              for i in range(len(runs))])
+    labels = ["train", label] + ([] if one_epoch else [run.name for run in runs])
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=8,
+               frameon=False)
+    return fig
+
+
+def plot_attention(maps: dict[str, np.ndarray], tokens: list[str], title: str = "") -> plt.Figure:
+    """Attention weights (query rows, key columns) of one sentence, one panel per model, on one colour
+    scale from 0 to 1 with its colour bar beside the panels."""
+    side = max(0.38 * len(tokens), 3.0)
+    fig, axes = plt.subplots(1, len(maps), figsize=(side * len(maps) + 1.5, side + 1.2), squeeze=False,
+                             layout="constrained")
+    for ax, (name, weights) in zip(axes[0], maps.items(), strict=True):
+        sns.heatmap(weights, vmin=0, vmax=1, cmap="viridis", square=True, cbar=False, ax=ax,
+                    xticklabels=tokens, yticklabels=tokens)
+        zeros = float((weights == 0).mean())
+        ax.set(title=f"{name}\n{zeros:.0%} exact zeros", xlabel="key", ylabel="query")
+        ax.tick_params(labelsize=9)
+    fig.colorbar(axes[0][0].collections[0], ax=axes[0].tolist(), label="attention weight", shrink=0.8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_tasks(table: pd.DataFrame) -> plt.Figure:
+    """One bar chart per task: each notebook's headline run (ours), the study's final model (its
+    BERT-Final row) and the state of the art it cites (theirs, hatched)."""
+    ours = headline_runs(table)
+    theirs = study_table()
+    fig, axes = plt.subplots(1, len(METRIC_LABELS), figsize=(5.4 * len(METRIC_LABELS), 4.2),
+                             layout="constrained")
+    for ax, label in zip(axes, METRIC_LABELS.values(), strict=True):
+        mine = ours[label].dropna()
+        names = [f"{nb[:2]} {run}" for nb, run in mine.index]
+        values = list(mine.values)
+        names += ["study BERT-Final (theirs)", "state of the art (theirs)"]
+        values += [theirs.loc["BERT-Final", label], theirs.loc["state of the art cited by the study", label]]
+        bars = ax.barh(names, values, color=["tab:blue"] * len(mine) + ["tab:gray", "tab:gray"])
+        for bar in bars[len(mine):]:
+            bar.set_hatch("//")
+        ax.set(title=label, xlim=(0, 1.12))
+        ax.bar_label(bars, fmt="%.3f", fontsize=9, padding=2)
+        ax.invert_yaxis()
+        ax.tick_params(labelsize=9)
+    return fig
+
+
+def plot_smart_probe(rows: list[dict]) -> plt.Figure:
+    """The adversarial term against the perturbation's size, one panel per task (log scales): eval mode
+    (the perturbation alone) and train mode, with the dropout-only level as a dotted line."""
+    frame = pd.DataFrame(rows)
+    frame = frame[frame["epsilon"] > 0]
+    task_names = list(dict.fromkeys(frame["task"]))
+    fig, axes = plt.subplots(1, len(task_names), figsize=(4.2 * len(task_names), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], task_names, strict=True):
+        part = frame[frame["task"] == task]
+        ax.plot(part["epsilon"], part["eval term"].clip(lower=1e-9), "-o",
+                label="eval mode (perturbation only)")
+        ax.plot(part["epsilon"], part["train term"], "-s", label="train mode (with dropout)")
+        ax.axhline(part["train control"].iloc[0], color="grey", ls=":", label="dropout alone (ε = 0)")
+        ax.axhline(part["task loss"].iloc[0], color="black", ls="--", lw=0.8, label="task loss")
+        ax.set(xscale="log", yscale="log", title=task.upper(), xlabel="ε (× embedding scale)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("SMART term")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig

@@ -1,0 +1,325 @@
+"""The tables the reports show: a comparison's arms and their scores, differences, budgets, what ran
+inside the runs, the results table across notebooks. Ours and theirs never share a column: the study's
+figures (BERT-base, its data) and the state of the art it cites are a separate, labelled table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from minbert import tasks
+from minbert.arms import ARMS, Arm
+from minbert.comparison import Comparison, Difference, signed
+from minbert.evaluation import margin_of_error
+from minbert.published import STATE_OF_THE_ART, STUDY_FIGURES
+from minbert.records import Results, RunRecord
+
+METRIC_LABELS = {tasks.get(t).metric: tasks.get(t).metric_label for t in tasks.MULTITASK}
+
+
+def arms_table(names: list[str] | None = None, table: dict[str, Arm] = ARMS,
+               mode: str = "bi-encoder") -> pd.DataFrame:
+    """A comparison's arms as `minbert.arms` defines them (the training arms by default): what each
+    does, the knobs it changes over the notebook's settings, and the study's row for it (theirs)."""
+    rows = [{"arm": arm.name, "what it does": arm.summary,
+             "knobs it sets": ", ".join(f"{k}={v}" for k, v in arm.settings.items()) or "-",
+             "study row (theirs)": arm.row_for(mode) or "-"}
+            for arm in table.values() if names is None or arm.name in names]
+    return pd.DataFrame(rows).set_index("arm")
+
+
+def data_table(summaries: dict[str, dict], splits: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """The data a notebook used, one row per (data set, task, split): source file, rows, skipped rows."""
+    rows = [{"data": which, "task": task, "split": split, **info}
+            for which, summary in summaries.items() for task, by_split in summary.items()
+            for split, info in by_split.items() if splits is None or split in splits]
+    return pd.DataFrame(rows).set_index(["data", "task", "split"])
+
+
+def multitask_table(runs: list[RunRecord], study_rows: dict[str, str | None],
+                    key: str = "arm") -> pd.DataFrame:
+    """Our dev scores per run beside the study's figure for the same idea (labelled as theirs);
+    `study_rows` maps each run's `key` attribute (its arm by default, or its name) to the study's row."""
+    rows = []
+    for run in runs:
+        study_row = study_rows.get(getattr(run, key) or run.name) or "-"
+        theirs = STUDY_FIGURES.get(study_row, (None, None, None))
+        sizes = run.train_sizes or {}
+        scores = {label: run.dev.get(metric) for metric, label in METRIC_LABELS.items()}
+        rows.append({"run": run.name, **scores,
+                     "mean": run.mean, "held-out mean": run.heldout_mean, "best epoch": run.best_epoch,
+                     "seconds": round(run.seconds),
+                     "train sst/qqp/sts": "/".join(str(sizes.get(t, "?")) for t in tasks.MULTITASK),
+                     "parameters": run.parameters, "study row (theirs)": study_row,
+                     "study SST": theirs[0], "study QQP": theirs[1], "study STS": theirs[2]})
+    return pd.DataFrame(rows).set_index("run")
+
+
+def checked_on(run: RunRecord) -> tuple[str, str]:
+    """What each epoch of a run was scored on: its held-out rows (carved from train), or dev for runs
+    without them; the loss key's pattern and its label."""
+    if run.history and "heldout_mean" in run.history[0]:
+        return "heldout_{task}_loss", "held-out"
+    return "{task}_dev_loss", "dev"
+
+
+def overfitting_table(runs: list[RunRecord], names: tuple[str, ...] = tasks.MULTITASK) -> pd.DataFrame:
+    """Per run and task at the last epoch: train loss, held-out loss (dev for runs without held-out
+    rows) and their gap, and how much the held-out loss rose from its lowest epoch: the signs of
+    overfitting, in numbers."""
+    rows = []
+    for run in runs:
+        key, label = checked_on(run)
+        last = run.history[-1]
+        row = {"run": run.name, "epochs": last["epoch"]}
+        for task in names:
+            losses = [h[key.format(task=task)] for h in run.history]
+            row[f"{task} train"] = last[f"{task}_train_loss"]
+            row[f"{task} {label}"] = losses[-1]
+            row[f"{task} gap"] = losses[-1] - last[f"{task}_train_loss"]
+            row[f"{task} {label} rise"] = losses[-1] - min(losses)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run")
+
+
+def examples_view(table: pd.DataFrame):
+    """An examples table (`analysis.examples_table` rows) as a page shows it: sentences read left to
+    right (pandas right-aligns every cell), scores to 3 digits, no row numbers."""
+    text = list(table.select_dtypes(exclude=["number", "bool"]).columns)
+    return (table.style.hide(axis="index").format(precision=3)
+            .set_properties(subset=text, **{"text-align": "left"}))
+
+
+def comparison_table(comparison: Comparison, study_rows: dict[str, str | None] | None = None) -> pd.DataFrame:
+    """One row per arm: each task's dev score as mean ± standard deviation over its seeds, the
+    held-out mean it is selected on, and its budget per run (examples, optimizer steps, seconds),
+    so a reader sees that the arms had the same budget."""
+    rows = []
+    for arm, runs in comparison.runs.items():
+        row: dict = {"arm": arm, "seeds": len(runs)}
+        for metric, label in METRIC_LABELS.items():
+            scores = [r.dev[metric] for r in runs if metric in r.dev]
+            if scores:
+                spread = np.std(scores, ddof=1) if len(scores) > 1 else 0.0
+                row[label] = f"{np.mean(scores):.3f} ± {spread:.3f}"
+        row["mean"] = round(float(np.mean([r.mean for r in runs])), 3)
+        held = [r.heldout_mean for r in runs if r.heldout]
+        row["held-out mean"] = round(float(np.mean(held)), 3) if held else None
+        row["dev rows"] = dev_rows(runs[0])
+        row["examples"] = runs[0].examples
+        row["steps"] = runs[0].steps
+        row["seconds"] = round(float(np.mean([r.seconds for r in runs])))
+        if study_rows is not None:
+            study_row = study_rows.get(arm) or "-"
+            theirs = STUDY_FIGURES.get(study_row, (None, None, None))
+            row.update({"study row (theirs)": study_row, "study SST": theirs[0], "study QQP": theirs[1],
+                        "study STS": theirs[2]})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("arm")
+
+
+def dev_rows(run: RunRecord) -> str | None:
+    """The dev rows each task's score is on, sst/qqp/sts (fewer than the file where a seeded subset
+    was used for speed), or None for records that predate counting them."""
+    if not run.dev_sizes:
+        return None
+    return "/".join(f"{run.dev_sizes[t]:,}" for t in tasks.MULTITASK if t in run.dev_sizes)
+
+
+def differences_table(differences: list[Difference]) -> pd.DataFrame:
+    """Each arm minus the reference per task: the seed-mean difference, its paired 95% bootstrap
+    interval over the dev items, the difference by seed, and whether it is named a finding."""
+    rows = [{"arm": d.arm, "task": tasks.get(d.task).metric_label, "Δ": signed(d.estimate),
+             "95% interval": f"[{signed(d.low)}, {signed(d.high)}]",
+             "by seed": " ".join(signed(x) for x in d.seed_differences), "dev items": d.items,
+             "finding": ("above" if d.estimate > 0 else "below") if d.detected else "none detected"}
+            for d in differences]
+    columns = ["arm", "task", "Δ", "95% interval", "by seed", "dev items", "finding"]
+    return pd.DataFrame(rows, columns=columns).set_index(["arm", "task"])  # columns even when empty
+
+
+def candidates_table(candidates: dict[str, dict], kept: str | None) -> pd.DataFrame:
+    """The ways of assembling the final model side by side: members, held-out scores (what chose the
+    one kept) and dev scores (reported only), each with the mean of the tasks."""
+    rows = {}
+    for name, found in candidates.items():
+        row = {"kept": "yes" if name == kept else "", "members": len(found["members"])}
+        for split in ("heldout", "dev"):
+            label = "held-out" if split == "heldout" else "dev"
+            row |= {f"{label} {task.upper()}": found[split][key] for task, key in tasks.metrics().items()}
+            row[f"{label} mean"] = tasks.mean_score(found[split])
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("ensemble")
+
+
+def blend_table(blend: dict) -> pd.DataFrame:
+    """The pretrained view's blend per task: the view's weight (chosen on the held-out rows) and the
+    held-out and dev scores of the final model without the view, of the view alone, and with it. Its
+    seconds (fitting the view, scoring it) are in `blend["seconds"]`."""
+    weights = {tasks.get(task).metric_label: w for task, w in blend["weights"].items()}
+    rows = {("weight of the view", ""): weights}
+    for split in ("heldout", "dev"):
+        for which, found in blend[split].items():
+            rows[("held-out" if split == "heldout" else "dev", which)] = {
+                tasks.get(task).metric_label: found[key] for task, key in tasks.metrics().items()}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["rows", "model"])
+
+
+def runs_table(results: list[Results]) -> pd.DataFrame:
+    """One row per arm (the runs of one `group`, its seeds; a run without a group is its own row) of
+    every notebook and profile: its mean dev scores over the seeds (blank where a task was not run),
+    the mean of those it has, the held-out mean, how many seeds, and the stamp's profile, device and
+    commit. Where a notebook has results of several profiles, each row's name carries its profile."""
+    profiles: dict[str, set[str]] = {}
+    for result in results:
+        profiles.setdefault(result.notebook, set()).add(result.profile)
+    rows = []
+    for result in results:
+        several = len(profiles[result.notebook]) > 1  # e.g. a quick run here and a full one on a GPU
+        top = result.headline() if result.runs else None
+        groups: dict[str, list[RunRecord]] = {}
+        for run in result.runs:
+            groups.setdefault(run.group or run.name, []).append(run)
+        for group, runs in groups.items():
+            name = f"{group} ({result.profile})" if several else group
+            scores = {label: _mean_or_none([r.dev.get(metric) for r in runs])
+                      for metric, label in METRIC_LABELS.items()}
+            rows.append({"notebook": result.notebook, "run": name, **scores,
+                         "mean": _mean_or_none([r.mean if r.dev else None for r in runs]),
+                         "held-out mean": _mean_or_none([r.heldout_mean for r in runs]),
+                         "seeds": len(runs), "dev rows": dev_rows(runs[0]), "profile": result.profile,
+                         "device": result.stamp["device"],
+                         "commit": _short_commit(result.stamp), "headline": any(r is top for r in runs)})
+    columns = ["notebook", "run", *METRIC_LABELS.values(), "mean", "held-out mean", "seeds", "dev rows",
+               "profile", "device", "commit", "headline"]
+    return pd.DataFrame(rows, columns=columns).set_index(["notebook", "run"])  # columns even when empty
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
+
+
+def _short_commit(stamp: dict) -> str:
+    return (stamp["commit"] or "?")[:7] + ("+" if stamp["dirty"] else "")
+
+
+def study_table() -> pd.DataFrame:
+    """The study's published dev figures and the state of the art it cites (theirs)."""
+    rows = [{"model (theirs)": name, "SST acc": sst, "QQP acc": qqp, "STS pearson": sts}
+            for name, (sst, qqp, sts) in STUDY_FIGURES.items()]
+    rows.append({"model (theirs)": "state of the art cited by the study", "SST acc": STATE_OF_THE_ART[0],
+                 "QQP acc": STATE_OF_THE_ART[1], "STS pearson": STATE_OF_THE_ART[2]})
+    return pd.DataFrame(rows).set_index("model (theirs)")
+
+
+def headline_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """Each results file's headline run (`records.headline`), without the marker column."""
+    return table.loc[table["headline"].astype(bool)].drop(columns="headline")
+
+
+def _epoch_mean(runs: list[RunRecord], key: str) -> float | None:
+    """The mean of one history key over every epoch of every run that records it."""
+    values = [h[key] for r in runs for h in r.history if key in h and np.isfinite(h[key])]
+    return float(np.mean(values)) if values else None
+
+
+def smart_terms_table(comparison: Comparison, names: tuple[str, ...] = tasks.MULTITASK) -> pd.DataFrame:
+    """Per arm and task, means over seeds and epochs: the task loss, the SMART term trained on, and the
+    same term at zero perturbation (dropout alone); their difference is what the perturbation adds."""
+    rows = []
+    for arm, runs in comparison.runs.items():
+        for task in names:
+            term = _epoch_mean(runs, f"{task}_smart_loss")
+            control = _epoch_mean(runs, f"{task}_smart_control")
+            if term is None:
+                continue
+            loss = _epoch_mean(runs, f"{task}_train_loss")
+            rows.append({"arm": arm, "task": task.upper(), "task loss": loss,
+                         "SMART term": term, "at zero perturbation": control,
+                         "added by the perturbation": term - control if control is not None else None})
+    columns = ["arm", "task", "task loss", "SMART term", "at zero perturbation", "added by the perturbation"]
+    return pd.DataFrame(rows, columns=columns).set_index(["arm", "task"])
+
+
+def _rho(run: RunRecord) -> str:
+    """The rho a Sophia run stepped with (each task's, with one optimizer per task)."""
+    own = {t: s["rho"] for t, s in (run.config.get("task_settings") or {}).items() if "rho" in s}
+    if run.config.get("task_optimizers") and own:
+        return ", ".join(f"{t} {v:.3g}" for t, v in own.items())
+    return f"{run.config.get('rho', float('nan')):.3g}"
+
+
+def sophia_regime_table(comparison: Comparison) -> pd.DataFrame:
+    """Per Sophia arm, means over seeds and epochs: the share of coordinate steps clipped to
+    lr * sign(m) (near 1: sign descent; lower: Newton-like steps where the Hessian estimate is
+    trusted), the same among coordinates with an estimate (h > 0; rows no refresh reached always
+    clip), the Hessian estimate's mean as the step used it, and the rho at which half the estimated
+    coordinates would step unclipped beside the run's own rho (far above it: sign descent)."""
+    rows = [{"arm": arm, "clipped share": _epoch_mean(runs, "sophia_clipped_share"),
+             "clipped share where h > 0": _epoch_mean(runs, "sophia_clipped_share_estimated"),
+             "Hessian mean": _epoch_mean(runs, "sophia_hessian_mean"),
+             "rho for half unclipped": _epoch_mean(runs, "sophia_rho_half"),
+             "rho": _rho(runs[0])}
+            for arm, runs in comparison.runs.items() if _epoch_mean(runs, "sophia_clipped_share") is not None]
+    columns = ["arm", "clipped share", "clipped share where h > 0", "Hessian mean", "rho for half unclipped",
+               "rho"]
+    return pd.DataFrame(rows, columns=columns).set_index("arm")
+
+
+def variant_movement_table(comparison: Comparison) -> pd.DataFrame:
+    """Per attention variant with parameters of its own, how far each moved from its start
+    (||theta - start|| / ||start||, where start is standard attention): one column per layer,
+    means over the seeds."""
+    rows = []
+    for arm, runs in comparison.runs.items():
+        moved = [r.variant_movement for r in runs if r.variant_movement]
+        if not moved:
+            continue
+        names = [k for k in moved[0][0] if k != "layer"]
+        for name in names:
+            rows.append({"variant": arm, "parameter": name,
+                         **{f"layer {layer['layer']}": float(np.mean([m[i][name] for m in moved]))
+                            for i, layer in enumerate(moved[0])}})
+    return pd.DataFrame(rows).set_index(["variant", "parameter"]) if rows else pd.DataFrame()
+
+
+def loss_gaps(comparison: Comparison, names: tuple[str, ...] = tasks.MULTITASK) -> pd.Series:
+    """Per arm, the held-out (dev without held-out rows) minus train loss at the last epoch, averaged
+    over the tasks and seeds: larger where an arm fits its training data better than new data."""
+    gaps = {}
+    for arm, runs in comparison.runs.items():
+        table = overfitting_table(runs, names)
+        gaps[arm] = float(table[[f"{task} gap" for task in names]].to_numpy().mean())
+    return pd.Series(gaps, name="loss gap")
+
+
+def peer_table(ours: dict[str, RunRecord], peer: Results | None,
+               differences: list[Difference]) -> pd.DataFrame:
+    """Per task, whose each row is: the study's final BERT-base (theirs), the peer (transformers' own
+    fine-tune of the same weights, one task at a time) and each of `ours` (label -> record): the dev
+    score with its 95% margin, the dev rows, the training seconds; then ours minus the peer with its
+    paired interval."""
+    theirs = STUDY_FIGURES["BERT-Final"]
+    rows = []
+    for k, task in enumerate(tasks.MULTITASK):
+        spec = tasks.get(task)
+        rows.append({"task": spec.metric_label, "model": "study BERT-Final (theirs; BERT-base, all of QQP)",
+                     "dev": f"{theirs[k]:.3f}", "dev rows": "", "seconds": ""})
+        entries = []
+        if peer is not None:
+            run = next((r for r in peer.runs if spec.metric in r.dev), None)
+            if run is not None:
+                entries.append(("peer: transformers, one task at a time (same weights, same rows)", run))
+        entries += [(label, record) for label, record in ours.items()]
+        for label, record in entries:
+            score, n = record.dev[spec.metric], (record.dev_sizes or {}).get(task)
+            margin = f" ± {margin_of_error(spec.metric, score, n):.3f}" if n and n >= 4 else ""
+            rows.append({"task": spec.metric_label, "model": label, "dev": f"{score:.3f}{margin}",
+                         "dev rows": f"{n:,}" if n else "", "seconds": f"{record.seconds:,.0f}"})
+        for d in differences:
+            if d.task == task:
+                rows.append({"task": spec.metric_label, "model": f"{d.arm} − peer (paired 95% interval)",
+                             "dev": d.span,
+                             "dev rows": f"{d.items:,}", "seconds": ""})
+    return pd.DataFrame(rows).set_index(["task", "model"])

@@ -1,0 +1,86 @@
+"""The findings the reports state in words, from their own numbers: the final model against its aims,
+how far the attention variants' parameters moved, and what a comparison's budget cannot show."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minbert import tasks
+from minbert.comparison import Comparison, Difference
+from minbert.records import RunRecord
+from minbert.report.tables import dev_rows, variant_movement_table
+
+
+def aim_findings(record: RunRecord, aims: dict[str, float],
+                 members: list[RunRecord] | None = None) -> list[str]:
+    """Per aimed metric, one sentence: the dev score met the aim or by how much it fell short, with
+    the held-out score by epoch (dev for runs without held-out rows; * = BERT frozen), so a reader sees
+    whether training had stopped gaining. An ensemble has no epochs of its own: its trend is its
+    `members`' curves, one per run, and "rising" reads their mean at the last two epochs."""
+    curves = [m for m in (members or []) if m.history] or [record]
+    held = bool(curves[0].history) and "heldout_mean" in curves[0].history[0]
+    lines = []
+    for metric, aim in aims.items():
+        key = f"heldout_{metric}" if held else metric
+        trends = [" -> ".join(f"{h[key]:.3f}" + ("*" if h.get("bert_frozen") else "") for h in r.history)
+                  for r in curves]
+        shown = trends[0] if len(curves) == 1 else "; ".join(
+            f"{r.name} {t}" for r, t in zip(curves, trends, strict=True))
+        where = "held-out by epoch" if held else "by epoch"
+        final = record.dev[metric]
+        if final >= aim:
+            lines.append(f"{metric}: {final:.3f}, aim {aim} met ({where}: {shown}).")
+            continue
+        last = [[h[key] for h in r.history][-2:] for r in curves]
+        rising = all(len(pair) == 2 for pair in last) and np.mean([b - a for a, b in last]) > 0
+        state = "still rising" if rising else "no longer rising"
+        lines.append(f"{metric}: {final:.3f}, {aim - final:.3f} short of the aim {aim} ({where}: {shown}); "
+                     f"{state} at the last epoch.")
+    return lines
+
+
+def variant_movement_line(comparison: Comparison) -> str:
+    """The movement table in words: per variant with parameters of its own, the range over layers and
+    parameters of ||theta - start|| / ||start|| in percent, and whether they stayed near the start (below
+    5%), where a variant is close to standard attention by construction rather than by what it learned."""
+    table = variant_movement_table(comparison)
+    if table.empty:
+        return ""
+    spans = {arm: (float(rows.min().min()), float(rows.max().max()))
+             for arm, rows in table.groupby(level="variant", sort=False)}
+    parts = ", ".join(f"{arm} {low:.1%}-{high:.1%}" if f"{low:.1%}" != f"{high:.1%}" else f"{arm} {low:.1%}"
+                      for arm, (low, high) in spans.items())
+    largest = max(high for _, high in spans.values())
+    tail = (" of their start norm: they stayed close to standard attention, so these variants were tested "
+            "near their starting point, not as what more training would make of them." if largest < 0.05 else
+            " of their start norm.")
+    return f"The variants' own parameters moved {parts} (per layer, mean over seeds){tail}"
+
+
+def limits(comparison: Comparison, differences: list[Difference], profile: str) -> str:
+    """What a comparison's budget can and cannot show, from its own runs, as Markdown: the data and
+    seeds behind it and, per task, the typical half-width of its paired intervals (differences much
+    smaller than that go undetected at this budget)."""
+    records = comparison.records()
+    first = records[0]
+    names = [t for t in tasks.MULTITASK if t in (first.train_sizes or first.dev_sizes or {})]
+    sized = ", ".join(f"{t.upper()} {first.train_sizes[t]:,}" for t in names if first.train_sizes)
+    dev = dev_rows(first)
+    seeds = len(next(iter(comparison.runs.values())))
+    by_arm = {(r.group or r.name): r.config.get("epochs", "?") for r in records}
+    epochs = (f"{next(iter(by_arm.values()))} epochs" if len(set(by_arm.values())) == 1
+              else ", ".join(f"{n} epochs ({arm})" for arm, n in by_arm.items()))
+    lines = [f"- Budget: {sized or 'the data above'} training rows, {epochs}, "
+             f"{seeds} seed{'s' if seeds != 1 else ''} per arm; dev rows {dev or 'as shown'} "
+             f"({'/'.join(names) or 'per task'})."]
+    widths = {}
+    for d in differences:
+        widths.setdefault(d.task, []).append((d.high - d.low) / 2)
+    if widths:
+        lines.append("- Resolution: the paired 95% intervals are typically ±" + ", ±".join(
+            f"{float(np.median(w)):.3f} on {tasks.get(t).metric_label}" for t, w in widths.items())
+            + " wide; smaller true differences go undetected here.")
+    if profile != "full":
+        lines.append(f"- This is the {profile} profile, sized for a 2-core CPU: it shows the mechanics and "
+                     "the direction of large effects. The full profile (all data, 5 seeds) is the evidence.")
+    return "\n".join(lines)
