@@ -95,8 +95,8 @@ class Candidate:
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.bert = transformers.BertModel.from_pretrained(
-                    str(folder), attn_implementation=name.removeprefix("transformers-"))
+                self.bert = transformers.BertModel.from_pretrained(  # float32 as ours, whatever the file's
+                    str(folder), attn_implementation=name.removeprefix("transformers-"), dtype=torch.float32)
             self.optimizer_cls = torch.optim.AdamW
         self.name = name
         self.head = torch.nn.Linear(self.bert.config.hidden_size, 5)

@@ -51,7 +51,7 @@ def test_the_trainer_anneals_the_proportional_schedule_over_its_epochs(tiny_chec
     small = {"sst": toy_tasks(64, 0)["sst"], "qqp": toy_tasks(16, 1)["qqp"], "sts": toy_tasks(16, 2)["sts"]}
     dev = toy_tasks(8, 3)
     run = MultitaskSettings(schedule="proportional", epochs=2, batch_size=8, lr=1e-3)
-    history = train_multitask(make_model(tiny_checkpoint), small, dev, run, runtime=CPU)
+    history = train_multitask(make_model(tiny_checkpoint), small, dev, run, runtime=CPU).history
     first, last = ({t: h.get(f"{t}_steps") for t in small} for h in history)
     assert first == {"sst": 8, "qqp": 2, "sts": 2}  # exponent 1: in proportion to the 8/2/2 batches
     assert last["sst"] < 8 and last["qqp"] > 2  # exponent 0.2: nearer equal shares
@@ -112,7 +112,7 @@ def test_patience_stops_a_run_whose_held_out_score_stopped_rising(tiny_checkpoin
                                                                  "sts_pearson": 0.1})
     train, dev = tasks
     run = MultitaskSettings(epochs=6, batch_size=16, lr=1e-3, patience=2)
-    history = train_multitask(make_model(tiny_checkpoint), train, dev, run, heldout=toy_tasks(8, 5))
+    history = train_multitask(make_model(tiny_checkpoint), train, dev, run, heldout=toy_tasks(8, 5)).history
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     assert [h["epoch"] for h in history if "dev_mean" in h] == [2]
 
@@ -245,9 +245,9 @@ def test_snapshots_hold_each_epochs_weights_as_a_run_stopped_there_has_them(tiny
     equal the trained model's when that epoch is the one kept."""
     train, dev = tasks
     run = MultitaskSettings(epochs=2, batch_size=16, lr=1e-3)
-    snapshots: dict[int, dict[str, torch.Tensor]] = {}
     model = make_model(tiny_checkpoint)
-    history = train_multitask(model, train, dev, run, snapshots=snapshots)
+    trained = train_multitask(model, train, dev, run, keep_snapshots=True)
+    history, snapshots = trained.history, trained.snapshots
     assert sorted(snapshots) == [1, 2]
     stopped = make_model(tiny_checkpoint)
     train_multitask(stopped, train, dev, run, stop_after_epoch=1)

@@ -57,10 +57,9 @@ def test_every_schedule_trains_and_reports_all_metrics(tiny_checkpoint, tasks, s
 
     train, dev = tasks
     model = make_model(tiny_checkpoint)
-    predicted = {}
-    history = train_multitask(model, train, dev, MultitaskSettings(schedule=schedule, epochs=1, lr=1e-3,
-                                                            batch_size=8), runtime=CPU,
-                              dev_predictions=predicted)
+    trained = train_multitask(model, train, dev, MultitaskSettings(schedule=schedule, epochs=1, lr=1e-3,
+                                                            batch_size=8), runtime=CPU)
+    history, predicted = trained.history, trained.dev_predictions
     record = history[0]
     for key in ("sst_acc", "qqp_acc", "sts_pearson", "sst_train_loss", "qqp_train_loss",
                 "sts_train_loss", "sst_dev_loss", "dev_mean"):
@@ -86,13 +85,14 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_checkpoint, 
     train, dev = tasks
     run = MultitaskSettings(schedule="round-robin", epochs=3, lr=1e-3, batch_size=8)
     whole = make_model(tiny_checkpoint)
-    expected = train_multitask(whole, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "a")
+    expected = train_multitask(whole, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "a").history
 
     first = make_model(tiny_checkpoint)
     train_multitask(first, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "b", stop_after_epoch=1)
     torch.manual_seed(12345)  # a new process: another random state, which resume must restore
     resumed = make_model(tiny_checkpoint)
-    got = train_multitask(resumed, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "b", resume=True)
+    got = train_multitask(resumed, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "b",
+                          resume=True).history
     drop = ("seconds",)
     assert [{k: v for k, v in h.items() if k not in drop} for h in got] == [
         {k: v for k, v in h.items() if k not in drop} for h in expected]
@@ -105,14 +105,14 @@ def test_a_finished_run_keeps_a_small_last_checkpoint_and_resuming_it_trains_not
     train, dev = tasks
     run = MultitaskSettings(epochs=2, lr=1e-3, batch_size=8)
     first = make_model(tiny_checkpoint)
-    expected = train_multitask(first, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path)
+    expected = train_multitask(first, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path).history
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["finished"] is True and "model" not in state and "optimizers" not in state
     assert (tmp_path / "last.pt").stat().st_size < (tmp_path / "best.pt").stat().st_size / 100
     again = make_model(tiny_checkpoint)
     steps = []
     got = train_multitask(again, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path, resume=True,
-                          on_epoch=steps.append)
+                          on_epoch=steps.append).history
     assert steps == [] and got == expected  # no epoch ran; the kept weights and their dev scores return
     for (name, a), (_, b) in zip(first.state_dict().items(), again.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
@@ -125,7 +125,7 @@ def test_freeze_last_epoch_and_separate_qqp_phase(tiny_checkpoint, tasks):
     snapshots = []
     history = train_multitask(model, train, dev, run, runtime=CPU,
                               on_epoch=lambda r: snapshots.append(
-                                  {k: v.clone() for k, v in model.bert.state_dict().items()}))
+                                  {k: v.clone() for k, v in model.bert.state_dict().items()})).history
     assert [h["qqp_only"] for h in history] == [True, False, False]
     assert math.isnan(history[0]["sst_train_loss"]) and math.isfinite(history[1]["sst_train_loss"])
     assert [h["bert_frozen"] for h in history] == [False, False, True]
@@ -172,11 +172,11 @@ def test_resume_on_the_smoke_profile_with_real_data(data_dir, tmp_path):
         return MultitaskBert(BertModel.from_pretrained(), pooling=cfg.pooling)
 
     straight = train_multitask(fresh(), data.train, data.dev, run, runtime=CPU,
-                               checkpoint_dir=tmp_path / "straight")
+                               checkpoint_dir=tmp_path / "straight").history
     train_multitask(fresh(), data.train, data.dev, run, runtime=CPU, checkpoint_dir=tmp_path / "killed",
                     stop_after_epoch=1)
     resumed = train_multitask(fresh(), data.train, data.dev, run, runtime=CPU,
-                              checkpoint_dir=tmp_path / "killed", resume=True)
+                              checkpoint_dir=tmp_path / "killed", resume=True).history
     assert len(straight) == 2
     metrics = ("sst_acc", "qqp_acc", "sts_pearson", "sst_train_loss", "qqp_train_loss", "sts_train_loss")
     assert [{m: h[m] for m in metrics} for h in resumed] == [{m: h[m] for m in metrics} for h in straight]
@@ -191,7 +191,7 @@ def test_sophia_trains_with_hessian_refreshes_and_resumes(tiny_checkpoint, tasks
     # stopped as a kill after the last epoch would: last.pt keeps the optimizer state (a finished
     # run's does not)
     expected = train_multitask(model, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "a",
-                               stop_after_epoch=2)
+                               stop_after_epoch=2).history
     assert expected[-1]["sts_dev_loss"] < before["sts_dev_loss"]
     state = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["optimizers"]["all"]["state"]
     hessians = [s["hessian"] for s in state.values()]
@@ -202,7 +202,7 @@ def test_sophia_trains_with_hessian_refreshes_and_resumes(tiny_checkpoint, tasks
     train_multitask(first, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "b", stop_after_epoch=1)
     resumed = make_model(tiny_checkpoint)
     history = train_multitask(resumed, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "b",
-                              resume=True)
+                              resume=True).history
     assert [h["dev_mean"] for h in history] == [h["dev_mean"] for h in expected]
 
 
@@ -236,7 +236,7 @@ def test_cross_encoder_trains_with_smart_and_sophia(tiny_checkpoint, tasks):
     before = dev_metrics(model, dev, 32, CPU)
     run = MultitaskSettings(epochs=3, lr=1e-3, batch_size=8, optimizer="sophia", hessian_interval=2,
                        smart={"qqp": {}, "sts": {"epsilon": 1e-3}})
-    history = train_multitask(model, train, dev, run, runtime=CPU)
+    history = train_multitask(model, train, dev, run, runtime=CPU).history
     assert all(math.isfinite(h["dev_mean"]) for h in history)
     assert history[-1]["sts_dev_loss"] < before["sts_dev_loss"]
 
@@ -275,7 +275,7 @@ def test_resume_refuses_other_settings_and_names_them(tiny_checkpoint, tasks, tm
         train_multitask(make_model(tiny_checkpoint), train, dev, other, runtime=CPU, checkpoint_dir=tmp_path,
                         resume=True)
     resumed = train_multitask(make_model(tiny_checkpoint), train, dev, run.with_updates({"resume": True}),
-                              runtime=CPU, checkpoint_dir=tmp_path, resume=True)
+                              runtime=CPU, checkpoint_dir=tmp_path, resume=True).history
     assert [h["epoch"] for h in resumed] == [1, 2]  # the same settings (and `resume` itself) continue
 
 
@@ -292,13 +292,13 @@ def test_the_standard_recipe_warms_up_decays_to_zero_and_clips(tiny_checkpoint, 
         assert optimizer_steps(train, run) == {"all": total}
         history = train_multitask(make_model(tiny_checkpoint), train, dev, run,
                                   checkpoint_dir=tmp_path / optimizer,
-                                  stop_after_epoch=2)  # as a kill after the last epoch: last.pt whole
+                                  stop_after_epoch=2).history  # as a kill after the last epoch: last.pt whole
         assert history[0]["lr"] == pytest.approx(1e-3 * (total - per_epoch) / (total - warmup))
         assert history[1]["lr"] == 0.0
         state = torch.load(tmp_path / optimizer / "last.pt", weights_only=True)["schedulers"]["all"]
         assert state["last_epoch"] == total
-    constant = train_multitask(make_model(tiny_checkpoint), train, dev,
-                               MultitaskSettings(epochs=1, lr=1e-3, batch_size=8, lr_schedule="constant"))
+    constant = train_multitask(make_model(tiny_checkpoint), train, dev, MultitaskSettings(
+        epochs=1, lr=1e-3, batch_size=8, lr_schedule="constant")).history
     assert constant[0]["lr"] == 1e-3
     a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
     a.grad, b.grad = torch.tensor([3.0]), torch.tensor([4.0])  # total norm 5
@@ -315,10 +315,9 @@ def test_the_kept_epoch_is_the_best_on_held_out_rows(tiny_checkpoint, tasks, tmp
     train, dev = tasks
     heldout = toy_tasks(16, 2)
     model = make_model(tiny_checkpoint)
-    predicted = {}
-    history = train_multitask(model, train, dev, MultitaskSettings(epochs=3, lr=1e-3, batch_size=8),
-                              heldout=heldout, checkpoint_dir=tmp_path if on_disk else None,
-                              dev_predictions=predicted)
+    trained = train_multitask(model, train, dev, MultitaskSettings(epochs=3, lr=1e-3, batch_size=8),
+                              heldout=heldout, checkpoint_dir=tmp_path if on_disk else None)
+    history, predicted = trained.history, trained.dev_predictions
     assert all({"heldout_sst_acc", "heldout_sts_pearson", "heldout_qqp_loss"} <= set(h) for h in history)
     best = max(history, key=selection_score)
     assert selection_score(best) == best["heldout_mean"] == max(h["heldout_mean"] for h in history)
@@ -335,12 +334,12 @@ def test_sophia_records_its_regime_per_epoch_also_with_one_optimizer_per_task(ti
     for task_optimizers in (False, True):
         run = MultitaskSettings(epochs=1, lr=1e-3, batch_size=8, optimizer="sophia", hessian_interval=2,
                                 task_optimizers=task_optimizers, hessian_bias_correction=True)
-        (record,) = train_multitask(make_model(tiny_checkpoint), train, dev, run, runtime=CPU)
+        (record,) = train_multitask(make_model(tiny_checkpoint), train, dev, run, runtime=CPU).history
         assert 0.0 <= record["sophia_clipped_share"] <= 1.0
         assert 0.0 <= record["sophia_clipped_share_estimated"] <= 1.0
         assert record["sophia_hessian_mean"] > 0.0
     adamw = train_multitask(make_model(tiny_checkpoint), train, dev,
-                            MultitaskSettings(epochs=1, batch_size=8), runtime=CPU)
+                            MultitaskSettings(epochs=1, batch_size=8), runtime=CPU).history
     assert "sophia_clipped_share" not in adamw[0]
 
 

@@ -204,7 +204,7 @@ def test_training_with_smart_on_every_task_is_finite(tiny_checkpoint):
     run = MultitaskSettings(epochs=1, lr=1e-3, batch_size=8,
                        smart={"sst": {}, "qqp": {"norm": "l2", "epsilon": 1e-3},
                               "sts": {"steps": 2, "epsilon": 1e-3}})
-    record = train_multitask(model, train, dev, run, runtime=CPU)[0]
+    record = train_multitask(model, train, dev, run, runtime=CPU).history[0]
     for task in ("sst", "qqp", "sts"):
         assert math.isfinite(record[f"{task}_train_loss"]) and record[f"{task}_smart_loss"] >= 0
         assert record[f"{task}_smart_control"] >= 0  # the dropout-only part, recorded beside it

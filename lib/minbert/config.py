@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from minbert.arms import ARMS, ATTENTION_ARMS, LEVERS, Arm, arm_updates
 from minbert.schedules import SCHEDULES
 from minbert.tasks import MULTITASK, TaskName
+from minbert.tasks import get as get_task
 
 LR_SCHEDULES = ("linear", "constant")  # how the learning rate moves over a run (minbert.training)
 
@@ -106,8 +107,9 @@ class Part1Config(ComparisonConfig):
     lr_schedule: Literal[LR_SCHEDULES] = _lr_schedule()
     warmup_ratio: float = _warmup_ratio()
     max_grad_norm: float | None = _max_grad_norm()
-    heldout_size: int | None = Field(800, gt=0, description="seeded rows carved from train on which the best "
-                                     "epoch is chosen (dev is only reported); null to choose on dev")
+    heldout_size: int | None = Field(get_task("sst").heldout_rows, gt=0, description="seeded rows carved "
+                                     "from train on which the best epoch is chosen (dev is only reported); "
+                                     "null to choose on dev")
     train_limit: int | None = Field(None, gt=0, description="seeded subsample of train; null for all")
     dev_limit: int | None = Field(None, gt=0, description="seeded subsample of dev and test; null for all")
 
@@ -133,8 +135,9 @@ class MultitaskSettings(NotebookConfig):
     test_limit: int | None = Field(None, gt=0, description="seeded subsample of each test-student file whose "
                                    "predictions are written; null for all")
     heldout_sizes: dict[TaskName, int] = Field(
-        {"sst": 800, "qqp": 1000, "sts": 600}, description="seeded rows carved from each train file: every "
-        "selection (best epoch, tuning, headline run) is made on them; dev is only reported")
+        {task: get_task(task).heldout_rows for task in MULTITASK}, description="seeded rows carved from "
+        "each train file: every selection (best epoch, tuning, headline run) is made on them; dev is only "
+        "reported")
     # model
     mode: Literal["bi-encoder", "cross-encoder"] = Field(
         "bi-encoder", description="sentences of a pair encoded apart (sBERT) or read together (BERT)")

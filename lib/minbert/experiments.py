@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from minbert.evaluation import save_predictions
 from minbert.models import MultitaskBert
 from minbert.records import RunRecord, predictions_dir
 from minbert.runtime import Runtime
-from minbert.training import best_epoch, train_multitask
+from minbert.training import Trained, best_epoch, train_multitask
 
 
 def load_multitask(cfg: MultitaskSettings, tokenizer) -> TaskData:
@@ -47,20 +48,26 @@ def build_model(settings: MultitaskSettings) -> MultitaskBert:
                          mode=settings.mode)
 
 
+@dataclass
+class ArmRun:
+    """One trained run of an arm: its typed record, its model (the kept epoch's weights) and what its
+    trainer left beside them (`training.Trained`: dev outputs and predictions, snapshots)."""
+
+    record: RunRecord
+    model: MultitaskBert
+    trained: Trained
+
+
 def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, *, notebook: str,
             name: str | None = None, updates: dict[str, Any] | None = None, checkpoints: bool = True,
-            on_epoch: Callable[[dict], None] | None = None,
-            dev_predictions: dict[str, np.ndarray] | None = None,
-            dev_outputs: dict[str, torch.Tensor] | None = None,
-            snapshots: dict[int, dict[str, torch.Tensor]] | None = None) -> tuple[RunRecord, MultitaskBert]:
-    """Train one arm from the pretrained checkpoint; its record and model (best epoch).
+            keep_snapshots: bool = False, on_epoch: Callable[[dict], None] | None = None) -> ArmRun:
+    """Train one arm from the pretrained checkpoint.
 
     `updates` change knobs over the arm's (an attention variant, a tuned optimizer, a run seed...);
     `name` (default: the arm) tells apart runs of one arm with other settings. Checkpoints
     go to runs/<notebook>/<profile>/<name>/, TensorBoard logs to runs/tensorboard/; without
-    `checkpoints` (tuning trials) nothing is written. `on_epoch` sees each epoch's record; a
-    `dev_predictions` dict receives the kept epoch's dev predictions, a `dev_outputs` dict its raw dev
-    outputs, a `snapshots` dict every epoch's weights (CPU copies, keyed by epoch).
+    `checkpoints` (tuning trials) nothing is written. `on_epoch` sees each epoch's record;
+    `keep_snapshots` keeps every epoch's weights (CPU copies) for a checkpoint ensemble.
     """
     name = name or arm
     settings = arm_settings(cfg, arm, updates)
@@ -68,12 +75,12 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
     checkpoint_dir = paths.runs_dir() / notebook / settings.profile / name if checkpoints else None
     if checkpoint_dir is not None and not settings.resume and checkpoint_dir.exists():
         shutil.rmtree(checkpoint_dir)
-    history = train_multitask(model, data.train, data.dev, settings, heldout=data.heldout or None, name=name,
-                              runtime=runtime,
-                              checkpoint_dir=checkpoint_dir, resume=settings.resume and checkpoints,
-                              on_epoch=on_epoch, dev_predictions=dev_predictions, dev_outputs=dev_outputs,
-                              snapshots=snapshots,
+    trained = train_multitask(model, data.train, data.dev, settings, heldout=data.heldout or None, name=name,
+                              runtime=runtime, checkpoint_dir=checkpoint_dir,
+                              resume=settings.resume and checkpoints, keep_snapshots=keep_snapshots,
+                              on_epoch=on_epoch,
                               log_dir=paths.runs_dir() / "tensorboard" / notebook / settings.profile / name)
+    history = trained.history
     best = best_epoch(history)  # the epoch whose weights the trainer kept
     knobs = set(MultitaskSettings.model_fields) - {"profile", "device", "strict_data", "resume"}
     config = settings.model_dump(include=knobs)
@@ -85,7 +92,7 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
                        train_sizes={task: len(t) for task, t in data.train.items()},
                        dev_sizes={task: len(t) for task, t in data.dev.items()},
                        parameters=count_parameters(model), variant_movement=variant_movement(model) or None)
-    return record, model
+    return ArmRun(record, model, trained)
 
 
 def run_comparison(cfg: ComparisonConfig, data: TaskData, runtime: Runtime, *, notebook: str,
@@ -100,11 +107,9 @@ def run_comparison(cfg: ComparisonConfig, data: TaskData, runtime: Runtime, *, n
     comparison = Comparison(reference_arm(notebook, cfg), gold)
     for seed in cfg.run_seeds():
         for label, (arm, updates) in arms.items():
-            predicted: dict[str, np.ndarray] = {}
-            record, _ = run_arm(cfg, arm, data, runtime, notebook=runs_under or notebook,
-                                name=f"{label}-seed{seed}", updates={**(updates or {}), "seed": seed},
-                                dev_predictions=predicted)
-            comparison.add(label, record, predicted)
+            run = run_arm(cfg, arm, data, runtime, notebook=runs_under or notebook,
+                          name=f"{label}-seed{seed}", updates={**(updates or {}), "seed": seed})
+            comparison.add(label, run.record, run.trained.dev_predictions)
     return comparison
 
 

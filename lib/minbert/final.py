@@ -211,15 +211,12 @@ def final_model(cfg: FinalConfig, runtime: Runtime, notebook: str = "06_final_be
     members, models, member_dev, snapshots = [], [], [], []
     for seed in seeds:
         name = "final" if cfg.ensemble_size == cfg.ensemble_epochs == 1 else f"final-seed{seed}"
-        dev_outputs: dict[str, torch.Tensor] = {}
-        saved: dict[int, dict[str, torch.Tensor]] = {}
-        record, model = run_arm(cfg, cfg.arm, data, runtime, notebook=notebook, name=name,
-                                updates={"seed": seed}, dev_outputs=dev_outputs,
-                                snapshots=saved if cfg.ensemble_epochs > 1 else None)
-        members.append(record)
-        models.append(model)
-        member_dev.append(dev_outputs)
-        snapshots.append(saved)
+        run = run_arm(cfg, cfg.arm, data, runtime, notebook=notebook, name=name, updates={"seed": seed},
+                      keep_snapshots=cfg.ensemble_epochs > 1)
+        members.append(run.record)
+        models.append(run.model)
+        member_dev.append(run.trained.dev_outputs)
+        snapshots.append(run.trained.snapshots)
     gold = {task: split.labels for task, split in data.heldout.items()}
     outputs = [task_outputs(m, data.heldout, cfg.eval_batch_size, runtime) for m in models] if gold else []
     if cfg.ensemble_size == 1:
@@ -319,7 +316,7 @@ def run_learning_curve(cfg: FinalConfig, runtime: Runtime, tokenizer,
         small = _curve_budget(cfg, size)
         data = load_multitask(small, tokenizer)
         records += [run_arm(small, cfg.arm, data, runtime, notebook=f"{notebook}-curve",
-                            name=f"curve-{size}-seed{seed}", updates={"seed": seed})[0]
+                            name=f"curve-{size}-seed{seed}", updates={"seed": seed}).record
                     for seed in cfg.curve_run_seeds()]
     return records
 
@@ -339,7 +336,7 @@ def run_model_sizes(cfg: FinalConfig, runtime: Runtime, tokenizer,
     small = _curve_budget(cfg, cfg.curve_sizes[0])
     data = load_multitask(small, tokenizer)
     return [run_arm(small, cfg.arm, data, runtime, notebook=f"{notebook}-curve",
-                    name=f"layers-{layers}-seed{seed}", updates={"num_layers": layers, "seed": seed})[0]
+                    name=f"layers-{layers}-seed{seed}", updates={"num_layers": layers, "seed": seed}).record
             for layers in cfg.size_layers for seed in cfg.curve_run_seeds()]
 
 

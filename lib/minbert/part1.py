@@ -24,7 +24,7 @@ from minbert.data import TaskData, batch_indices, load_tasks, pad_batch
 from minbert.evaluation import predict_logits, sentence_embeddings, write_predictions
 from minbert.models import SentenceClassifier
 from minbert.optim import AdamW
-from minbert.records import RunRecord, predictions_dir
+from minbert.records import RunRecord, predictions_dir, selected_on
 from minbert.runtime import CPU, Runtime, seed_everything
 from minbert.training import check_finite, clip_gradients, lr_scheduler
 
@@ -92,12 +92,12 @@ def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[
                   "dev_loss": float(F.cross_entropy(dev_logits, dev_y)), "dev_acc": dev_acc,
                   "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started,
                   "steps": len(batches), "examples": count}
-        selected = dev_acc
         if heldout is not None:
             held_logits = predict_logits(model, heldout[0], eval_batch_size, runtime, heldout_features)
             held_y = torch.as_tensor(list(heldout[1]), dtype=torch.long)
-            selected = float((held_logits.argmax(-1) == held_y).float().mean())
-            record.update(heldout_loss=float(F.cross_entropy(held_logits, held_y)), heldout_acc=selected)
+            record.update(heldout_loss=float(F.cross_entropy(held_logits, held_y)),
+                          heldout_acc=float((held_logits.argmax(-1) == held_y).float().mean()))
+        selected = selected_on(record.get("heldout_acc"), dev_acc)
         history.append(record)
         if on_epoch:
             on_epoch(record)
@@ -135,7 +135,7 @@ def run_sst_mode(cfg: Part1Config, mode: str, data: TaskData, runtime: Runtime,
                                runtime=runtime, eval_batch_size=cfg.eval_batch_size, desc=mode,
                                lr_schedule=cfg.lr_schedule, warmup_ratio=cfg.warmup_ratio,
                                max_grad_norm=cfg.max_grad_norm)
-    best = max(history, key=lambda h: h.get("heldout_acc", h["dev_acc"]))  # the epoch the trainer kept
+    best = max(history, key=lambda h: selected_on(h.get("heldout_acc"), h["dev_acc"]))  # the epoch kept
     config = {"mode": mode, "seed": seed, "epochs": epochs, "lr": lr, "batch_size": cfg.batch_size,
               "pooling": cfg.pooling,
               "dropout": cfg.dropout, "weight_decay": cfg.weight_decay, "optimizer": "minbert.optim.AdamW",

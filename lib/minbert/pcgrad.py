@@ -19,9 +19,10 @@ def pcgrad_coefficients(gram: torch.Tensor, generator: torch.Generator | None = 
 
     Every projected gradient is a combination of the original ones, p_i = sum_j C[i, j] g_j,
     and every dot product PCGrad needs follows from the Gram matrix, so the projection
-    costs one T x T matrix instead of passes over millions of weights.
+    costs one T x T matrix instead of passes over millions of weights. The loop runs on the CPU, in
+    float64, whatever device the gradients are on (the coefficients are T x T numbers).
     """
-    gram = gram.double()
+    gram = gram.detach().double().cpu()
     tasks = gram.shape[0]
     coefficients = torch.eye(tasks, dtype=torch.float64)
     for i in range(tasks):
@@ -41,7 +42,7 @@ def project_conflicting(grads: Sequence[torch.Tensor],
     """PCGrad's projection of flat per-task gradients; returns new tensors."""
     stacked = torch.stack([g.detach() for g in grads])
     coefficients = pcgrad_coefficients(stacked @ stacked.T, generator)
-    return list(coefficients.to(stacked.dtype) @ stacked)
+    return list(coefficients.to(device=stacked.device, dtype=stacked.dtype) @ stacked)
 
 
 def pcgrad_backward(losses: Sequence[torch.Tensor], params: Sequence[torch.nn.Parameter],
@@ -64,7 +65,7 @@ def pcgrad_backward(losses: Sequence[torch.Tensor], params: Sequence[torch.nn.Pa
     weights = pcgrad_coefficients(gram, generator).sum(0)  # sum_i p_i = sum_j w_j g_j
     if reduction == "mean":
         weights /= len(flat)
-    combined = weights.to(stacked.dtype) @ stacked
+    combined = weights.to(device=stacked.device, dtype=stacked.dtype) @ stacked
     offset = 0
     for p in params:
         piece = combined[offset: offset + p.numel()].view_as(p)

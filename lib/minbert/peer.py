@@ -104,7 +104,10 @@ def fine_tune(task: str, train: TaskSplit, heldout: TaskSplit, dev: TaskSplit, c
     random.seed(seed)
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=num_labels(task))
+    # float32 weights whatever the checkpoint's dtype (transformers keeps a bfloat16 file's): AdamW steps of
+    # about 1e-4 would mostly round away in bfloat16 weights
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=num_labels(task),
+                                                               dtype=torch.float32)
     model.to(runtime.device)
     encoded = {name: encode_split(tokenizer, split, recipe.max_length)
                for name, split in (("train", train), ("heldout", heldout), ("dev", dev))}

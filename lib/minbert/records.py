@@ -172,8 +172,18 @@ class RunRecord:
         return cls(**known)
 
 
-def _selection_score(run: RunRecord) -> float:
-    return run.heldout_mean if run.heldout else run.mean
+def selected_on(heldout: float | None, dev: float | None) -> float:
+    """THE selection rule, for every choice (an epoch, a run, an arm, a trial, the headline): the score on
+    the held-out rows carved from train; the dev score only where there are none (then dev is both
+    chosen on and reported, and the report says so)."""
+    if heldout is None and dev is None:
+        raise ValueError("nothing to select on: neither a held-out nor a dev score")
+    return float(dev if heldout is None else heldout)
+
+
+def run_selection_score(run: RunRecord) -> float:
+    """A run's mean score as the selection rule reads it (`selected_on`)."""
+    return selected_on(run.heldout_mean, run.mean)
 
 
 def headline(runs: list[RunRecord]) -> RunRecord:
@@ -188,8 +198,8 @@ def headline(runs: list[RunRecord]) -> RunRecord:
     groups: dict[str, list[RunRecord]] = {}
     for run in runs:
         groups.setdefault(run.group or run.name, []).append(run)
-    best = max(groups.values(), key=lambda group: sum(map(_selection_score, group)) / len(group))
-    return max(best, key=_selection_score)
+    best = max(groups.values(), key=lambda group: sum(map(run_selection_score, group)) / len(group))
+    return max(best, key=run_selection_score)
 
 
 def results_path(notebook: str, profile: str) -> Path:

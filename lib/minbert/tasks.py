@@ -38,6 +38,7 @@ class Task:
     class_names: tuple[str, ...] = ()  # classification kinds: one name per class
     score_range: tuple[float, float] = (0.0, 0.0)  # regression: the gold scores' range
     fallback_files: dict[str, str] = field(default_factory=dict)  # when the main file is absent
+    heldout_rows: int = 800  # the default of the seeded rows carved from train for every selection
     short_metric: str = ""  # "acc" or "pearson": the metric's name after the task's
 
     def __post_init__(self) -> None:
@@ -184,9 +185,9 @@ TASKS: dict[str, Task] = {task.name: task for task in (
          ("sentence",), "sentiment", "multiclass", class_names=("negative", "positive")),
     Task("qqp", {"train": "quora-train.csv", "dev": "quora-dev.csv", "test": "quora-test-student.csv"},
          ("sentence1", "sentence2"), "is_duplicate", "binary", class_names=("not duplicate", "duplicate"),
-         fallback_files={"train": "quora-train-subset.csv"}),
+         fallback_files={"train": "quora-train-subset.csv"}, heldout_rows=1000),
     Task("sts", {"train": "sts-train.csv", "dev": "sts-dev.csv", "test": "sts-test-student.csv"},
-         ("sentence1", "sentence2"), "similarity", "regression", score_range=(0.0, 5.0)),
+         ("sentence1", "sentence2"), "similarity", "regression", score_range=(0.0, 5.0), heldout_rows=600),
 )}
 
 # The tasks of the multitask model, in the order its tables show them.

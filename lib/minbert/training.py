@@ -18,6 +18,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from minbert.files import atomic_path, remove_partials
 from minbert.models import MultitaskBert
 from minbert.optim import AdamW, SophiaG
 from minbert.pcgrad import pcgrad_backward
+from minbert.records import selected_on
 from minbert.runtime import CPU, Runtime
 from minbert.schedules import annealed_exponent, batch_sizes, epoch_plan
 from minbert.smart import SmartSettings
@@ -201,9 +203,8 @@ def _save_checkpoint(path: Path, payload: dict) -> None:
 
 
 def selection_score(epoch: dict) -> float:
-    """What picks the best epoch: the mean held-out score where the run has held-out rows, else the
-    mean dev score (then dev is both selected on and reported, and the report must say so)."""
-    return epoch["heldout_mean"] if "heldout_mean" in epoch else epoch["dev_mean"]
+    """What picks the best epoch: its mean score as the selection rule reads it (`records.selected_on`)."""
+    return selected_on(epoch.get("heldout_mean"), epoch.get("dev_mean"))
 
 
 def best_epoch(history: list[dict]) -> dict:
@@ -221,15 +222,26 @@ def heldout_metrics(model: MultitaskBert, heldout: dict[str, TaskTensors], batch
     return {**named, "heldout_mean": tasks.mean_score(scores)}
 
 
+@dataclass
+class Trained:
+    """What a multitask run leaves besides its model (which holds the kept epoch's weights): one record
+    per epoch; the kept weights' dev outputs and predictions per task, computed once at the end (what
+    an ensemble averages and a paired comparison resamples); with `keep_snapshots`, a CPU copy of the
+    weights at the end of every epoch this call trained, keyed by epoch (a resumed run's earlier
+    epochs are not in it)."""
+
+    history: list[dict]
+    dev_outputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    dev_predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+
 def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: dict[str, TaskTensors],
                     settings: MultitaskSettings, *, heldout: dict[str, TaskTensors] | None = None,
                     name: str = "run", runtime: Runtime = CPU,
                     checkpoint_dir: Path | None = None, resume: bool = False, log_dir: Path | None = None,
-                    stop_after_epoch: int | None = None,
-                    on_epoch: Callable[[dict], None] | None = None,
-                    dev_predictions: dict[str, np.ndarray] | None = None,
-                    dev_outputs: dict[str, torch.Tensor] | None = None,
-                    snapshots: dict[int, dict[str, torch.Tensor]] | None = None) -> list[dict]:
+                    stop_after_epoch: int | None = None, keep_snapshots: bool = False,
+                    on_epoch: Callable[[dict], None] | None = None) -> Trained:
     """Train as the settings say; keep the weights of the best epoch: the best mean score on the
     `heldout` rows (carved from train) where given, else on dev (then dev is both selected on and
     reported). With held-out rows, each epoch is scored on them alone and dev is evaluated once, for
@@ -241,11 +253,8 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     scalars go to `log_dir`: replaced by a fresh run, continued by a resumed one.
     `stop_after_epoch` ends the run early, as a kill would (for tests); `settings.patience` ends it
     when that many epochs have passed without a better selection score. A NaN or
-    infinite loss raises TrainingError and leaves the last good checkpoint in place. A
-    `dev_predictions` dict receives the kept epoch's dev predictions per task (for paired comparisons),
-    a `dev_outputs` dict its raw dev outputs (for an ensemble, without a second pass over dev). A
-    `snapshots` dict receives a CPU copy of the weights at the end of every epoch this call trains (for
-    an ensemble of checkpoints; a resumed run's earlier epochs are not in it).
+    infinite loss raises TrainingError and leaves the last good checkpoint in place. `on_epoch` sees
+    each epoch's record as it ends (a tuning trial's pruner). Returns the run's `Trained`.
     """
     device = runtime.device
     model.to(device)
@@ -256,6 +265,7 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     weights = {task: class_weight_tensor(train[task].labels, tasks.get(task).num_classes).to(device)
                for task in train if settings.class_weights and tasks.get(task).kind != "regression"}
     history: list[dict] = []
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
     kept_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights, without a checkpoint_dir
     start_epoch = 1
     last, best = (checkpoint_dir / "last.pt", checkpoint_dir / "best.pt") if checkpoint_dir else (None, None)
@@ -290,11 +300,11 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                 record["dev_mean"] = tasks.mean_score(record)
             history.append(record)
             kept = best_epoch(history) is record
-            if (kept and checkpoint_dir is None) or snapshots is not None:
+            if (kept and checkpoint_dir is None) or keep_snapshots:
                 weights_now = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
                 if kept and checkpoint_dir is None:
                     kept_state = weights_now
-                if snapshots is not None:
+                if keep_snapshots:
                     snapshots[epoch] = weights_now
             if writer is not None:
                 for key, value in record.items():
@@ -312,7 +322,7 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
             if on_epoch:
                 on_epoch(record)
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
-                return history
+                return Trained(history, snapshots=snapshots)
             if settings.patience is not None and epoch - best_epoch(history)["epoch"] >= settings.patience:
                 break  # early stopping: the epochs left (frozen ones too) are skipped
     finally:
@@ -327,15 +337,12 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
         model.load_state_dict(torch.load(best, map_location=device, weights_only=True)["model"])
     elif kept_state is not None:
         model.load_state_dict(kept_state)
-    predicted: dict[str, np.ndarray] = {}
-    if heldout:  # dev, once, for the kept weights
-        scores = dev_metrics(model, dev, settings.eval_batch_size, runtime, predicted, dev_outputs)
+    found = Trained(history, snapshots=snapshots)
+    scores = dev_metrics(model, dev, settings.eval_batch_size, runtime, found.dev_predictions,
+                         found.dev_outputs)
+    if heldout:  # dev, once, for the kept weights: reported, never chosen on
         best_epoch(history).update({**scores, "dev_mean": tasks.mean_score(scores)})
-    elif dev_predictions is not None or dev_outputs is not None:
-        dev_metrics(model, dev, settings.eval_batch_size, runtime, predicted, dev_outputs)
-    if dev_predictions is not None:
-        dev_predictions.update(predicted)
-    return history
+    return found
 
 
 def _refresh_hessian(model: MultitaskBert, optimizer: SophiaG, step_batches: list[tuple[str, dict]],

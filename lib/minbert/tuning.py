@@ -39,6 +39,7 @@ from minbert.arms import STUDY_BASES, resolve
 from minbert.config import MultitaskSettings
 from minbert.data import TaskData
 from minbert.experiments import run_arm
+from minbert.records import selected_on
 from minbert.runtime import Runtime
 from minbert.training import TrainingError
 
@@ -340,12 +341,12 @@ def tuned_smart(cfg: MultitaskSettings, tuned: dict[str, dict[str, Any]]) -> dic
 
 
 def score_of(epoch: dict[str, float], target: str) -> float:
-    """The objective on one epoch: the mean held-out score of the three tasks, or one task's held-out
-    metric (the rows carved from train); on dev only for data without a held-out split."""
-    prefix = "heldout_" if "heldout_mean" in epoch else ""
+    """The objective on one epoch, read by the selection rule (`records.selected_on`): the mean score of
+    the three tasks, or one task's metric."""
     if target == "mean":
-        return float(epoch[f"{prefix}mean"]) if prefix else tasks.mean_score(epoch)
-    return float(epoch[prefix + tasks.get(target).metric])
+        return selected_on(epoch.get("heldout_mean"), epoch.get("dev_mean"))
+    metric = tasks.get(target).metric
+    return selected_on(epoch.get(f"heldout_{metric}"), epoch.get(metric))
 
 
 def multitask_objective(cfg: MultitaskSettings, arm: str, data: TaskData, space: Space, notebook: str,
@@ -359,10 +360,10 @@ def multitask_objective(cfg: MultitaskSettings, arm: str, data: TaskData, space:
     def objective(trial: optuna.Trial) -> float:
         updates = {**(base or {}), **space(trial)}
         ensure_new_parameters(trial)
-        record, _ = run_arm(
+        record = run_arm(
             cfg, arm, data, runtime, notebook=notebook, name=f"{trial.study.study_name}-trial-{trial.number}",
             updates=updates, checkpoints=False,
-            on_epoch=lambda epoch: report_epoch(trial, epoch["epoch"], score_of(epoch, target)))
+            on_epoch=lambda epoch: report_epoch(trial, epoch["epoch"], score_of(epoch, target))).record
         trial.set_user_attr("dev", record.dev)
         if record.heldout:
             trial.set_user_attr("heldout", record.heldout)
