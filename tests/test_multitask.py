@@ -150,8 +150,10 @@ def test_class_weights_and_bad_runs():
     torch.testing.assert_close(class_weight_tensor([0, 0, 0, 1], 2), torch.tensor([4 / 6, 2.0]))
     with pytest.raises(ValueError, match="schedule"):
         MultitaskSettings(schedule="shuffle")
-    with pytest.raises(ValueError, match="must name each"):
-        MultitaskSettings(task_order=["sst", "qqp"])
+    with pytest.raises(ValueError, match="must name each task at most once"):
+        MultitaskSettings(task_order=["sst", "qqp", "sst"])
+    # a task the order does not name follows in the registry's order (a task added later joins the arms)
+    assert MultitaskSettings(task_order=["qqp", "sst"]).task_order == ["qqp", "sst", "sts"]
 
 
 @pytest.mark.filterwarnings("ignore:skipped malformed row")

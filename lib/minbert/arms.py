@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from minbert.tasks import MULTITASK
+from minbert import tasks
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,7 @@ def arm_updates(arm: Arm, cfg: Any, tuned: Mapping[str, Mapping[str, Any]] | Non
     tuned = tuned or {}
     updates = resolve(dict(arm.settings), cfg)
     if arm.smart is not None:
-        smart_tasks = list(getattr(cfg, "smart_tasks", MULTITASK))
+        smart_tasks = list(getattr(cfg, "smart_tasks", tasks.MULTITASK))
         named = [task for task in arm.smart if task != "each"]
         if any(task not in smart_tasks for task in named):
             return None

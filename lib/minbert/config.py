@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from minbert import tasks as registry
 from minbert.arms import ARMS, ATTENTION_ARMS, LEVERS, Arm, arm_updates
 from minbert.schedules import SCHEDULES
-from minbert.tasks import MULTITASK, TaskName
-from minbert.tasks import get as get_task
+from minbert.tasks import TaskName
 
 LR_SCHEDULES = ("linear", "constant")  # how the learning rate moves over a run (minbert.training)
 
@@ -107,15 +107,20 @@ class Part1Config(ComparisonConfig):
     lr_schedule: Literal[LR_SCHEDULES] = _lr_schedule()
     warmup_ratio: float = _warmup_ratio()
     max_grad_norm: float | None = _max_grad_norm()
-    heldout_size: int | None = Field(get_task("sst").heldout_rows, gt=0, description="seeded rows carved "
+    heldout_size: int | None = Field(registry.get("sst").heldout_rows, gt=0, description="seeded rows carved "
                                      "from train on which the best epoch is chosen (dev is only reported); "
                                      "null to choose on dev")
     train_limit: int | None = Field(None, gt=0, description="seeded subsample of train; null for all")
     dev_limit: int | None = Field(None, gt=0, description="seeded subsample of dev and test; null for all")
 
 
-def _per_task(value: float) -> dict[str, float]:
-    return dict.fromkeys(MULTITASK, value)
+def _per_task(value: float) -> Any:
+    """A default of one value per multitask task, made when a config is (so a new task gets one too)."""
+    return lambda: dict.fromkeys(registry.MULTITASK, value)
+
+
+def _every_task() -> list[str]:
+    return list(registry.MULTITASK)
 
 
 class MultitaskSettings(NotebookConfig):
@@ -135,9 +140,9 @@ class MultitaskSettings(NotebookConfig):
     test_limit: int | None = Field(None, gt=0, description="seeded subsample of each test-student file whose "
                                    "predictions are written; null for all")
     heldout_sizes: dict[TaskName, int] = Field(
-        {task: get_task(task).heldout_rows for task in MULTITASK}, description="seeded rows carved from "
-        "each train file: every selection (best epoch, tuning, headline run) is made on them; dev is only "
-        "reported")
+        default_factory=lambda: {task: registry.get(task).heldout_rows for task in registry.MULTITASK},
+        description="seeded rows carved from each train file: every selection (best epoch, tuning, "
+        "headline run) is made on them; dev is only reported")
     # model
     mode: Literal["bi-encoder", "cross-encoder"] = Field(
         "bi-encoder", description="sentences of a pair encoded apart (sBERT) or read together (BERT)")
@@ -147,14 +152,16 @@ class MultitaskSettings(NotebookConfig):
     head_hidden: int | None = Field(None, gt=0, description="hidden units of the heads; null for linear")
     num_layers: int | None = Field(None, gt=0, description="encoder layers kept, the checkpoint's first ones "
                                    "(null for all): a smaller model of the same weights")
-    dropout: dict[TaskName, float] = Field(_per_task(0.1), description="dropout before each task's head")
+    dropout: dict[TaskName, float] = Field(default_factory=_per_task(0.1),
+                                           description="dropout before each task's head")
     shared_similarity: bool = Field(False, description="bi-encoder: one linear layer shared by QQP and STS")
     variant_lr: float | None = Field(None, gt=0.0, description="peak learning rate of the attention "
                                      "variants' own parameters (linear mixes, centre matrix); null: the lr")
     # training
     schedule: Literal[SCHEDULES] = Field(
         "sequential", description="which tasks train at each step (minbert.schedules)")
-    task_order: list[TaskName] = Field(["sts", "sst", "qqp"], description="order of tasks within an epoch")
+    task_order: list[TaskName] = Field(["sts", "sst", "qqp"], description="order of tasks within an epoch; "
+                                       "tasks not named follow in the registry's order")
     epochs: int = Field(2, gt=0, description="epochs of the run, the QQP-only and frozen ones included: "
                         "every epoch is one pass's worth of steps (minbert.schedules), so arms with the "
                         "same epochs have the same budget")
@@ -173,8 +180,8 @@ class MultitaskSettings(NotebookConfig):
     weight_decay: float = Field(0.0, ge=0.0)
     batch_size: int = Field(32, gt=0)
     eval_batch_size: int = Field(128, gt=0)
-    loss_weights: dict[TaskName, float] = Field(_per_task(1.0), description="combined and pcgrad: "
-                                                "weights of the tasks' losses")
+    loss_weights: dict[TaskName, float] = Field(default_factory=_per_task(1.0),
+                                                description="combined and pcgrad: the tasks' loss weights")
     class_weights: bool = Field(False, description="inverse-frequency class weights in the losses")
     optimizer: Literal["adamw", "sophia"] = "adamw"
     rho: float = Field(0.04, gt=0.0, description="sophia: clipping scale")
@@ -198,16 +205,19 @@ class MultitaskSettings(NotebookConfig):
     @field_validator("dropout", "loss_weights")
     @classmethod
     def _every_task(cls, values: dict[str, float]) -> dict[str, float]:
-        if sorted(values) != sorted(MULTITASK):
-            raise ValueError(f"needs one value for each of {list(MULTITASK)}, got {sorted(values)}")
+        if sorted(values) != sorted(registry.MULTITASK):
+            raise ValueError(f"needs one value for each of {list(registry.MULTITASK)}, "
+                             f"got {sorted(values)}")
         return values
 
     @field_validator("task_order")
     @classmethod
     def _each_task_once(cls, order: list[str]) -> list[str]:
-        if sorted(order) != sorted(MULTITASK):
-            raise ValueError(f"must name each of {list(MULTITASK)} once, got {order}")
-        return order
+        """Each task at most once; the tasks not named join at the end, in the registry's order (so the
+        study's three-task orders of `minbert.arms` hold for a task added later)."""
+        if len(set(order)) != len(order):
+            raise ValueError(f"must name each task at most once, got {order}")
+        return [*order, *(task for task in registry.MULTITASK if task not in order)]
 
     @field_validator("smart")
     @classmethod
@@ -376,7 +386,8 @@ class SmartConfig(TuningConfig):
 
     mode: Literal["bi-encoder", "cross-encoder"] = Field(
         "cross-encoder", description="the study's STS collapse under SMART was in its cross-encoder")
-    smart_tasks: list[TaskName] = Field(list(MULTITASK), min_length=1, description="tasks with SMART")
+    smart_tasks: list[TaskName] = Field(default_factory=_every_task, min_length=1,
+                                        description="tasks with SMART")
     smart_weight: float = Field(1.0, ge=0.0)
     smart_form: Literal["paper", "mtdnn"] = Field("paper", description="the paper's Algorithm 1, or MT-DNN's "
                                                   "normalised perturbation (minbert.smart)")
@@ -391,7 +402,7 @@ class SmartConfig(TuningConfig):
     smart_through_clean: bool = Field(False, description="back-propagate through the clean pass (MT-DNN)")
     probe_epsilons: list[float] = Field([0.0, 1e-5, 0.003, 0.01, 0.03, 0.1, 0.3], min_length=1,
                                         description="perturbation sizes of the scale probe")
-    studies: list[TaskName] = Field(list(MULTITASK), description="one SMART study per task named")
+    studies: list[TaskName] = Field(default_factory=_every_task, description="one SMART study per task named")
 
     def smart_defaults(self) -> dict:
         """SmartSettings fields at this config's SMART settings."""
@@ -470,7 +481,7 @@ class PeerConfig(NotebookConfig):
     """The peer (`minbert.peer`): transformers' own fine-tune of the same weights, one task at a time,
     with its usual recipe, on the rows notebook 06 uses (its data knobs must equal 06's: a test checks)."""
 
-    tasks: list[TaskName] = Field(list(MULTITASK), min_length=1)
+    tasks: list[TaskName] = Field(default_factory=_every_task, min_length=1)
     lr: float = Field(1e-4, gt=0.0)
     epochs: int = Field(3, gt=0, description="the epoch kept is the best on the held-out rows")
     batch_size: int = Field(MultitaskSettings.model_fields["batch_size"].default, gt=0)
@@ -481,7 +492,8 @@ class PeerConfig(NotebookConfig):
     max_length: int = Field(MultitaskSettings.model_fields["max_length"].default, gt=2, le=512)
     train_limits: dict[TaskName, int] = Field({}, description="as notebook 06's")
     dev_limits: dict[TaskName, int] = Field({}, description="as notebook 06's")
-    heldout_sizes: dict[TaskName, int] = Field(MultitaskSettings.model_fields["heldout_sizes"].default,
+    heldout_sizes: dict[TaskName, int] = Field(default_factory=MultitaskSettings.model_fields["heldout_sizes"]
+                                               .default_factory,
                                                description="as notebook 06's")
 
 

@@ -23,7 +23,7 @@ import torch
 
 from minbert import paths, tasks
 from minbert.files import atomic_path, remove_partials
-from minbert.tasks import MULTITASK, Task
+from minbert.tasks import Task
 
 DEFAULT_URL_BASE = "https://raw.githubusercontent.com/gpoesia/minbert-default-final-project/main/data/"
 
@@ -447,7 +447,7 @@ class TaskData:
         return {task: len(split) for task, split in self.splits["dev"].items()}
 
 
-def load_tasks(tokenizer, max_length: int, *, names: tuple[str, ...] = MULTITASK,
+def load_tasks(tokenizer, max_length: int, *, names: tuple[str, ...] | None = None,
                train_limits: dict[str, int | None] | None = None,
                dev_limits: dict[str, int | None] | None = None,
                seed: int = 0, strict: bool = False, cross_encoder: bool = False,
@@ -459,6 +459,7 @@ def load_tasks(tokenizer, max_length: int, *, names: tuple[str, ...] = MULTITASK
     `heldout_sizes` carves a seeded held-out split from each task's whole train file before the
     train subsample is drawn from the rest: the rows every selection is made on, never trained on,
     and the same rows whatever the train limits (so tuning trials and runs select on one split)."""
+    names = tasks.MULTITASK if names is None else names
     limits = {"train": train_limits or {}, "dev": dev_limits or {},
               "test": dict.fromkeys(names, test_limit)}
     splits: dict[str, dict[str, TaskSplit]] = {"train": {}, "heldout": {}, "dev": {}, "test": {}}

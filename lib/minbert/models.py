@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minbert import tasks
 from minbert.bert import BertModel, Embedded
-from minbert.tasks import MULTITASK as TASKS
 
 POOLINGS = ("cls", "mean", "cls+mean")
 
@@ -73,14 +73,22 @@ def make_head(in_features: int, out_features: int, hidden: int | None, dropout: 
 MODES = ("bi-encoder", "cross-encoder")
 
 
-class MultitaskBert(nn.Module):
-    """One BERT shared by SST, QQP and STS, in bi-encoder ("sBERT") mode: every sentence is
-    encoded on its own into one vector.
+def head_outputs_of(task: tasks.Task) -> int:
+    """A task head's outputs: one per class (multiclass), one logit (binary), one score (regression)."""
+    return task.num_classes if task.kind == "multiclass" else 1
 
-    - SST: a head on the sentence vector, 5 logits.
-    - QQP: a head on the pair features [u, v, |u - v|] (Sentence-BERT's classifier), 1 logit.
-    - STS: the cosine similarity of u and v as a 0..5 score, 5 max(cos, 0), trained with
-      MSE against the real-valued gold score. Unrelated sentences (gold 0) are asked to
+
+class MultitaskBert(nn.Module):
+    """One BERT shared by the multitask tasks (`tasks.MULTITASK`: SST, QQP and STS), in bi-encoder
+    ("sBERT") mode: every sentence is encoded on its own into one vector. Each task's head follows from
+    its registry entry (one sentence or a pair, its kind), so a task added there gets one:
+
+    - one sentence (SST): a head on the sentence vector, one logit per class (one for a binary task,
+      one score in the task's range for a regression);
+    - a classification pair (QQP): a head on the pair features [u, v, |u - v|] (Sentence-BERT's
+      classifier), 1 logit for a binary task;
+    - a regression pair (STS): the cosine similarity of u and v as a score, 5 max(cos, 0) on 0..5,
+      trained with MSE against the real-valued gold score. Unrelated sentences (gold 0) are asked to
       be orthogonal, not opposite, which leaves the pretrained geometry less disturbed
       than mapping -1..1 onto 0..5 would.
     `shared_similarity` adds one linear layer applied to u and v before both QQP and
@@ -88,7 +96,8 @@ class MultitaskBert(nn.Module):
 
     In `cross-encoder` ("BERT") mode the two sentences of a pair go through BERT
     together ([CLS] a [SEP] b [SEP], token types 0 and 1) and one vector of the pair
-    feeds a QQP head (1 logit) and an STS regression head, 5 sigmoid(x) on 0..5.
+    feeds a QQP head (1 logit) and an STS regression head, 5 sigmoid(x) on 0..5. Heads are named
+    `<task>_head` (and `<task>_dropout` before a bi-encoder's cosine), in the registry's order.
     """
 
     def __init__(self, bert: BertModel, pooling: str = "mean", head_hidden: int | None = None,
@@ -101,19 +110,25 @@ class MultitaskBert(nn.Module):
             raise ValueError("shared_similarity compares two sentence vectors: bi-encoder mode only")
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; known: {list(POOLINGS)}")
-        rates = dropout if isinstance(dropout, dict) else dict.fromkeys(TASKS, dropout)
-        missing = [t for t in TASKS if t not in rates]
-        if missing or set(rates) - set(TASKS):
-            raise ValueError(f"dropout needs one rate for each of {list(TASKS)}, got {sorted(rates)}")
+        names = tasks.MULTITASK
+        rates = dropout if isinstance(dropout, dict) else dict.fromkeys(names, dropout)
+        missing = [t for t in names if t not in rates]
+        if missing or set(rates) - set(names):
+            raise ValueError(f"dropout needs one rate for each of {list(names)}, got {sorted(rates)}")
         size = pooled_size(bert.config.hidden_size, pooling)
         self.bert = bert
         self.pooling = pooling
         self.mode = mode
-        self.sst_head = make_head(size, 5, head_hidden, rates["sst"])
+        self.task_names = tuple(names)
         cross = mode == "cross-encoder"
-        self.qqp_head = make_head(size if cross else 3 * size, 1, head_hidden, rates["qqp"])
-        self.sts_dropout = nn.Dropout(rates["sts"])
-        self.sts_head = make_head(size, 1, head_hidden, rates["sts"]) if cross else None
+        for name in names:  # in the registry's order: the same seed gives every head the same start
+            task = tasks.get(name)
+            if task.is_pair and task.kind == "regression" and not cross:  # the cosine: no weights
+                setattr(self, f"{name}_dropout", nn.Dropout(rates[name]))
+                setattr(self, f"{name}_head", None)
+                continue
+            width = 3 * size if task.is_pair and not cross else size
+            setattr(self, f"{name}_head", make_head(width, head_outputs_of(task), head_hidden, rates[name]))
         self.similarity = nn.Linear(size, size) if shared_similarity else None
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -124,23 +139,33 @@ class MultitaskBert(nn.Module):
         return pool(self.bert.encode(embedded), embedded.attention_mask, self.pooling)
 
     def head_outputs(self, task: str, vectors: list[torch.Tensor]) -> torch.Tensor:
-        """The task's outputs from its sentence vectors: [u] for SST, [u, v] for pairs."""
-        if task == "sst":
-            return self.sst_head(vectors[0])
-        if self.mode == "cross-encoder":  # one vector of the pair read together
-            (joint,) = vectors
-            if task == "qqp":
-                return self.qqp_head(joint).squeeze(-1)
-            return 5.0 * torch.sigmoid(self.sts_head(joint).squeeze(-1).float())
+        """The task's outputs from its sentence vectors: [u] for one sentence, [u, v] for a pair (one
+        vector of the pair read together in cross-encoder mode)."""
+        if task not in self.task_names:
+            raise ValueError(f"unknown task {task!r}; known: {list(self.task_names)}")
+        spec, head = tasks.get(task), getattr(self, f"{task}_head")
+        if len(vectors) == 1:  # one sentence, or a pair read together
+            return self._finish(spec, head(vectors[0]))
         u, v = vectors
         if self.similarity is not None:
             u, v = self.similarity(u), self.similarity(v)
-        if task == "qqp":
-            return self.qqp_head(torch.cat([u, v, (u - v).abs()], dim=-1)).squeeze(-1)
-        if task == "sts":
-            cosine = F.cosine_similarity(self.sts_dropout(u).float(), self.sts_dropout(v).float(), dim=-1)
-            return 5.0 * cosine.clamp(min=0.0)
-        raise ValueError(f"unknown task {task!r}; known: {list(TASKS)}")
+        if head is None:  # a regression pair: the cosine, scaled to the score's range
+            dropout = getattr(self, f"{task}_dropout")
+            cosine = F.cosine_similarity(dropout(u).float(), dropout(v).float(), dim=-1)
+            low, high = spec.score_range
+            return low + (high - low) * cosine.clamp(min=0.0)
+        return self._finish(spec, head(torch.cat([u, v, (u - v).abs()], dim=-1)))
+
+    @staticmethod
+    def _finish(spec: tasks.Task, out: torch.Tensor) -> torch.Tensor:
+        """A head's raw output as the task's: class logits (N, classes), one logit (N,), or a score in
+        the task's range (N,), low + (high - low) sigmoid(x)."""
+        if spec.kind == "multiclass":
+            return out
+        if spec.kind == "binary":
+            return out.squeeze(-1)
+        low, high = spec.score_range
+        return low + (high - low) * torch.sigmoid(out.squeeze(-1).float())
 
     def embed_inputs(self, batch: dict) -> list[Embedded]:
         """The embedding layer's output for each input of a batch (one sentence, or a pair)."""
