@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from minbert import paths
-from minbert.config import NOTEBOOK_CONFIGS, ConfigError, arm_settings, config_class, validate
+from minbert.config import ConfigError, arm_settings
+from minbert.notebook_settings import NOTEBOOK_CONFIGS, config_class, validate
 from minbert.params import (
     PROFILES,
     load_config,

@@ -52,7 +52,7 @@ def test_the_trainer_anneals_the_proportional_schedule_over_its_epochs(tiny_chec
     dev = toy_tasks(8, 3)
     run = MultitaskSettings(schedule="proportional", epochs=2, batch_size=8, lr=1e-3)
     history = train_multitask(make_model(tiny_checkpoint), small, dev, run, runtime=CPU).history
-    first, last = ({t: h.get(f"{t}_steps") for t in small} for h in history)
+    first, last = (h.task_steps for h in history)
     assert first == {"sst": 8, "qqp": 2, "sts": 2}  # exponent 1: in proportion to the 8/2/2 batches
     assert last["sst"] < 8 and last["qqp"] > 2  # exponent 0.2: nearer equal shares
     assert sum(first.values()) == sum(last.values()) == 12
@@ -104,17 +104,19 @@ def test_patience_stops_a_run_whose_held_out_score_stopped_rising(tiny_checkpoin
 
     scores = iter([0.5, 0.7, 0.6, 0.65, 0.9, 0.95])  # best at epoch 2, then two epochs below it
 
-    def scripted(*args, **kwargs):
-        return {"heldout_mean": next(scores)}
+    heldout = toy_tasks(8, 5)
 
-    monkeypatch.setattr(training, "heldout_metrics", scripted)
-    monkeypatch.setattr(training, "dev_metrics", lambda *a, **k: {"sst_acc": 0.1, "qqp_acc": 0.1,
-                                                                 "sts_pearson": 0.1})
+    def scripted(model, data, *args, **kwargs):  # the held-out rows score as scripted; dev 0.1
+        score = next(scores) if data is heldout else 0.1
+        return {"sst_acc": score, "qqp_acc": score, "sts_pearson": score}
+
+    monkeypatch.setattr(training, "dev_metrics", scripted)
     train, dev = tasks
     run = MultitaskSettings(epochs=6, batch_size=16, lr=1e-3, patience=2)
-    history = train_multitask(make_model(tiny_checkpoint), train, dev, run, heldout=toy_tasks(8, 5)).history
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
-    assert [h["epoch"] for h in history if "dev_mean" in h] == [2]
+    history = train_multitask(make_model(tiny_checkpoint), train, dev, run, heldout=heldout).history
+    assert [h.epoch for h in history] == [1, 2, 3, 4]
+    assert [h.heldout_mean for h in history] == pytest.approx([0.5, 0.7, 0.6, 0.65])
+    assert [h.epoch for h in history if h.dev] == [2]
 
 
 # ----------------------------------------------------------------------------- the ensemble
@@ -254,7 +256,7 @@ def test_snapshots_hold_each_epochs_weights_as_a_run_stopped_there_has_them(tiny
     for name, weight in stopped.state_dict().items():
         torch.testing.assert_close(snapshots[1][name], weight, msg=name)
     assert any(not torch.equal(snapshots[1][k], snapshots[2][k]) for k in snapshots[1])  # epoch 2 trained on
-    kept = max(history, key=lambda h: (h["dev_mean"], h["epoch"]))["epoch"]
+    kept = max(history, key=lambda h: (h.dev_mean, h.epoch)).epoch
     for name, weight in model.state_dict().items():
         torch.testing.assert_close(snapshots[kept][name], weight, msg=name)
         assert snapshots[kept][name].device.type == "cpu" and snapshots[kept][name] is not weight

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from minbert import cli, paths, records
 from minbert.bert import CHECKPOINT_ORIGIN, CheckpointError, default_checkpoint
-from minbert.config import NOTEBOOK_CONFIGS, SCRIPT_CONFIGS
+from minbert.notebook_settings import NOTEBOOK_CONFIGS, SCRIPT_CONFIGS
 from minbert.params import dry_run_overrides, is_budget, load_config
 from minbert.parity import compare_with_transformers
 

@@ -13,6 +13,7 @@ from minbert.data import TaskTensors
 from minbert.evaluation import dev_metrics
 from minbert.models import MultitaskBert
 from minbert.runtime import CPU
+from minbert.tasks import mean_score as tasks_mean
 from minbert.training import TrainingError, class_weight_tensor, train_multitask
 
 
@@ -61,14 +62,14 @@ def test_every_schedule_trains_and_reports_all_metrics(tiny_checkpoint, tasks, s
                                                             batch_size=8), runtime=CPU)
     history, predicted = trained.history, trained.dev_predictions
     record = history[0]
-    for key in ("sst_acc", "qqp_acc", "sts_pearson", "sst_train_loss", "qqp_train_loss",
-                "sts_train_loss", "sst_dev_loss", "dev_mean"):
-        assert math.isfinite(record[key]), key
-    assert 0 <= record["sst_acc"] <= 1 and -1 <= record["sts_pearson"] <= 1
-    assert (record["steps"], record["examples"]) == (18, 144)
+    assert set(record.dev) == {"sst_acc", "qqp_acc", "sts_pearson"} and set(record.train_loss) == set(train)
+    values = [*record.dev.values(), *record.train_loss.values(), *record.dev_loss.values(), record.dev_mean]
+    assert all(math.isfinite(v) for v in values)
+    assert 0 <= record.dev["sst_acc"] <= 1 and -1 <= record.dev["sts_pearson"] <= 1
+    assert (record.steps, record.examples) == (18, 144)
     for name, split in dev.items():
         task = registry.get(name)
-        assert task.score(predicted[name], split.labels) == pytest.approx(record[task.metric], abs=1e-6)
+        assert task.score(predicted[name], split.labels) == pytest.approx(record.dev[task.metric], abs=1e-6)
 
 
 def test_training_improves_the_dev_losses(tiny_checkpoint, tasks):
@@ -94,8 +95,8 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_checkpoint, 
     got = train_multitask(resumed, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "b",
                           resume=True).history
     drop = ("seconds",)
-    assert [{k: v for k, v in h.items() if k not in drop} for h in got] == [
-        {k: v for k, v in h.items() if k not in drop} for h in expected]
+    assert [{k: v for k, v in h.to_dict().items() if k not in drop} for h in got] == [
+        {k: v for k, v in h.to_dict().items() if k not in drop} for h in expected]
     for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
@@ -126,9 +127,9 @@ def test_freeze_last_epoch_and_separate_qqp_phase(tiny_checkpoint, tasks):
     history = train_multitask(model, train, dev, run, runtime=CPU,
                               on_epoch=lambda r: snapshots.append(
                                   {k: v.clone() for k, v in model.bert.state_dict().items()})).history
-    assert [h["qqp_only"] for h in history] == [True, False, False]
-    assert math.isnan(history[0]["sst_train_loss"]) and math.isfinite(history[1]["sst_train_loss"])
-    assert [h["bert_frozen"] for h in history] == [False, False, True]
+    assert [h.qqp_only for h in history] == [True, False, False]
+    assert math.isnan(history[0].train_loss["sst"]) and math.isfinite(history[1].train_loss["sst"])
+    assert [h.bert_frozen for h in history] == [False, False, True]
     for name, value in snapshots[2].items():
         assert torch.equal(value, snapshots[1][name]), f"{name} changed while frozen"
 
@@ -180,8 +181,7 @@ def test_resume_on_the_smoke_profile_with_real_data(data_dir, tmp_path):
     resumed = train_multitask(fresh(), data.train, data.dev, run, runtime=CPU,
                               checkpoint_dir=tmp_path / "killed", resume=True).history
     assert len(straight) == 2
-    metrics = ("sst_acc", "qqp_acc", "sts_pearson", "sst_train_loss", "qqp_train_loss", "sts_train_loss")
-    assert [{m: h[m] for m in metrics} for h in resumed] == [{m: h[m] for m in metrics} for h in straight]
+    assert [(h.dev, h.train_loss) for h in resumed] == [(h.dev, h.train_loss) for h in straight]
 
 
 def test_sophia_trains_with_hessian_refreshes_and_resumes(tiny_checkpoint, tasks, tmp_path):
@@ -194,7 +194,7 @@ def test_sophia_trains_with_hessian_refreshes_and_resumes(tiny_checkpoint, tasks
     # run's does not)
     expected = train_multitask(model, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "a",
                                stop_after_epoch=2).history
-    assert expected[-1]["sts_dev_loss"] < before["sts_dev_loss"]
+    assert expected[-1].dev_loss["sts"] < before["sts_dev_loss"]
     state = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["optimizers"]["all"]["state"]
     hessians = [s["hessian"] for s in state.values()]
     assert hessians and all(torch.isfinite(h).all() for h in hessians)
@@ -205,7 +205,7 @@ def test_sophia_trains_with_hessian_refreshes_and_resumes(tiny_checkpoint, tasks
     resumed = make_model(tiny_checkpoint)
     history = train_multitask(resumed, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "b",
                               resume=True).history
-    assert [h["dev_mean"] for h in history] == [h["dev_mean"] for h in expected]
+    assert [h.dev_mean for h in history] == [h.dev_mean for h in expected]
 
 
 def test_one_optimizer_per_task_uses_its_own_settings(tiny_checkpoint, tasks):
@@ -239,8 +239,8 @@ def test_cross_encoder_trains_with_smart_and_sophia(tiny_checkpoint, tasks):
     run = MultitaskSettings(epochs=3, lr=1e-3, batch_size=8, optimizer="sophia", hessian_interval=2,
                        smart={"qqp": {}, "sts": {"epsilon": 1e-3}})
     history = train_multitask(model, train, dev, run, runtime=CPU).history
-    assert all(math.isfinite(h["dev_mean"]) for h in history)
-    assert history[-1]["sts_dev_loss"] < before["sts_dev_loss"]
+    assert all(math.isfinite(h.dev_mean) for h in history)
+    assert history[-1].dev_loss["sts"] < before["sts_dev_loss"]
 
 
 def test_a_fresh_run_replaces_its_tensorboard_log_and_a_resumed_one_continues_it(tiny_checkpoint, tasks,
@@ -278,7 +278,7 @@ def test_resume_refuses_other_settings_and_names_them(tiny_checkpoint, tasks, tm
                         resume=True)
     resumed = train_multitask(make_model(tiny_checkpoint), train, dev, run.with_updates({"resume": True}),
                               runtime=CPU, checkpoint_dir=tmp_path, resume=True).history
-    assert [h["epoch"] for h in resumed] == [1, 2]  # the same settings (and `resume` itself) continue
+    assert [h.epoch for h in resumed] == [1, 2]  # the same settings (and `resume` itself) continue
 
 
 def test_the_standard_recipe_warms_up_decays_to_zero_and_clips(tiny_checkpoint, tasks, tmp_path):
@@ -295,13 +295,13 @@ def test_the_standard_recipe_warms_up_decays_to_zero_and_clips(tiny_checkpoint, 
         history = train_multitask(make_model(tiny_checkpoint), train, dev, run,
                                   checkpoint_dir=tmp_path / optimizer,
                                   stop_after_epoch=2).history  # as a kill after the last epoch: last.pt whole
-        assert history[0]["lr"] == pytest.approx(1e-3 * (total - per_epoch) / (total - warmup))
-        assert history[1]["lr"] == 0.0
+        assert history[0].lr == pytest.approx(1e-3 * (total - per_epoch) / (total - warmup))
+        assert history[1].lr == 0.0
         state = torch.load(tmp_path / optimizer / "last.pt", weights_only=True)["schedulers"]["all"]
         assert state["last_epoch"] == total
     constant = train_multitask(make_model(tiny_checkpoint), train, dev, MultitaskSettings(
         epochs=1, lr=1e-3, batch_size=8, lr_schedule="constant")).history
-    assert constant[0]["lr"] == 1e-3
+    assert constant[0].lr == 1e-3
     a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
     a.grad, b.grad = torch.tensor([3.0]), torch.tensor([4.0])  # total norm 5
     clip_gradients(torch.optim.SGD([a, b], lr=0.1), 1.0)
@@ -312,7 +312,6 @@ def test_the_standard_recipe_warms_up_decays_to_zero_and_clips(tiny_checkpoint, 
 def test_the_kept_epoch_is_the_best_on_held_out_rows(tiny_checkpoint, tasks, tmp_path, on_disk):
     """Every epoch is scored on the held-out rows alone; dev is evaluated once, for the kept weights
     (from best.pt, or kept in memory without a checkpoint folder), and only that epoch holds it."""
-    from minbert.training import heldout_metrics, selection_score
 
     train, dev = tasks
     heldout = toy_tasks(16, 2)
@@ -320,15 +319,14 @@ def test_the_kept_epoch_is_the_best_on_held_out_rows(tiny_checkpoint, tasks, tmp
     trained = train_multitask(model, train, dev, MultitaskSettings(epochs=3, lr=1e-3, batch_size=8),
                               heldout=heldout, checkpoint_dir=tmp_path if on_disk else None)
     history, predicted = trained.history, trained.dev_predictions
-    assert all({"heldout_sst_acc", "heldout_sts_pearson", "heldout_qqp_loss"} <= set(h) for h in history)
-    best = max(history, key=selection_score)
-    assert selection_score(best) == best["heldout_mean"] == max(h["heldout_mean"] for h in history)
-    assert [h["epoch"] for h in history if "dev_mean" in h] == [best["epoch"]]
-    again = heldout_metrics(model, heldout, 32, CPU)  # the weights kept are that epoch's
-    assert again["heldout_mean"] == pytest.approx(best["heldout_mean"], abs=1e-6)
-    assert dev_metrics(model, dev, 32, CPU)["sts_pearson"] == pytest.approx(best["sts_pearson"], abs=1e-6)
+    assert all({"sst_acc", "sts_pearson"} <= set(h.heldout) and "qqp" in h.heldout_loss for h in history)
+    best = max(history, key=lambda h: h.heldout_mean)
+    assert best.selection_score == best.heldout_mean
+    assert [h.epoch for h in history if h.dev] == [best.epoch]  # dev is scored once, for the kept epoch
+    again = tasks_mean(dev_metrics(model, heldout, 32, CPU))  # the weights kept are that epoch's
+    assert again == pytest.approx(best.heldout_mean, abs=1e-6)
+    assert dev_metrics(model, dev, 32, CPU)["sts_pearson"] == pytest.approx(best.dev["sts_pearson"], abs=1e-6)
     assert set(predicted) == {"sst", "qqp", "sts"} and len(predicted["sst"]) == len(dev["sst"])
-    assert selection_score({"dev_mean": 0.9}) == 0.9  # without held-out rows, dev decides
 
 
 def test_sophia_records_its_regime_per_epoch_also_with_one_optimizer_per_task(tiny_checkpoint, tasks):
@@ -337,12 +335,12 @@ def test_sophia_records_its_regime_per_epoch_also_with_one_optimizer_per_task(ti
         run = MultitaskSettings(epochs=1, lr=1e-3, batch_size=8, optimizer="sophia", hessian_interval=2,
                                 task_optimizers=task_optimizers, hessian_bias_correction=True)
         (record,) = train_multitask(make_model(tiny_checkpoint), train, dev, run, runtime=CPU).history
-        assert 0.0 <= record["sophia_clipped_share"] <= 1.0
-        assert 0.0 <= record["sophia_clipped_share_estimated"] <= 1.0
-        assert record["sophia_hessian_mean"] > 0.0
+        assert 0.0 <= record.sophia["clipped_share"] <= 1.0
+        assert 0.0 <= record.sophia["clipped_share_estimated"] <= 1.0
+        assert record.sophia["hessian_mean"] > 0.0
     adamw = train_multitask(make_model(tiny_checkpoint), train, dev,
                             MultitaskSettings(epochs=1, batch_size=8), runtime=CPU).history
-    assert "sophia_clipped_share" not in adamw[0]
+    assert not adamw[0].sophia
 
 
 def test_attention_variant_parameters_get_their_own_learning_rate(tiny_checkpoint, tasks):

@@ -3,13 +3,16 @@ in the settings, loaded, given a head and trained beside SST, QQP and STS, with 
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from minbert import tasks
-from minbert.bert import load_tokenizer
+from minbert.analysis import error_profile
+from minbert.bert import BertModel, load_tokenizer
 from minbert.config import arm_settings
 from minbert.experiments import load_multitask, run_arm
 from minbert.params import load_config
+from minbert.pretrained_view import PretrainedView
 from minbert.runtime import CPU
 
 # A binary sentence task on the CFIMDB files (the registry's own cfimdb entry is a two-class multiclass
@@ -48,6 +51,19 @@ def test_a_fourth_task_trains_beside_the_three_by_its_entry_alone(toy_task, data
     assert set(run.trained.dev_predictions["toy"]) <= {0, 1} and len(run.trained.dev_predictions["toy"]) == 16
     if arm == "combined":  # every step takes a batch of each of the four tasks
         assert epoch["toy_steps"] == epoch["sst_steps"] == epoch["steps"]
+    else:  # the final model's pretrained view fits it by its kind: a one-logit probe on the sentence vector
+        view = PretrainedView.fit(BertModel.from_pretrained(cfg.checkpoint), {"toy": data.train["toy"]})
+        assert view.heads["toy"].in_features == 384 and view.heads["toy"].out_features == 1
+        assert view.all_features("toy", data.dev["toy"], 8).shape == (16, 384)
+
+
+def test_the_error_profile_reads_a_new_task_by_its_kind(toy_task):
+    table = pd.DataFrame({"gold": [1, 1, 0, 0], "predicted": [1, 0, 1, 0],
+                          "correct": [True, False, False, True], "confidence": [0.9, 0.8, 0.7, 0.6],
+                          "text": ["a", "b", "c", "d"]})
+    profile = error_profile({"toy": table})["value"]
+    assert profile[("TOY", "false positives / missed positives")] == "1 / 1"
+    assert ("TOY", "word overlap (Jaccard): positives found / missed") not in profile  # one sentence: no pair
 
 
 def test_a_task_outside_the_registry_is_refused_by_name():

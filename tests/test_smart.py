@@ -206,9 +206,9 @@ def test_training_with_smart_on_every_task_is_finite(tiny_checkpoint):
                               "sts": {"steps": 2, "epsilon": 1e-3}})
     record = train_multitask(model, train, dev, run, runtime=CPU).history[0]
     for task in ("sst", "qqp", "sts"):
-        assert math.isfinite(record[f"{task}_train_loss"]) and record[f"{task}_smart_loss"] >= 0
-        assert record[f"{task}_smart_control"] >= 0  # the dropout-only part, recorded beside it
-    assert math.isfinite(record["dev_mean"])
+        assert math.isfinite(record.train_loss[task]) and record.smart_loss[task] >= 0
+        assert record.smart_control[task] >= 0  # the dropout-only part, recorded beside it
+    assert math.isfinite(record.dev_mean)
     with pytest.raises(ValueError, match="smart"):
         MultitaskSettings(smart={"sst": {"norm": "l3"}})
     with pytest.raises(ValueError, match="smart"):

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from minbert.bert import BertModel
-from minbert.config import Part1Config
 from minbert.evaluation import predict_logits
 from minbert.models import SentenceClassifier, pool
+from minbert.notebook_settings import Part1Config
 from minbert.part1 import train_classifier
 from minbert.training import TrainingError
 

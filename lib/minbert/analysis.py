@@ -63,45 +63,58 @@ def _mean_or_dash(values: pd.Series) -> str:
 
 
 def error_profile(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """What the mistakes have in common, measured: for SST the share of wrong answers one class off
-    and the most frequent confusion; for QQP the false positives and negatives and the word overlap of
-    wrong pairs against right ones; for STS the mean signed error by gold band (over- or
-    under-estimation of similarity)."""
+    """What the mistakes have in common, measured, by the task's kind: for several classes (SST) the
+    share of wrong answers one class off and the most frequent confusion; for two (QQP) the false
+    positives and negatives, and for a pair the word overlap of wrong pairs against right ones; for a
+    score (STS) the mean signed error by gold band (over- or under-estimation of similarity)."""
     rows = []
-    sst = tables.get("sst")
-    if sst is not None and (~sst["correct"]).any():
-        wrong = sst[~sst["correct"]]
-        names = tasks.get("sst").class_names
-        confusions = wrong.groupby(["gold", "predicted"]).size()
-        gold, predicted = confusions.idxmax()
-        one_off = float(((wrong["gold"] - wrong["predicted"]).abs() == 1).mean())
-        rows += [("SST", "wrong answers one class off", f"{one_off:.0%}"),
-                 ("SST", "most frequent confusion (gold -> predicted)",
-                  f"{names[int(gold)]} -> {names[int(predicted)]} ({int(confusions.max())} rows)")]
-    qqp = tables.get("qqp")
-    if qqp is not None and (~qqp["correct"]).any():
-        wrong = qqp[~qqp["correct"]]
-        overlap = qqp["text"].map(_word_overlap)
-        confident = wrong[wrong["confidence"] >= wrong["confidence"].quantile(0.9)]
-        duplicate, right = qqp["gold"] == 1, qqp["correct"]
-        rows += [("QQP", "false duplicates / missed duplicates",
-                  f"{int((wrong['predicted'] == 1).sum())} / {int((wrong['predicted'] == 0).sum())}"),
-                 ("QQP", "of the most confident tenth of the mistakes: missed duplicates",
-                  f"{float((confident['predicted'] == 0).mean()):.0%}"),
-                 ("QQP", "word overlap (Jaccard): duplicates found / missed",
-                  f"{_mean_or_dash(overlap[duplicate & right])} / "
-                  f"{_mean_or_dash(overlap[duplicate & ~right])}"),
-                 ("QQP", "word overlap: non-duplicates kept apart / called duplicates",
-                  f"{_mean_or_dash(overlap[~duplicate & right])} / "
-                  f"{_mean_or_dash(overlap[~duplicate & ~right])}")]
-    sts = tables.get("sts")
-    if sts is not None and len(sts):
-        signed = sts["predicted"] - sts["gold"]
-        bands = pd.cut(sts["gold"], [-0.01, 1, 2, 3, 4, 5], labels=["0-1", "1-2", "2-3", "3-4", "4-5"])
-        for band, values in signed.groupby(bands, observed=True):
-            rows.append(("STS", f"mean predicted - gold, gold {band}",
-                         f"{values.mean():+.2f} ({len(values)} rows)"))
+    for name, table in tables.items():
+        task, label = tasks.get(name), name.upper()
+        if task.kind == "regression":
+            if len(table):
+                rows += _score_errors(label, table, task.score_range)
+        elif (~table["correct"]).any():
+            rows += (_class_errors(label, table, task.class_names) if task.kind == "multiclass"
+                     else _binary_errors(label, table, task.class_names[1], task.is_pair))
     return pd.DataFrame(rows, columns=["task", "measure", "value"]).set_index(["task", "measure"])
+
+
+def _class_errors(label: str, table: pd.DataFrame, names: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    wrong = table[~table["correct"]]
+    confusions = wrong.groupby(["gold", "predicted"]).size()
+    gold, predicted = confusions.idxmax()
+    one_off = float(((wrong["gold"] - wrong["predicted"]).abs() == 1).mean())
+    return [(label, "wrong answers one class off", f"{one_off:.0%}"),
+            (label, "most frequent confusion (gold -> predicted)",
+             f"{names[int(gold)]} -> {names[int(predicted)]} ({int(confusions.max())} rows)")]
+
+
+def _binary_errors(label: str, table: pd.DataFrame, positive: str, pair: bool) -> list[tuple[str, str, str]]:
+    wrong = table[~table["correct"]]
+    confident = wrong[wrong["confidence"] >= wrong["confidence"].quantile(0.9)]
+    rows = [(label, f"false {positive}s / missed {positive}s",
+             f"{int((wrong['predicted'] == 1).sum())} / {int((wrong['predicted'] == 0).sum())}"),
+            (label, f"of the most confident tenth of the mistakes: missed {positive}s",
+             f"{float((confident['predicted'] == 0).mean()):.0%}")]
+    if pair:
+        overlap = table["text"].map(_word_overlap)
+        found, right = table["gold"] == 1, table["correct"]
+        rows += [(label, f"word overlap (Jaccard): {positive}s found / missed",
+                  f"{_mean_or_dash(overlap[found & right])} / {_mean_or_dash(overlap[found & ~right])}"),
+                 (label, f"word overlap: non-{positive}s kept apart / called {positive}s",
+                  f"{_mean_or_dash(overlap[~found & right])} / {_mean_or_dash(overlap[~found & ~right])}")]
+    return rows
+
+
+def _score_errors(label: str, table: pd.DataFrame,
+                  score_range: tuple[float, float]) -> list[tuple[str, str, str]]:
+    low, high = score_range
+    edges = np.linspace(low, high, 6)
+    names = [f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    signed = table["predicted"] - table["gold"]
+    bands = pd.cut(table["gold"], [edges[0] - 0.01, *edges[1:]], labels=names)
+    return [(label, f"mean predicted - gold, gold {band}", f"{values.mean():+.2f} ({len(values)} rows)")
+            for band, values in signed.groupby(bands, observed=True)]
 
 
 def metric_by_length(task: str, table: pd.DataFrame, lengths: list[int], bins: int = 5) -> pd.DataFrame:

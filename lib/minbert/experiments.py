@@ -23,11 +23,12 @@ from minbert.bert import BertModel, count_parameters
 from minbert.comparison import Comparison
 from minbert.config import ComparisonConfig, MultitaskSettings, arm_settings
 from minbert.data import TaskData, load_tasks
+from minbert.epochs import best_epoch
 from minbert.evaluation import save_predictions
 from minbert.models import MultitaskBert
 from minbert.records import RunRecord, predictions_dir
 from minbert.runtime import Runtime
-from minbert.training import Trained, best_epoch, train_multitask
+from minbert.training import Trained, train_multitask
 
 
 def load_multitask(cfg: MultitaskSettings, tokenizer) -> TaskData:
@@ -80,14 +81,13 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
                               resume=settings.resume and checkpoints, keep_snapshots=keep_snapshots,
                               on_epoch=on_epoch,
                               log_dir=paths.runs_dir() / "tensorboard" / notebook / settings.profile / name)
-    history = trained.history
-    best = best_epoch(history)  # the epoch whose weights the trainer kept
+    best = best_epoch(trained.history)  # the epoch whose weights the trainer kept
     knobs = set(MultitaskSettings.model_fields) - {"profile", "device", "strict_data", "resume"}
     config = settings.model_dump(include=knobs)
     metrics = tasks.metrics().values()
-    heldout = {m: best[f"heldout_{m}"] for m in metrics} if data.heldout else None
-    record = RunRecord(name=name, arm=arm, dev={m: best[m] for m in metrics}, heldout=heldout,
-                       best_epoch=best["epoch"], history=history,
+    heldout = {m: best.heldout[m] for m in metrics} if data.heldout else None
+    record = RunRecord(name=name, arm=arm, dev={m: best.dev[m] for m in metrics}, heldout=heldout,
+                       best_epoch=best.epoch, history=[e.to_dict() for e in trained.history],
                        config={**config, "precision": runtime.precision},
                        train_sizes={task: len(t) for task, t in data.train.items()},
                        dev_sizes={task: len(t) for task, t in data.dev.items()},

@@ -19,12 +19,14 @@ from minbert import tasks
 from minbert.arms import FINAL_AIMS
 from minbert.bert import BertModel, count_parameters, load_tokenizer
 from minbert.comparison import Comparison, Difference, paired_difference
-from minbert.config import FinalConfig, arm_settings, consecutive_seeds
+from minbert.config import arm_settings, consecutive_seeds
 from minbert.data import TaskData
 from minbert.ensemble import Ensemble, average_outputs, choose_members, scores, task_outputs
+from minbert.epochs import Epoch
 from minbert.evaluation import save_predictions, write_predictions
 from minbert.experiments import build_model, load_multitask, run_arm, run_comparison
 from minbert.models import MultitaskBert
+from minbert.notebook_settings import FinalConfig
 from minbert.pretrained_view import Blended, PretrainedView, blend_outputs, choose_weights
 from minbert.records import RunRecord, predictions_dir
 from minbert.runtime import Runtime
@@ -85,12 +87,12 @@ def _ensemble_record(used: list[RunRecord], chosen: list[str], cfg: FinalConfig,
     """The final model's record when it is more than one run's kept epoch (an ensemble, or a run with the
     pretrained view's `blend` weights): its held-out and dev scores; one history entry summing the
     training of the runs its members come from (`used`); its parameters, the members' and the view's."""
-    totals = {key: sum(h.get(key, 0) for m in used for h in m.history)
-              for key in ("seconds", "steps", "examples")}
-    entry = {"epoch": 0, **totals, "members": chosen,
-             **{f"heldout_{k}": v for k, v in heldout.items()}, "heldout_mean": tasks.mean_score(heldout),
-             **dev}
-    return RunRecord(name="final", arm=cfg.arm, dev=dev, heldout=heldout, best_epoch=0, history=[entry],
+    epochs = [e for m in used for e in m.epochs]
+    entry = Epoch(0, seconds=sum(e.seconds for e in epochs), steps=sum(e.steps or 0 for e in epochs),
+                  examples=sum(e.examples or 0 for e in epochs), members=chosen, dev=dict(dev),
+                  heldout=dict(heldout), heldout_mean=tasks.mean_score(heldout))
+    return RunRecord(name="final", arm=cfg.arm, dev=dev, heldout=heldout, best_epoch=0,
+                     history=[entry.to_dict()],
                      config={**used[0].config, "ensemble": chosen, **({"blend": blend} if blend else {})},
                      train_sizes=used[0].train_sizes,
                      dev_sizes=used[0].dev_sizes,

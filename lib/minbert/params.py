@@ -1,6 +1,6 @@
 """Where a run's parameters come from: the profile files, `-p` overrides, a notebook's parameters cell.
 
-A run's parameters are the notebook's defaults (`minbert.config`), then
+A run's parameters are the notebook's defaults (`minbert.notebook_settings`), then
 `params/<profile>/<notebook>.yaml` (only what the profile changes), then overrides:
 `-p key value` on the command line, or papermill's injected cell in a notebook.
 """
@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from minbert import paths
-from minbert.config import ConfigError, Settings, config_class, validate
+from minbert.config import ConfigError, Settings
+from minbert.notebook_settings import config_class, validate
 
 PROFILES = ("smoke", "quick", "full")
 
@@ -98,7 +99,7 @@ def parse_override(text: str) -> Any:
 # A notebook's parameters cell: every knob of its config with its default, type and help, generated here
 # (`python -m minbert parameters-cells` writes them; a test keeps the notebooks in step), so that
 # `papermill --help-notebook` lists them and papermill knows every `-p` it is given.
-CELL_HEADER = ("# Knobs and defaults of minbert.config (written by `python -m minbert parameters-cells`).\n"
+CELL_HEADER = ("# Knobs and defaults of minbert.notebook_settings (`python -m minbert parameters-cells`).\n"
                "# params/<profile>/<notebook>.yaml changes some; a value set here or by papermill -p wins.\n")
 INJECTED_HEADER = "# Parameters"  # how papermill's injected cell begins (ours must begin otherwise)
 LINE_LENGTH = 110

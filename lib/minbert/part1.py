@@ -19,12 +19,13 @@ from tqdm.auto import tqdm
 
 from minbert import tasks
 from minbert.bert import BertModel, count_parameters
-from minbert.config import Part1Config
 from minbert.data import TaskData, batch_indices, load_tasks, pad_batch
+from minbert.epochs import selected_on
 from minbert.evaluation import predict_logits, sentence_embeddings, write_predictions
 from minbert.models import SentenceClassifier
+from minbert.notebook_settings import Part1Config
 from minbert.optim import AdamW
-from minbert.records import RunRecord, predictions_dir, selected_on
+from minbert.records import RunRecord, predictions_dir
 from minbert.runtime import CPU, Runtime, seed_everything
 from minbert.training import check_finite, clip_gradients, lr_scheduler
 

@@ -24,12 +24,13 @@ import torch
 
 from minbert import tasks
 from minbert.comparison import Difference, paired_difference
-from minbert.config import PeerConfig
 from minbert.data import TaskSplit, batch_indices
+from minbert.epochs import Epoch
+from minbert.notebook_settings import PeerConfig
 from minbert.records import RunRecord
 from minbert.runtime import Runtime
 
-# The peer's recipe: these knobs of `config.PeerConfig`, recorded with each of its runs.
+# The peer's recipe: these knobs of `notebook_settings.PeerConfig`, recorded with each of its runs.
 RECIPE = ("lr", "epochs", "batch_size", "eval_batch_size", "warmup_ratio", "weight_decay", "max_grad_norm",
           "max_length")
 
@@ -127,7 +128,8 @@ def fine_tune(task: str, train: TaskSplit, heldout: TaskSplit, dev: TaskSplit, c
         predicted = predictions_from(task, outputs)
         return float(spec.score(predicted, [e.label for e in gold.examples])), predicted
 
-    history, best_score, kept = [], -np.inf, None
+    history: list[Epoch] = []
+    best_score, kept = -np.inf, None
     for epoch in range(1, recipe.epochs + 1):
         model.train()
         started, total_loss, batches = time.perf_counter(), 0.0, 0
@@ -145,18 +147,20 @@ def fine_tune(task: str, train: TaskSplit, heldout: TaskSplit, dev: TaskSplit, c
             total_loss, batches = total_loss + loss.item(), batches + 1
         seconds = time.perf_counter() - started
         heldout_score, _ = score("heldout", heldout)
-        history.append({"epoch": epoch, "seconds": seconds, "steps": batches, "examples": len(lengths),
-                        f"{task}_train_loss": total_loss / max(batches, 1),
-                        f"heldout_{spec.metric}": heldout_score})
+        history.append(Epoch(epoch, seconds=seconds, steps=batches, examples=len(lengths),
+                             train_loss={task: total_loss / max(batches, 1)},
+                             heldout={spec.metric: heldout_score}))
         if heldout_score >= best_score:  # the latest of equals, as our trainer keeps
             best_score, kept = heldout_score, copy.deepcopy(model.state_dict())
     model.load_state_dict(kept)
-    best = max(h["epoch"] for h in history if h[f"heldout_{spec.metric}"] == best_score)
+    best = max(e.epoch for e in history if e.heldout[spec.metric] == best_score)
     started = time.perf_counter()
     dev_score, dev_predicted = score("dev", dev)
-    history[best - 1].update({spec.metric: dev_score, "dev_seconds": time.perf_counter() - started})
+    history[best - 1].dev[spec.metric] = dev_score
+    history[best - 1].extra["dev_seconds"] = time.perf_counter() - started
     record = RunRecord(name=f"peer-{task}", arm="peer", dev={spec.metric: dev_score},
-                       heldout={spec.metric: best_score}, best_epoch=best, history=history,
+                       heldout={spec.metric: best_score}, best_epoch=best,
+                       history=[e.to_dict() for e in history],
                        config={**{k: getattr(recipe, k) for k in RECIPE}, "seed": seed,
                                "model": type(model).__name__, "precision": runtime.precision},
                        train_sizes={task: len(train)}, dev_sizes={task: len(dev)},

@@ -3,11 +3,11 @@
 all-MiniLM-L6-v2 was trained as a sentence encoder: the mean of its token states, normalised, is a
 sentence embedding whose cosine already tracks meaning. Fine-tuned as a cross-encoder it stops being
 one; kept frozen beside it, it errs differently from the fine-tuned model, so a blend of the two can
-beat either. Per task, a linear model on the frozen embeddings, fit on the train rows only:
-
-- SST: a multinomial logistic regression on the sentence embedding (a linear probe);
-- QQP: a logistic regression on the pair's cosine;
-- STS: a least-squares line from the pair's cosine to the 0..5 score.
+beat either. Per task, a linear model on the frozen embeddings, fit on the train rows only, chosen by
+the task's kind (`tasks.Task`): what it reads is the sentence embedding for a one-sentence task and the
+pair's cosine for a pair; a classification task gets a logistic regression (multinomial for several
+classes: SST's linear probe; QQP's on the cosine), a regression a least-squares line onto its score
+range (STS: cosine to the 0..5 score).
 
 `Blended` averages the final model's outputs and the view's as the ensemble averages its members
 (class probabilities, the duplicate probability, the score), with one weight per task chosen on the
@@ -58,12 +58,16 @@ class PretrainedView(nn.Module):
     docstring). Build it with `PretrainedView.fit`; `task_outputs` speaks the final model's output
     space (SST log-probabilities, a QQP logit, an STS score), so `Blended` can average the two."""
 
-    def __init__(self, bert: BertModel, num_classes: int = 5) -> None:
+    def __init__(self, bert: BertModel, names: tuple[str, ...] | None = None) -> None:
         super().__init__()
         self.bert = bert.requires_grad_(False)
         hidden = bert.config.hidden_size
-        self.heads = nn.ModuleDict({"sst": nn.Linear(hidden, num_classes), "qqp": nn.Linear(1, 1),
-                                    "sts": nn.Linear(1, 1)}).requires_grad_(False)
+        heads = {}
+        for name in names or tasks.MULTITASK:
+            task = tasks.get(name)
+            width = 1 if task.is_pair else hidden  # the pair's cosine, or the sentence embedding
+            heads[name] = nn.Linear(width, task.num_classes if task.kind == "multiclass" else 1)
+        self.heads = nn.ModuleDict(heads).requires_grad_(False)
 
     def embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Sentence embeddings as the checkpoint was trained to give them: the mean of the token
@@ -82,10 +86,11 @@ class PretrainedView(nn.Module):
     @torch.no_grad()
     def task_outputs(self, task: str, batch: dict) -> torch.Tensor:
         out = self.heads[task](self.features(task, batch))
-        if task == "sst":
+        spec = tasks.get(task)
+        if spec.kind == "multiclass":
             return out.log_softmax(-1)
-        if task == "sts":  # a score on the labels' 0..5 scale, as the model's
-            return out.squeeze(-1).clamp(0.0, 5.0)
+        if spec.kind == "regression":  # a score on the labels' scale (STS: 0..5), as the model's
+            return out.squeeze(-1).clamp(*spec.score_range)
         return out.squeeze(-1)
 
     def all_features(self, task: str, data: TaskTensors, batch_size: int,
@@ -102,15 +107,13 @@ class PretrainedView(nn.Module):
     def fit(cls, bert: BertModel, train: dict[str, TaskTensors], batch_size: int = 128,
             runtime: Runtime = CPU) -> PretrainedView:
         """The view with each task's linear model fit on that task's train rows (scikit-learn)."""
-        view = cls(bert, num_classes=tasks.get("sst").num_classes).to(runtime.device).eval()
+        view = cls(bert, tuple(train)).to(runtime.device).eval()
         for task, data in train.items():
             x = view.all_features(task, data, batch_size, runtime).numpy()
             y = np.asarray(data.labels)
-            if task == "sst":
-                fitted = LogisticRegression(max_iter=2000).fit(x, y)
-                weight, bias = fitted.coef_, fitted.intercept_
-            elif task == "qqp":
-                fitted = LogisticRegression().fit(x, y)
+            kind = tasks.get(task).kind
+            if kind != "regression":  # a probe on the embedding needs more iterations than one on a cosine
+                fitted = LogisticRegression(max_iter=2000 if kind == "multiclass" else 100).fit(x, y)
                 weight, bias = fitted.coef_, fitted.intercept_
             else:
                 fitted = LinearRegression().fit(x, y.astype(float))

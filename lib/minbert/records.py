@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from minbert import paths, runlock, tasks
+from minbert.epochs import Epoch, epochs, selected_on
 from minbert.files import atomic_write_text, remove_partials
 from minbert.runtime import Runtime
 
@@ -147,6 +148,11 @@ class RunRecord:
         return tasks.mean_score(self.heldout) if self.heldout else None
 
     @property
+    def epochs(self) -> list[Epoch]:
+        """The history as typed epochs (`minbert.epochs`)."""
+        return epochs(self.history)
+
+    @property
     def seconds(self) -> float:
         return float(sum(h["seconds"] for h in self.history))
 
@@ -170,15 +176,6 @@ class RunRecord:
     def from_dict(cls, values: dict) -> RunRecord:
         known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
         return cls(**known)
-
-
-def selected_on(heldout: float | None, dev: float | None) -> float:
-    """THE selection rule, for every choice (an epoch, a run, an arm, a trial, the headline): the score on
-    the held-out rows carved from train; the dev score only where there are none (then dev is both
-    chosen on and reported, and the report says so)."""
-    if heldout is None and dev is None:
-        raise ValueError("nothing to select on: neither a held-out nor a dev score")
-    return float(dev if heldout is None else heldout)
 
 
 def run_selection_score(run: RunRecord) -> float:

@@ -28,12 +28,12 @@ from tqdm.auto import tqdm
 from minbert import tasks
 from minbert.config import LR_SCHEDULES, MultitaskSettings
 from minbert.data import TaskTensors, batch_indices
+from minbert.epochs import Epoch, best_epoch
 from minbert.evaluation import dev_metrics
 from minbert.files import atomic_path, remove_partials
 from minbert.models import MultitaskBert
 from minbert.optim import AdamW, SophiaG
 from minbert.pcgrad import pcgrad_backward
-from minbert.records import selected_on
 from minbert.runtime import CPU, Runtime
 from minbert.schedules import annealed_exponent, batch_sizes, epoch_plan
 from minbert.smart import SmartSettings
@@ -202,26 +202,6 @@ def _save_checkpoint(path: Path, payload: dict) -> None:
                             "The previous checkpoint is kept") from None
 
 
-def selection_score(epoch: dict) -> float:
-    """What picks the best epoch: its mean score as the selection rule reads it (`records.selected_on`)."""
-    return selected_on(epoch.get("heldout_mean"), epoch.get("dev_mean"))
-
-
-def best_epoch(history: list[dict]) -> dict:
-    """The epoch a run keeps: the best selection score, the latest of equals (the weights `best.pt` holds)."""
-    top = max(selection_score(h) for h in history)
-    return [h for h in history if selection_score(h) == top][-1]
-
-
-def heldout_metrics(model: MultitaskBert, heldout: dict[str, TaskTensors], batch_size: int,
-                    runtime: Runtime) -> dict[str, float]:
-    """The held-out rows' metrics and losses, keyed `heldout_<metric>` and `heldout_<task>_loss`."""
-    scores = dev_metrics(model, heldout, batch_size, runtime)
-    named = {f"heldout_{k.removesuffix('_dev_loss')}_loss" if k.endswith("_dev_loss") else f"heldout_{k}": v
-             for k, v in scores.items()}
-    return {**named, "heldout_mean": tasks.mean_score(scores)}
-
-
 @dataclass
 class Trained:
     """What a multitask run leaves besides its model (which holds the kept epoch's weights): one record
@@ -230,7 +210,7 @@ class Trained:
     weights at the end of every epoch this call trained, keyed by epoch (a resumed run's earlier
     epochs are not in it)."""
 
-    history: list[dict]
+    history: list[Epoch]
     dev_outputs: dict[str, torch.Tensor] = field(default_factory=dict)
     dev_predictions: dict[str, np.ndarray] = field(default_factory=dict)
     snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
@@ -241,7 +221,7 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                     name: str = "run", runtime: Runtime = CPU,
                     checkpoint_dir: Path | None = None, resume: bool = False, log_dir: Path | None = None,
                     stop_after_epoch: int | None = None, keep_snapshots: bool = False,
-                    on_epoch: Callable[[dict], None] | None = None) -> Trained:
+                    on_epoch: Callable[[Epoch], None] | None = None) -> Trained:
     """Train as the settings say; keep the weights of the best epoch: the best mean score on the
     `heldout` rows (carved from train) where given, else on dev (then dev is both selected on and
     reported). With held-out rows, each epoch is scored on them alone and dev is evaluated once, for
@@ -264,7 +244,7 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                   for key, optimizer in optimizers.items()}
     weights = {task: class_weight_tensor(train[task].labels, tasks.get(task).num_classes).to(device)
                for task in train if settings.class_weights and tasks.get(task).kind != "regression"}
-    history: list[dict] = []
+    history: list[Epoch] = []
     snapshots: dict[int, dict[str, torch.Tensor]] = {}
     kept_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights, without a checkpoint_dir
     start_epoch = 1
@@ -280,7 +260,7 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                 optimizer.load_state_dict(state["optimizers"][key])
                 schedulers[key].load_state_dict(state["schedulers"][key])
             torch.set_rng_state(state["rng"])
-        history = json.loads(state["history"])
+        history = [Epoch.from_dict(h) for h in json.loads(state["history"])]
         start_epoch = int(state["epoch"]) + 1
     writer = None
     if log_dir is not None:
@@ -294,10 +274,9 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
             record = _train_epoch(model, optimizers, schedulers, train, settings, name, epoch, weights,
                                   runtime)
             if heldout:
-                record.update(heldout_metrics(model, heldout, settings.eval_batch_size, runtime))
+                record.set_heldout(dev_metrics(model, heldout, settings.eval_batch_size, runtime))
             else:
-                record.update(dev_metrics(model, dev, settings.eval_batch_size, runtime))
-                record["dev_mean"] = tasks.mean_score(record)
+                record.set_dev(dev_metrics(model, dev, settings.eval_batch_size, runtime))
             history.append(record)
             kept = best_epoch(history) is record
             if (kept and checkpoint_dir is None) or keep_snapshots:
@@ -307,7 +286,7 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                 if keep_snapshots:
                     snapshots[epoch] = weights_now
             if writer is not None:
-                for key, value in record.items():
+                for key, value in record.to_dict().items():
                     if key != "epoch":
                         writer.add_scalar(key.replace("_", "/", 1), value, epoch)
 
@@ -317,13 +296,13 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                 _save_checkpoint(last, {"epoch": epoch, "model": model.state_dict(),
                                         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
                                         "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
-                                        "rng": torch.get_rng_state(), "history": json.dumps(history),
+                                        "rng": torch.get_rng_state(), "history": _history_json(history),
                                         "settings": settings.model_dump_json()})
             if on_epoch:
                 on_epoch(record)
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
                 return Trained(history, snapshots=snapshots)
-            if settings.patience is not None and epoch - best_epoch(history)["epoch"] >= settings.patience:
+            if settings.patience is not None and epoch - best_epoch(history).epoch >= settings.patience:
                 break  # early stopping: the epochs left (frozen ones too) are skipped
     finally:
         if writer is not None:
@@ -331,7 +310,7 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     if last is not None and start_epoch <= settings.epochs:
         # Finished: the optimizer state (twice the model's size) is of no more use; the kept
         # weights are in best.pt, and a resume of a finished run needs only its history.
-        _save_checkpoint(last, {"epoch": settings.epochs, "finished": True, "history": json.dumps(history),
+        _save_checkpoint(last, {"epoch": settings.epochs, "finished": True, "history": _history_json(history),
                                 "settings": settings.model_dump_json()})
     if best is not None and best.is_file():
         model.load_state_dict(torch.load(best, map_location=device, weights_only=True)["model"])
@@ -341,8 +320,12 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     scores = dev_metrics(model, dev, settings.eval_batch_size, runtime, found.dev_predictions,
                          found.dev_outputs)
     if heldout:  # dev, once, for the kept weights: reported, never chosen on
-        best_epoch(history).update({**scores, "dev_mean": tasks.mean_score(scores)})
+        best_epoch(history).set_dev(scores)
     return found
+
+
+def _history_json(history: list[Epoch]) -> str:
+    return json.dumps([e.to_dict() for e in history])
 
 
 def _refresh_hessian(model: MultitaskBert, optimizer: SophiaG, step_batches: list[tuple[str, dict]],
@@ -367,7 +350,8 @@ def _mean_of_known(values: list[float]) -> float:
 
 
 def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train: dict[str, TaskTensors],
-                 settings: MultitaskSettings, name: str, epoch: int, weights: dict, runtime: Runtime) -> dict:
+                 settings: MultitaskSettings, name: str, epoch: int, weights: dict,
+                 runtime: Runtime) -> Epoch:
     started = time.perf_counter()
     device = runtime.device
     frozen = epoch > settings.epochs - settings.freeze_epochs
@@ -426,20 +410,20 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
         schedulers[key].step()
         steps_taken[key] += 1
     first = next(iter(optimizers.values()))
-    record = {"epoch": epoch, "seconds": 0.0, "bert_frozen": frozen, "qqp_only": qqp_only,
-              "lr": first.param_groups[0]["lr"], "steps": len(plan), "examples": sum(seen.values())}
+    record = Epoch(epoch, bert_frozen=frozen, qqp_only=qqp_only, lr=first.param_groups[0]["lr"],
+                   steps=len(plan), examples=sum(seen.values()))
     sophias = [o for o in optimizers.values() if isinstance(o, SophiaG)]
     if sophias:  # which regime Sophia ran in: clipped sign steps, or Newton-like ones
         estimated = [o.clipped_share(reset=False, estimated_only=True) for o in sophias]
-        record["sophia_clipped_share"] = _mean_of_known([o.clipped_share() for o in sophias])
-        record["sophia_clipped_share_estimated"] = _mean_of_known(estimated)
-        record["sophia_hessian_mean"] = _mean_of_known([o.hessian_mean() for o in sophias])
-        record["sophia_rho_half"] = _mean_of_known([o.rho_unclipping(0.5) for o in sophias])
+        record.sophia = {"clipped_share": _mean_of_known([o.clipped_share() for o in sophias]),
+                         "clipped_share_estimated": _mean_of_known(estimated),
+                         "hessian_mean": _mean_of_known([o.hessian_mean() for o in sophias]),
+                         "rho_half": _mean_of_known([o.rho_unclipping(0.5) for o in sophias])}
     for task in train:
-        record[f"{task}_train_loss"] = sums[task] / seen[task] if seen[task] else math.nan
-        record[f"{task}_steps"] = sum(task in step for step in plan)  # its share of the budget
+        record.train_loss[task] = sums[task] / seen[task] if seen[task] else math.nan
+        record.task_steps[task] = sum(task in step for step in plan)  # its share of the budget
         if task in smart:
-            record[f"{task}_smart_loss"] = adv_sums[task] / seen[task] if seen[task] else math.nan
-            record[f"{task}_smart_control"] = control_sums[task] / seen[task] if seen[task] else math.nan
-    record["seconds"] = time.perf_counter() - started
+            record.smart_loss[task] = adv_sums[task] / seen[task] if seen[task] else math.nan
+            record.smart_control[task] = control_sums[task] / seen[task] if seen[task] else math.nan
+    record.seconds = time.perf_counter() - started
     return record

@@ -38,8 +38,8 @@ from minbert import paths, tasks
 from minbert.arms import STUDY_BASES, resolve
 from minbert.config import MultitaskSettings
 from minbert.data import TaskData
+from minbert.epochs import Epoch
 from minbert.experiments import run_arm
-from minbert.records import selected_on
 from minbert.runtime import Runtime
 from minbert.training import TrainingError
 
@@ -340,13 +340,10 @@ def tuned_smart(cfg: MultitaskSettings, tuned: dict[str, dict[str, Any]]) -> dic
     return smart
 
 
-def score_of(epoch: dict[str, float], target: str) -> float:
-    """The objective on one epoch, read by the selection rule (`records.selected_on`): the mean score of
-    the three tasks, or one task's metric."""
-    if target == "mean":
-        return selected_on(epoch.get("heldout_mean"), epoch.get("dev_mean"))
-    metric = tasks.get(target).metric
-    return selected_on(epoch.get(f"heldout_{metric}"), epoch.get(metric))
+def score_of(epoch: Epoch, target: str) -> float:
+    """The objective on one epoch, read by the selection rule (`epochs.selected_on`): the mean score of
+    the tasks, or one task's metric."""
+    return epoch.selection_score if target == "mean" else epoch.score(tasks.get(target).metric)
 
 
 def multitask_objective(cfg: MultitaskSettings, arm: str, data: TaskData, space: Space, notebook: str,
@@ -363,11 +360,11 @@ def multitask_objective(cfg: MultitaskSettings, arm: str, data: TaskData, space:
         record = run_arm(
             cfg, arm, data, runtime, notebook=notebook, name=f"{trial.study.study_name}-trial-{trial.number}",
             updates=updates, checkpoints=False,
-            on_epoch=lambda epoch: report_epoch(trial, epoch["epoch"], score_of(epoch, target))).record
+            on_epoch=lambda epoch: report_epoch(trial, epoch.epoch, score_of(epoch, target))).record
         trial.set_user_attr("dev", record.dev)
         if record.heldout:
             trial.set_user_attr("heldout", record.heldout)
-        return max(score_of(epoch, target) for epoch in record.history)
+        return max(score_of(epoch, target) for epoch in record.epochs)
 
     return objective
 

@@ -11,7 +11,7 @@ import seaborn as sns
 from minbert import tasks
 from minbert.evaluation import normalised_confusion
 from minbert.records import RunRecord
-from minbert.report.tables import METRIC_LABELS, checked_on, headline_runs, study_table
+from minbert.report.tables import checked_on, headline_runs, metric_labels, study_table
 
 
 def plot_confusions(dev: dict, predicted: dict[str, list], title: str) -> plt.Figure:
@@ -64,32 +64,33 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], title: str,
     return ax.figure
 
 
-def plot_task_losses(runs: list[RunRecord], names: tuple[str, ...] = tasks.MULTITASK) -> plt.Figure:
+def plot_task_losses(runs: list[RunRecord], names: tuple[str, ...] | None = None) -> plt.Figure:
     """Small multiples, one panel per task: train (solid) and held-out (dashed; dev for runs without
     held-out rows) loss by epoch, one colour per run, the legend below the panels. Runs of a single
     epoch have no curve to draw: their two losses are bars instead."""
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
+    names = names or tasks.MULTITASK
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False,
                              layout="constrained")
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     one_epoch = all(len(run.history) == 1 for run in runs)
     for ax, task in zip(axes[0], names, strict=True):
         for i, run in enumerate(runs):
-            key, label = checked_on(run)
             colour = colours[i % len(colours)]
-            train = [h[f"{task}_train_loss"] for h in run.history]
-            checked = [h[key.format(task=task)] for h in run.history]
+            epochs = run.epochs
+            train = [e.train_loss[task] for e in epochs]
+            checked = [e.checked_loss(task) for e in epochs]
             if one_epoch:
                 ax.bar([i - 0.2, i + 0.2], [train[0], checked[0]], width=0.4, color=colour,
                        hatch=["", "//"], edgecolor="white")
             else:
-                epochs = [h["epoch"] for h in run.history]
+                numbers = [e.epoch for e in epochs]
                 for values, style in ((train, "-o"), (checked, "--s")):
                     # a task trained in one epoch only (after a QQP-only phase) is a lone point: drawn larger
                     lone = np.isfinite(np.asarray(values, dtype=float)).sum() == 1
-                    ax.plot(epochs, values, style, color=colour, ms=7 if lone else 3)
+                    ax.plot(numbers, values, style, color=colour, ms=7 if lone else 3)
         if one_epoch:
             ax.set_xticks(range(len(runs)), [run.name for run in runs], rotation=45, ha="right", fontsize=8)
         else:
@@ -97,7 +98,7 @@ def plot_task_losses(runs: list[RunRecord], names: tuple[str, ...] = tasks.MULTI
             ax.set_xlabel("epoch")
         ax.set_title(f"{task.upper()} loss")
         ax.grid(alpha=0.3)
-    label = checked_on(runs[0])[1] if runs else "held-out"
+    label = checked_on(runs[0]) if runs else "held-out"
     if one_epoch:
         styles = [plt.Rectangle((0, 0), 1, 1, color="grey", hatch=h) for h in ("", "//")]
     else:
@@ -133,9 +134,10 @@ def plot_tasks(table: pd.DataFrame) -> plt.Figure:
     BERT-Final row) and the state of the art it cites (theirs, hatched)."""
     ours = headline_runs(table)
     theirs = study_table()
-    fig, axes = plt.subplots(1, len(METRIC_LABELS), figsize=(5.4 * len(METRIC_LABELS), 4.2),
+    labels = metric_labels()
+    fig, axes = plt.subplots(1, len(labels), figsize=(5.4 * len(labels), 4.2),
                              layout="constrained")
-    for ax, label in zip(axes, METRIC_LABELS.values(), strict=True):
+    for ax, label in zip(axes, labels.values(), strict=True):
         mine = ours[label].dropna()
         names = [f"{nb[:2]} {run}" for nb, run in mine.index]
         values = list(mine.values)

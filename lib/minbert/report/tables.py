@@ -4,17 +4,23 @@ figures (BERT-base, its data) and the state of the art it cites are a separate, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
 from minbert import tasks
 from minbert.arms import ARMS, Arm
 from minbert.comparison import Comparison, Difference, signed
+from minbert.epochs import Epoch
 from minbert.evaluation import margin_of_error
 from minbert.published import STATE_OF_THE_ART, STUDY_FIGURES
 from minbert.records import Results, RunRecord
 
-METRIC_LABELS = {tasks.get(t).metric: tasks.get(t).metric_label for t in tasks.MULTITASK}
+
+def metric_labels() -> dict[str, str]:
+    """The multitask tasks' metric keys and their labels ("sst_acc" -> "SST acc"), read when called."""
+    return {tasks.get(t).metric: tasks.get(t).metric_label for t in tasks.MULTITASK}
 
 
 def arms_table(names: list[str] | None = None, table: dict[str, Arm] = ARMS,
@@ -45,7 +51,7 @@ def multitask_table(runs: list[RunRecord], study_rows: dict[str, str | None],
         study_row = study_rows.get(getattr(run, key) or run.name) or "-"
         theirs = STUDY_FIGURES.get(study_row, (None, None, None))
         sizes = run.train_sizes or {}
-        scores = {label: run.dev.get(metric) for metric, label in METRIC_LABELS.items()}
+        scores = {label: run.dev.get(metric) for metric, label in metric_labels().items()}
         rows.append({"run": run.name, **scores,
                      "mean": run.mean, "held-out mean": run.heldout_mean, "best epoch": run.best_epoch,
                      "seconds": round(run.seconds),
@@ -55,28 +61,26 @@ def multitask_table(runs: list[RunRecord], study_rows: dict[str, str | None],
     return pd.DataFrame(rows).set_index("run")
 
 
-def checked_on(run: RunRecord) -> tuple[str, str]:
-    """What each epoch of a run was scored on: its held-out rows (carved from train), or dev for runs
-    without them; the loss key's pattern and its label."""
-    if run.history and "heldout_mean" in run.history[0]:
-        return "heldout_{task}_loss", "held-out"
-    return "{task}_dev_loss", "dev"
+def checked_on(run: RunRecord) -> str:
+    """What each epoch of a run was scored on: "held-out" (rows carved from train), or "dev" for runs
+    without them (`Epoch.checked_loss` reads the matching loss)."""
+    return "held-out" if run.epochs and run.epochs[0].heldout_mean is not None else "dev"
 
 
-def overfitting_table(runs: list[RunRecord], names: tuple[str, ...] = tasks.MULTITASK) -> pd.DataFrame:
+def overfitting_table(runs: list[RunRecord], names: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Per run and task at the last epoch: train loss, held-out loss (dev for runs without held-out
     rows) and their gap, and how much the held-out loss rose from its lowest epoch: the signs of
     overfitting, in numbers."""
     rows = []
     for run in runs:
-        key, label = checked_on(run)
-        last = run.history[-1]
-        row = {"run": run.name, "epochs": last["epoch"]}
-        for task in names:
-            losses = [h[key.format(task=task)] for h in run.history]
-            row[f"{task} train"] = last[f"{task}_train_loss"]
+        label, epochs = checked_on(run), run.epochs
+        last = epochs[-1]
+        row = {"run": run.name, "epochs": last.epoch}
+        for task in names or tasks.MULTITASK:
+            losses = [e.checked_loss(task) for e in epochs]
+            row[f"{task} train"] = last.train_loss[task]
             row[f"{task} {label}"] = losses[-1]
-            row[f"{task} gap"] = losses[-1] - last[f"{task}_train_loss"]
+            row[f"{task} gap"] = losses[-1] - last.train_loss[task]
             row[f"{task} {label} rise"] = losses[-1] - min(losses)
         rows.append(row)
     return pd.DataFrame(rows).set_index("run")
@@ -97,7 +101,7 @@ def comparison_table(comparison: Comparison, study_rows: dict[str, str | None] |
     rows = []
     for arm, runs in comparison.runs.items():
         row: dict = {"arm": arm, "seeds": len(runs)}
-        for metric, label in METRIC_LABELS.items():
+        for metric, label in metric_labels().items():
             scores = [r.dev[metric] for r in runs if metric in r.dev]
             if scores:
                 spread = np.std(scores, ddof=1) if len(scores) > 1 else 0.0
@@ -183,14 +187,14 @@ def runs_table(results: list[Results]) -> pd.DataFrame:
         for group, runs in groups.items():
             name = f"{group} ({result.profile})" if several else group
             scores = {label: _mean_or_none([r.dev.get(metric) for r in runs])
-                      for metric, label in METRIC_LABELS.items()}
+                      for metric, label in metric_labels().items()}
             rows.append({"notebook": result.notebook, "run": name, **scores,
                          "mean": _mean_or_none([r.mean if r.dev else None for r in runs]),
                          "held-out mean": _mean_or_none([r.heldout_mean for r in runs]),
                          "seeds": len(runs), "dev rows": dev_rows(runs[0]), "profile": result.profile,
                          "device": result.stamp["device"],
                          "commit": _short_commit(result.stamp), "headline": any(r is top for r in runs)})
-    columns = ["notebook", "run", *METRIC_LABELS.values(), "mean", "held-out mean", "seeds", "dev rows",
+    columns = ["notebook", "run", *metric_labels().values(), "mean", "held-out mean", "seeds", "dev rows",
                "profile", "device", "commit", "headline"]
     return pd.DataFrame(rows, columns=columns).set_index(["notebook", "run"])  # columns even when empty
 
@@ -218,23 +222,23 @@ def headline_runs(table: pd.DataFrame) -> pd.DataFrame:
     return table.loc[table["headline"].astype(bool)].drop(columns="headline")
 
 
-def _epoch_mean(runs: list[RunRecord], key: str) -> float | None:
-    """The mean of one history key over every epoch of every run that records it."""
-    values = [h[key] for r in runs for h in r.history if key in h and np.isfinite(h[key])]
+def _epoch_mean(runs: list[RunRecord], read: Callable[[Epoch], float | None]) -> float | None:
+    """The mean of one value of an epoch over every epoch of every run that records it."""
+    values = [v for r in runs for e in r.epochs if (v := read(e)) is not None and np.isfinite(v)]
     return float(np.mean(values)) if values else None
 
 
-def smart_terms_table(comparison: Comparison, names: tuple[str, ...] = tasks.MULTITASK) -> pd.DataFrame:
+def smart_terms_table(comparison: Comparison, names: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Per arm and task, means over seeds and epochs: the task loss, the SMART term trained on, and the
     same term at zero perturbation (dropout alone); their difference is what the perturbation adds."""
     rows = []
     for arm, runs in comparison.runs.items():
-        for task in names:
-            term = _epoch_mean(runs, f"{task}_smart_loss")
-            control = _epoch_mean(runs, f"{task}_smart_control")
+        for task in names or tasks.MULTITASK:
+            term = _epoch_mean(runs, lambda e, t=task: e.smart_loss.get(t))
+            control = _epoch_mean(runs, lambda e, t=task: e.smart_control.get(t))
             if term is None:
                 continue
-            loss = _epoch_mean(runs, f"{task}_train_loss")
+            loss = _epoch_mean(runs, lambda e, t=task: e.train_loss.get(t))
             rows.append({"arm": arm, "task": task.upper(), "task loss": loss,
                          "SMART term": term, "at zero perturbation": control,
                          "added by the perturbation": term - control if control is not None else None})
@@ -256,12 +260,16 @@ def sophia_regime_table(comparison: Comparison) -> pd.DataFrame:
     trusted), the same among coordinates with an estimate (h > 0; rows no refresh reached always
     clip), the Hessian estimate's mean as the step used it, and the rho at which half the estimated
     coordinates would step unclipped beside the run's own rho (far above it: sign descent)."""
-    rows = [{"arm": arm, "clipped share": _epoch_mean(runs, "sophia_clipped_share"),
-             "clipped share where h > 0": _epoch_mean(runs, "sophia_clipped_share_estimated"),
-             "Hessian mean": _epoch_mean(runs, "sophia_hessian_mean"),
-             "rho for half unclipped": _epoch_mean(runs, "sophia_rho_half"),
+    def sophia(name: str) -> Callable[[Epoch], float | None]:
+        return lambda e: e.sophia.get(name)
+
+    rows = [{"arm": arm, "clipped share": _epoch_mean(runs, sophia("clipped_share")),
+             "clipped share where h > 0": _epoch_mean(runs, sophia("clipped_share_estimated")),
+             "Hessian mean": _epoch_mean(runs, sophia("hessian_mean")),
+             "rho for half unclipped": _epoch_mean(runs, sophia("rho_half")),
              "rho": _rho(runs[0])}
-            for arm, runs in comparison.runs.items() if _epoch_mean(runs, "sophia_clipped_share") is not None]
+            for arm, runs in comparison.runs.items()
+            if _epoch_mean(runs, sophia("clipped_share")) is not None]
     columns = ["arm", "clipped share", "clipped share where h > 0", "Hessian mean", "rho for half unclipped",
                "rho"]
     return pd.DataFrame(rows, columns=columns).set_index("arm")
@@ -284,13 +292,13 @@ def variant_movement_table(comparison: Comparison) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["variant", "parameter"]) if rows else pd.DataFrame()
 
 
-def loss_gaps(comparison: Comparison, names: tuple[str, ...] = tasks.MULTITASK) -> pd.Series:
+def loss_gaps(comparison: Comparison, names: tuple[str, ...] | None = None) -> pd.Series:
     """Per arm, the held-out (dev without held-out rows) minus train loss at the last epoch, averaged
     over the tasks and seeds: larger where an arm fits its training data better than new data."""
     gaps = {}
     for arm, runs in comparison.runs.items():
         table = overfitting_table(runs, names)
-        gaps[arm] = float(table[[f"{task} gap" for task in names]].to_numpy().mean())
+        gaps[arm] = float(table[[f"{task} gap" for task in names or tasks.MULTITASK]].to_numpy().mean())
     return pd.Series(gaps, name="loss gap")
 
 

@@ -18,11 +18,10 @@ def aim_findings(record: RunRecord, aims: dict[str, float],
     whether training had stopped gaining. An ensemble has no epochs of its own: its trend is its
     `members`' curves, one per run, and "rising" reads their mean at the last two epochs."""
     curves = [m for m in (members or []) if m.history] or [record]
-    held = bool(curves[0].history) and "heldout_mean" in curves[0].history[0]
+    held = bool(curves[0].history) and curves[0].epochs[0].heldout_mean is not None
     lines = []
     for metric, aim in aims.items():
-        key = f"heldout_{metric}" if held else metric
-        trends = [" -> ".join(f"{h[key]:.3f}" + ("*" if h.get("bert_frozen") else "") for h in r.history)
+        trends = [" -> ".join(f"{e.score(metric):.3f}" + ("*" if e.bert_frozen else "") for e in r.epochs)
                   for r in curves]
         shown = trends[0] if len(curves) == 1 else "; ".join(
             f"{r.name} {t}" for r, t in zip(curves, trends, strict=True))
@@ -31,7 +30,7 @@ def aim_findings(record: RunRecord, aims: dict[str, float],
         if final >= aim:
             lines.append(f"{metric}: {final:.3f}, aim {aim} met ({where}: {shown}).")
             continue
-        last = [[h[key] for h in r.history][-2:] for r in curves]
+        last = [[e.score(metric) for e in r.epochs][-2:] for r in curves]
         rising = all(len(pair) == 2 for pair in last) and np.mean([b - a for a, b in last]) > 0
         state = "still rising" if rising else "no longer rising"
         lines.append(f"{metric}: {final:.3f}, {aim - final:.3f} short of the aim {aim} ({where}: {shown}); "
