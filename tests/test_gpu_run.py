@@ -133,13 +133,14 @@ def test_a_notebook_executed_without_rendering_is_rendered_back_home(tmp_path, m
     assert not list((away / "reports").glob("*.html"))  # nothing rendered, so no nbconvert needed
     executed = away / "runs" / "executed" / "01_part1_sst.smoke.ipynb"
     assert json.loads(executed.read_text())["cells"]
+    (executed.parent / ".02_sbert_baseline.smoke.ipynb.x1y2.part.ipynb").write_text("{")  # a killed run's
     archive = tmp_path / "minbert-smoke.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         for part in ("reports/results", "reports/predictions", "runs/executed"):
             tar.add(away / part, arcname=part)
     monkeypatch.setenv("MINBERT_REPORTS_DIR", str(home / "reports"))
     receive = load_script("receive")
-    (html,) = receive.receive(archive)
+    (html,) = receive.receive(archive)  # the killed notebook's partial file is skipped, not rendered
     reports = home / "reports"
     assert html == reports / "01_part1_sst.smoke.html" and (reports / "index.html").is_file()
     assert "Our BERT against" in html.read_text()
@@ -151,3 +152,17 @@ def test_a_notebook_executed_without_rendering_is_rendered_back_home(tmp_path, m
     monkeypatch.setenv("MINBERT_COMMIT", "0" * 40)  # the archive's runs name another commit than here
     with pytest.raises(SystemExit, match="check out that commit"):
         receive.receive(archive.with_name("minbert-smoke-dry-run.tar.gz").rename(archive))
+
+
+def test_the_gpu_smoke_script_runs_every_training_path_here_on_the_cpu(tiny_checkpoint, capsys):
+    """The lease's second step: one short epoch of every path (schedules, optimizers, variants, SMART
+    forms, phases, the cross-encoder, an evaluation, the peer) on this machine's device, each named (here
+    with the tiny checkpoint; the lease runs it with the MiniLM)."""
+    smoke = load_script("smoke")
+    assert smoke.main(str(tiny_checkpoint)) == 0
+    out = capsys.readouterr().out
+    names = [name for name, _ in smoke.paths()]
+    assert {"schedule pcgrad", "sophia per task", "smart mtdnn", "cross-encoder"} <= set(names)
+    for name in [*names, "evaluation", "peer"]:
+        assert f"ok {name} (" in out, name
+    assert f"all {len(names) + 2} paths ran on cpu" in out

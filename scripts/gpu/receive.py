@@ -58,7 +58,11 @@ def receive(archive: Path, any_commit: bool = False) -> list[Path]:
             target = reports / "predictions" / folder.name
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(folder, target)
-        rendered = [render_executed(nb) for nb in sorted((unpacked / "runs" / "executed").glob("*.ipynb"))]
+        executed = sorted((unpacked / "runs" / "executed").glob("*.ipynb"))
+        killed = [nb for nb in executed if nb.name.startswith(".") or ".part" in nb.name]
+        for nb in killed:  # what a notebook killed mid-run left (files.atomic_path): nothing to render
+            print(f"skipped {nb.name}: a notebook stopped before it finished")
+        rendered = [render_executed(nb) for nb in executed if nb not in killed]
     print(f"{len(results)} results files and {len(rendered)} reports from {archive.name}")
     return rendered
 

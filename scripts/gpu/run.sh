@@ -51,6 +51,9 @@ export MINBERT_COMMIT MINBERT_DIRTY
 
 $PY scripts/gpu/check.py 2>&1 | tee -a "$OUTDIR/log.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || { log "the check failed: nothing run"; exit 1; }
+# one short epoch of every training path on the device: a broken path costs a minute, not the lease
+timeout 120 $PY scripts/gpu/smoke.py 2>&1 | tee -a "$OUTDIR/log.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || { log "the smoke run failed (the paths it names): nothing run"; exit 1; }
 
 failed=0
 for job in ${MINBERT_GPU_JOBS:-peer $(cd notebooks && ls [0-9][0-9]_*.ipynb | sed 's/\.ipynb$//')}; do
