@@ -8,7 +8,17 @@ import pytest
 from scipy import stats
 
 from minbert import tasks
-from minbert.comparison import NO_DIFFERENCE, Comparison, findings, paired_difference
+from minbert.comparison import (
+    MAJORITY,
+    Comparison,
+    Difference,
+    findings,
+    learned,
+    learned_line,
+    paired_difference,
+    smallest_effect,
+    verdict,
+)
 from minbert.records import RunRecord
 
 
@@ -31,7 +41,7 @@ def test_accuracy_interval_matches_the_hand_computed_normal_interval():
     assert d.estimate == pytest.approx(0.05)
     assert d.low == pytest.approx(0.05 - 1.96 * se, abs=0.002)
     assert d.high == pytest.approx(0.05 + 1.96 * se, abs=0.002)
-    assert d.detected and "above" in d.sentence()
+    assert d.verdict == "better" and "(better; by seed" in d.sentence()
 
 
 def test_pairing_narrows_the_interval_against_unpaired_scores():
@@ -44,10 +54,11 @@ def test_pairing_narrows_the_interval_against_unpaired_scores():
 def test_identical_arms_and_balanced_disagreements_are_not_findings():
     gold, arm, _ = two_arms()
     same = paired_difference("qqp", gold, arm, arm)
-    assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0) and not same.detected
+    assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0) and same.verdict == "negligible"
     gold, arm, reference = two_arms(arm_only=100, reference_only=100)
-    balanced = paired_difference("qqp", gold, arm, reference)
-    assert balanced.low < 0 < balanced.high and NO_DIFFERENCE in balanced.sentence()
+    balanced = paired_difference("qqp", gold, arm, reference)  # 200 of 2,000 items disagree: +-0.014
+    assert balanced.low < -0.01 and balanced.high > 0.01 and balanced.verdict == "inconclusive"
+    assert "inconclusive: the interval spans 0 and reaches past ±0.01" in balanced.sentence()
 
 
 def test_seeds_that_disagree_block_a_finding():
@@ -56,7 +67,7 @@ def test_seeds_that_disagree_block_a_finding():
     _, arm2, reference2 = two_arms(arm_only=200, reference_only=220)
     d = paired_difference("qqp", gold, np.vstack([arm, arm, arm2]),
                           np.vstack([reference, reference, reference2]))
-    assert d.low > 0 and d.seed_differences[2] < 0 and not d.detected
+    assert d.low > 0 and d.seed_differences[2] < 0 and d.verdict == "inconclusive"
 
 
 def test_pearson_differences_use_the_task_metric():
@@ -67,7 +78,7 @@ def test_pearson_differences_use_the_task_metric():
     d = paired_difference("sts", gold, arm, reference, resamples=500)
     by_hand = np.mean([stats.pearsonr(a, gold)[0] for a in arm]) - np.mean(
         [stats.pearsonr(r, gold)[0] for r in reference])
-    assert d.estimate == pytest.approx(by_hand, abs=1e-12) and d.detected
+    assert d.estimate == pytest.approx(by_hand, abs=1e-12) and d.verdict == "better"
     assert tasks.get("sts").score(arm, gold) == pytest.approx([stats.pearsonr(a, gold)[0] for a in arm])
 
 
@@ -85,8 +96,8 @@ def test_a_comparison_measures_every_arm_against_its_reference():
     found = comparison.differences(resamples=500)
     assert [(d.arm, d.task) for d in found] == [("new", "qqp"), ("same", "qqp")]
     lines = findings(found)
-    assert lines[0].startswith("QQP") and "new is above base" in lines[0]
-    assert lines[-1] == f"{NO_DIFFERENCE.capitalize()}: same on {tasks.get('qqp').metric_label}."
+    assert lines[0].startswith("QQP acc, new − base") and "(better;" in lines[0]
+    assert lines[-1] == f"Negligible: same on {tasks.get('qqp').metric_label}."
     with pytest.raises(ValueError, match="reference arm 'missing'"):
         Comparison("missing", {"qqp": gold}, comparison.runs, comparison.predictions).differences()
 
@@ -98,42 +109,74 @@ def test_one_arm_alone_has_nothing_to_compare():
     assert differences_table([]).empty
 
 
-def test_verdicts_name_only_detected_differences_with_their_intervals():
-    from minbert.comparison import Difference, verdict
+def diff(task, estimate, low, high, seeds=None):
+    return Difference("b", "a", task, estimate, low, high, seeds or [estimate] * 3, 1000)
 
-    def diff(task, estimate, low, high):
-        return Difference("b", "a", task, estimate, low, high, [estimate] * 3, 100)
 
+@pytest.mark.parametrize(("task", "estimate", "low", "high", "seeds", "expected"), [
+    ("sst", 0.05, 0.02, 0.08, None, "better"),  # excludes 0, seeds agree, at least 0.01
+    ("qqp", -0.04, -0.07, -0.01, None, "worse"),
+    ("sst", 0.010, 0.004, 0.016, None, "better"),  # exactly the smallest effect
+    ("sst", 0.006, 0.002, 0.009, None, "negligible"),  # sure, but too small to matter: inside +-0.01
+    ("sst", 0.008, 0.002, 0.014, None, "inconclusive"),  # excludes 0, below 0.01, reaches past it
+    ("sst", 0.03, -0.01, 0.07, None, "inconclusive"),  # spans 0
+    ("qqp", -0.028, -0.047, -0.010, [-0.061, 0.004], "inconclusive"),  # the seeds split
+    ("sts", 0.004, 0.001, 0.0049, None, "negligible"),  # Pearson: inside +-0.005
+    ("sts", 0.006, 0.002, 0.010, None, "better"),  # Pearson: 0.005 is worth naming
+    ("sts", 0.0, 0.0, 0.0, None, "negligible"),
+])
+def test_the_verdict_of_hand_made_differences(task, estimate, low, high, seeds, expected):
+    assert diff(task, estimate, low, high, seeds).verdict == expected
+
+
+def test_the_smallest_effect_is_set_per_metric():
+    assert smallest_effect("sst") == smallest_effect("qqp") == 0.01 and smallest_effect("sts") == 0.005
+
+
+def test_verdicts_in_words_name_intervals_only_where_better_or_worse():
     up, down = diff("sst", 0.05, 0.02, 0.08), diff("qqp", -0.04, -0.07, -0.01)
-    flat = diff("sts", 0.01, -0.02, 0.04)
-    assert verdict([up, flat], "b") == ("b is above a on SST acc +0.050 [+0.020, +0.080]; no difference "
-                                        "detected at this budget on STS pearson.")
-    assert verdict([up, down], "b").startswith("b is mixed against a: above on SST acc")
-    assert verdict([down], "b") == "b is below a on QQP acc -0.040 [-0.070, -0.010]."
-    assert verdict([flat], "b") == ("b against a: no difference detected at this budget on any task "
-                                    "(STS pearson).")
+    flat = diff("sts", 0.001, -0.002, 0.004)
+    assert verdict([up, flat], "b") == ("b against a: better on SST acc +0.050 [+0.020, +0.080]; negligible "
+                                        "on STS pearson.")
+    assert verdict([up, down], "b") == ("b against a: better on SST acc +0.050 [+0.020, +0.080]; worse on "
+                                        "QQP acc -0.040 [-0.070, -0.010].")
+    split = diff("qqp", -0.028, -0.047, -0.010, [-0.061, 0.004])
+    assert verdict([split], "b") == "b against a: inconclusive on QQP acc."
+    assert "(inconclusive: the seeds split (-0.061 / +0.004); by seed" in split.sentence()
     with pytest.raises(ValueError, match="no differences of arm 'c'"):
         verdict([flat], "c")
 
 
-def test_an_interval_that_excludes_zero_with_seeds_that_disagree_is_not_named_and_says_why():
-    from minbert.comparison import Difference, verdict
-
-    split = Difference("b", "a", "qqp", -0.028, -0.047, -0.010, [-0.061, 0.004], 1000)
-    assert not split.detected and split.seeds_disagree
-    why = "On QQP acc the interval -0.028 [-0.047, -0.010] excludes 0, but the seeds split (-0.061 / +0.004)."
-    assert verdict([split], "b") == f"b against a: {NO_DIFFERENCE} on any task (QQP acc). {why}"
-    assert "the seeds disagree; by seed: -0.061, +0.004" in split.sentence()
-    agreeing = Difference("b", "a", "qqp", -0.028, -0.047, -0.010, [-0.03, -0.02], 1000)
-    assert agreeing.detected and not agreeing.seeds_disagree and agreeing.why_not_named == ""
-    assert verdict([agreeing, split], "b").endswith(f"; {NO_DIFFERENCE} on QQP acc. {why}")
+def test_a_task_the_reference_did_not_learn_names_no_difference():
+    up, down = diff("sst", 0.05, 0.02, 0.08), diff("qqp", -0.04, -0.07, -0.01)
+    answers = {"sst": True, "qqp": False}
+    assert verdict([up, down], "b", answers) == ("b against a: better on SST acc +0.050 [+0.020, +0.080]; "
+                                                 "not answered on QQP acc (the reference did not learn).")
+    lines = findings([up, down], answers)
+    assert len(lines) == 2 and "SST acc" in lines[0]
+    assert lines[1] == "Not answered (the reference arm did not learn): QQP acc."
 
 
-def test_a_bound_that_excludes_zero_never_prints_as_zero():
-    from minbert.comparison import Difference, signed
-
-    assert signed(0.0123) == "+0.012" and signed(-0.5) == "-0.500" and signed(0.0) == "+0.000"
-    assert signed(0.0004) == "+0.0004" and signed(-0.00004) == "-0.00004"
-    assert signed(1e-9) == "+0.000000"  # six decimals at most
-    tight = Difference("b", "a", "sts", 0.002, 0.0003, 0.0031, [0.002] * 3, 863)
-    assert tight.span == "+0.002 [+0.0003, +0.003]"
+def test_floors_the_majority_class_and_whether_the_reference_learned():
+    """The majority class is the most frequent dev label for every item; a reference that only ever says
+    it did not learn, one right on 70% of a 60/40 set did, and a saved difference round-trips."""
+    gold = np.array([0.0] * 600 + [1.0] * 400)
+    comparison = Comparison("base", {"qqp": gold})
+    assert comparison.floor_scores() == {MAJORITY: {"qqp": 0.6}}
+    constant = np.zeros(1000)
+    better = gold.copy()
+    better[:300] = 1 - better[:300]  # wrong on 300 of the 0s: right on 70%
+    for seed, predicted in enumerate((constant, constant)):
+        comparison.add("base", RunRecord(f"base-seed{seed}", {"qqp_acc": 0.6}, 1, []), {"qqp": predicted})
+    (margin,) = comparison.margins(resamples=200)
+    assert margin.estimate == 0.0 and learned([margin]) == {"qqp": False}
+    assert learned_line([margin]).startswith("The reference arm base did not clear its floors on QQP acc")
+    lifted = Comparison("base", {"qqp": gold})
+    for seed in range(2):
+        lifted.add("base", RunRecord(f"base-seed{seed}", {"qqp_acc": 0.7}, 1, []), {"qqp": better})
+    (margin,) = lifted.margins(resamples=200)
+    assert margin.estimate == pytest.approx(0.1) and learned([margin]) == {"qqp": True}
+    assert learned_line([margin]) == ("The reference arm base learned: QQP acc "
+                                      f"{margin.span} over the {MAJORITY}.")
+    assert Difference.from_dict({**margin.to_dict(), "detected": True}) == margin  # old files' key ignored
+    assert Comparison("base", {"sts": np.arange(5.0)}).floors == {}  # a score has no majority class

@@ -204,3 +204,22 @@ def test_sst_and_sts_dev_are_scored_whole_outside_the_smoke_profile(notebook, pr
     for key in ("dev_limits", "ablation_dev_limits"):
         assert set(values.get(key, {})) <= {"qqp"}, (notebook, profile, key)
     assert values.get("dev_limit") is None  # 01 (SST alone) keeps its whole dev set too
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_no_profile_asks_for_more_train_rows_than_are_left_after_the_held_out_rows(profile, data_dir):
+    """A train limit above what a task's train file has once its held-out rows are carved is a budget
+    that silently is not: every `*train_limits` knob of every notebook fits the files here."""
+    from minbert.data import load_split
+    from minbert.params import load_config
+
+    rows = {task: len(load_split(task, "train")) for task in ("sst", "qqp", "sts")}
+    for notebook in NOTEBOOK_CONFIGS:
+        cfg = load_config(notebook, profile)
+        held = getattr(cfg, "heldout_sizes", {}) or {}
+        for knob in ("train_limits", "trial_train_limits", "ablation_train_limits", "final_train_limits"):
+            for task, limit in (getattr(cfg, knob, None) or {}).items():
+                left = rows[task] - held.get(task, 0)
+                assert limit <= left, f"{notebook}.{profile} {knob}[{task}] = {limit} > {left} rows left"
+        for size in getattr(cfg, "curve_sizes", []):
+            assert all(size <= rows[t] - held.get(t, 0) for t in rows), f"{notebook}.{profile} curve {size}"

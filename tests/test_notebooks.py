@@ -91,6 +91,10 @@ def test_part1_smoke_run_writes_report_results_and_predictions_that_07_gathers(r
     assert "Our BERT against" in html and "data:image/png;base64" in html
     for link in ("index.html", "results/01_part1_sst.smoke.json", "predictions/01_part1_sst.smoke/"):
         assert f'<a href="{link}">' in html  # the report links back to the index and to its outputs
+    nav = ('<nav class="minbert-nav"><a href="index.html">all reports</a>'
+           '<a href="02_sbert_baseline.smoke.html">')
+    assert html.count(nav) == 2  # top and bottom: the index and the next report (01 has no previous one)
+    assert '<details class="minbert-code"><summary>code</summary>' in html  # code folded, one click away
 
     # 07 gathers every results file there is (here, 01's) into its report and the index
     cli.main(["run", "07_results", "--profile", "smoke"])
@@ -99,7 +103,7 @@ def test_part1_smoke_run_writes_report_results_and_predictions_that_07_gathers(r
     index = (report_dirs / "index.html").read_text()
     assert '<a href="01_part1_sst.smoke.html">' in index and '<a href="07_results.smoke.html">' in index
     # both open with the study's questions, the study's answers and ours, from the saved differences
-    worded = ("finetune is above pretrain", "finetune is below pretrain", "finetune against pretrain")
+    worded = ("finetune better on", "finetune worse on", "No difference named", "No answer at this budget")
     assert "The study's questions, its answers and ours" in index and any(w in index for w in worded)
     assert "Does fine-tuning all of BERT beat" in html
     assert html.index('id="Findings:-the-study') < html.index('id="Our-runs"')
@@ -363,7 +367,10 @@ def test_figures_in_the_notebooks_prose_are_the_studys_own():
 
     published = {round(v, 3) for row in STUDY_FIGURES.values() for v in row if v is not None}
     published |= {round(v, 3) for v in STATE_OF_THE_ART}
-    hyper_parameters = {0.965}  # Sophia's beta1 (the reference implementation's default)
+    from minbert.comparison import SMALLEST_EFFECT
+
+    # Sophia's beta1 (the reference implementation's default) and the smallest effects worth naming
+    hyper_parameters = {0.965, *SMALLEST_EFFECT.values()}
     quoted = []
     for name in notebook_names():
         notebook = nbformat.read(paths.notebooks_dir() / f"{name}.ipynb", as_version=4)

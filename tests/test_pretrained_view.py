@@ -118,3 +118,20 @@ def test_the_blended_model_predicts_the_blend_of_its_parts(tiny_checkpoint):
     assert torch.equal(blended["qqp"], ours["qqp"])
     gold = {task: split.labels for task, split in dev.items()}
     assert set(scores(blended, gold)) == {"sst_acc", "qqp_acc", "sts_pearson"}
+
+
+def test_the_zero_shot_floor_is_the_checkpoints_cosine_on_real_sts_pairs(data_dir):
+    """The untrained checkpoint's STS score (the bi-encoder comparisons' floor): the cosine of the
+    embedded MiniLM's sentence embeddings, as transformers' own model gives them, row by row."""
+    from minbert.bert import default_checkpoint
+    from minbert.pretrained_view import zero_shot
+
+    tokenizer = load_tokenizer()
+    split = load_split("sts", "dev").subset(30)
+    rows = tensors_for(split, tokenizer, 128)
+    cosine = zero_shot(BertModel.from_pretrained(), {"sts": rows, "sst": toy_tasks(4, 0)["sst"]}, 16)
+    assert set(cosine) == {"sts"}  # a classification task has no zero-shot score: its floor is the majority
+    u = reference_embeddings(default_checkpoint(), rows.a)
+    v = reference_embeddings(default_checkpoint(), rows.b)
+    assert np.allclose(cosine["sts"], (u * v).sum(-1).numpy(), atol=1e-5)
+    assert np.corrcoef(cosine["sts"], rows.labels)[0, 1] > 0.7  # a sentence encoder already tracks meaning

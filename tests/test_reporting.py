@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+import pandas as pd
 
 from minbert.comparison import Comparison
 from minbert.records import RunRecord
@@ -26,6 +29,21 @@ def test_the_comparison_table_shows_seed_spread_and_budget():
     assert (table.loc["a", "examples"], table.loc["a", "steps"], table.loc["a", "seconds"]) == (320, 10, 11)
     assert table.loc["a", "dev rows"] == "1,101"
     assert comparison.best_arm() == "b"
+    assert table.loc["floor: majority class", "SST acc"] == "1.000"  # every gold label is 0 here
+
+
+def test_floor_rows_score_on_the_same_dev_items():
+    gold = np.array([0, 0, 0, 1, 2.0])
+    cosine = np.array([0.1, 0.2, 0.2, 0.5, 0.9])
+    comparison = Comparison("a", {"sst": gold, "sts": np.array([0.0, 1, 2, 3, 4])},
+                            floors={"untrained checkpoint (zero-shot cosine)": {"sts": cosine}})
+    history = [{"epoch": 1, "seconds": 1.0, "steps": 1, "examples": 5, "heldout_mean": 0.5}]
+    comparison.add("a", RunRecord("a-seed1", {"sst_acc": 0.8, "sts_pearson": 0.9}, 1, history),
+                   {"sst": gold, "sts": np.arange(5.0)})
+    table = comparison_table(comparison)
+    assert table.loc["floor: majority class", "SST acc"] == "0.600"  # three of five are class 0
+    zero_shot = np.corrcoef(cosine, np.arange(5.0))[0, 1]
+    assert table.loc["floor: untrained checkpoint (zero-shot cosine)", "STS pearson"] == f"{zero_shot:.3f}"
 
 
 def test_aim_findings_say_met_or_short_and_the_trend():
@@ -34,9 +52,9 @@ def test_aim_findings_say_met_or_short_and_the_trend():
                {"epoch": 3, "sst_acc": 0.47, "sts_pearson": 0.86, "bert_frozen": True}]
     record = RunRecord("final", {"sst_acc": 0.47, "sts_pearson": 0.87}, 2, history)
     sst, sts = aim_findings(record, {"sst_acc": 0.52, "sts_pearson": 0.86})
-    assert sst == ("sst_acc: 0.470, 0.050 short of the aim 0.52 (by epoch: 0.400 -> 0.450 -> 0.470*); "
+    assert sst == ("SST acc: 0.470, 0.050 short of the aim 0.52 (by epoch: 0.400 -> 0.450 -> 0.470*); "
                    "still rising at the last epoch.")
-    assert sts == "sts_pearson: 0.870, aim 0.86 met (by epoch: 0.850 -> 0.870 -> 0.860*)."
+    assert sts == "STS pearson: 0.870, aim 0.86 met (by epoch: 0.850 -> 0.870 -> 0.860*)."
     (flat,) = aim_findings(record, {"sts_pearson": 0.9})
     assert flat.endswith("no longer rising at the last epoch.")
 
@@ -56,7 +74,7 @@ def test_aim_findings_follow_the_held_out_scores_by_epoch():
                {"epoch": 2, "heldout_mean": 0.6, "heldout_sst_acc": 0.44, "sst_acc": 0.43}]
     record = RunRecord("final", {"sst_acc": 0.43}, 2, history)
     assert aim_findings(record, {"sst_acc": 0.52}) == [
-        "sst_acc: 0.430, 0.090 short of the aim 0.52 (held-out by epoch: 0.410 -> 0.440); "
+        "SST acc: 0.430, 0.090 short of the aim 0.52 (held-out by epoch: 0.410 -> 0.440); "
         "still rising at the last epoch."]
 
 
@@ -177,8 +195,56 @@ def test_an_ensembles_aim_findings_follow_its_members_curves():
     ensemble = RunRecord("final", {"sst_acc": 0.45}, 0, [{"epoch": 0, "heldout_mean": 0.47,
                                                           "heldout_sst_acc": 0.47}])
     assert aim_findings(ensemble, {"sst_acc": 0.52}, [one, two]) == [
-        "sst_acc: 0.450, 0.070 short of the aim 0.52 (held-out by epoch: m1 0.400 -> 0.460; "
+        "SST acc: 0.450, 0.070 short of the aim 0.52 (held-out by epoch: m1 0.400 -> 0.460; "
         "m2 0.420 -> 0.400); still rising at the last epoch."]
     two.history[-1]["heldout_sst_acc"] = 0.30  # now the mean change is -0.03
     (falling,) = aim_findings(ensemble, {"sst_acc": 0.52}, [one, two])
     assert falling.endswith("no longer rising at the last epoch.")
+
+
+def test_a_page_table_shows_three_decimals_dashes_and_its_stamp_once():
+    from minbert.report.tables import page_html
+
+    table = pd.DataFrame({"run": ["a", "b"], "SST acc": [0.5786299172289505, np.nan],
+                          "seconds": [21.17033, 640.98], "device": ["cpu (2 cores)", "cpu (2 cores)"],
+                          "steps": [10, 20]}).set_index("run")
+    page = page_html(table)
+    cells = re.findall(r"<td [^>]*>([^<]*)</td>", page)
+    assert cells == ["0.579", "21", "10", "–", "641", "20"]  # no NaN, no long decimals, whole seconds
+    assert "<caption>all rows: device: cpu (2 cores)</caption>" in page and ">device<" not in page
+    assert page == page_html(table)  # the same table renders the same page
+
+
+def test_the_quora_caveat_quotes_the_checkpoints_own_model_card(tmp_path):
+    from minbert.bert import default_checkpoint
+    from minbert.report.wording import quora_caveat
+
+    card = (default_checkpoint() / "README.md").read_text(encoding="utf-8")
+    caveat = quora_caveat()
+    assert "| 103,663 |" in card and "1,170,060,424" in card  # the card shipped with the embedded weights
+    assert "103,663 Quora Question Triplets of the 1,170,060,424 pairs" in caveat and "flattered" in caveat
+    assert "does not say" in quora_caveat(str(tmp_path))  # a checkpoint folder without a card
+
+
+def test_a_page_says_where_another_profile_disagrees():
+    from minbert.comparison import Difference
+    from minbert.records import Results
+    from minbert.report.wording import profile_disagreements
+
+    here = [Difference("mean pooling", "recipe", "sts", -0.119, -0.15, -0.09, [-0.12, -0.11], 863),
+            Difference("mean pooling", "recipe", "sst", 0.001, -0.004, 0.006, [0.001, 0.001], 1101)]
+    there = [Difference("mean pooling", "recipe", "sts", 0.001, -0.003, 0.004, [0.0, 0.002], 863),
+             Difference("mean pooling", "recipe", "sst", 0.002, -0.003, 0.007, [0.002, 0.002], 1101)]
+    other = Results("06_final_bert", "full", {"commit": "1edef07abc"}, {}, [],
+                    {"differences": [d.to_dict() for d in there]})
+    assert profile_disagreements(here, other) == (
+        "The full profile's run (commit 1edef07) disagrees on mean pooling on STS pearson: worse here, "
+        "negligible there: the budgets differ, so read either as the evidence of its own budget only.")
+    assert profile_disagreements(here[1:], other) == "" and profile_disagreements(here, None) == ""
+
+
+def test_the_readme_states_the_quora_caveat_with_the_model_cards_figures():
+    from minbert.paths import PROJECT_ROOT
+
+    readme = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert "103,663 Quora Question Triplets among the 1,170,060,424 pairs" in readme

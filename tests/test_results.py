@@ -4,6 +4,7 @@ beside it, and reports/index.html."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -67,8 +68,8 @@ def test_no_results_yet_gives_empty_tables_and_the_study_bars(tmp_path):
                                                    "held-out mean", "seeds", "dev rows", "profile", "device",
                                                    "commit", "headline"]
     assert tables.headline_runs(table).empty
-    fig = figures.plot_tasks(table)
-    assert [len(ax.patches) for ax in fig.axes] == [2, 2, 2]  # the study's best and the state of the art
+    fig = figures.plot_tasks(records.load_all(tmp_path))
+    assert [len(ax.lines) for ax in fig.axes] == [2, 2, 2]  # the study's best and the state of the art
 
 
 def test_study_table_is_theirs_and_complete():
@@ -83,8 +84,10 @@ def test_index_links_every_report_with_a_summary(reports):
     assert '<a href="01_part1_sst.quick.html">' in page and '<a href="02_sbert_baseline.quick.html">' in page
     assert "headline run <code>qqp-first</code>: SST acc 0.460, QQP acc 0.790, STS pearson 0.830" in page
     assert "state of the art cited by the study" in page and "(theirs)" in page
-    fig = figures.plot_tasks(tables.runs_table(records.load_all(reports / "results")))
+    fig = figures.plot_tasks(records.load_all(reports / "results"))
     assert [ax.get_title() for ax in fig.axes] == ["SST acc", "QQP acc", "STS pearson"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["01 finetune (quick)",
+                                                                      "02 qqp-first (quick)"]
 
 
 def test_index_lists_the_runs_of_every_profile(reports):
@@ -129,5 +132,26 @@ def test_the_headline_is_the_best_arm_over_its_seeds_and_the_table_has_a_row_per
     table = tables.runs_table([result])
     assert list(table.index) == [("02_sbert_baseline", "a"), ("02_sbert_baseline", "b")]
     row = table.loc[("02_sbert_baseline", "b")]
-    assert row["SST acc"] == pytest.approx(0.46) and row["seeds"] == 2 and row["held-out mean"] == 0.7
+    assert row["SST acc"] == pytest.approx(0.46) and row["seeds"] == "2" and row["held-out mean"] == 0.7
     assert list(tables.headline_runs(table).index) == [("02_sbert_baseline", "b")]
+
+
+def test_every_committed_prediction_file_belongs_to_its_folders_results_file():
+    """reports/predictions/<notebook>.<profile>/<run>-<task>-<split>.csv: the run is one of that results
+    file's runs (a file a rerun no longer writes is gone: a run publishes its folder whole)."""
+    import json
+
+    from minbert import tasks as registry
+
+    root = Path(__file__).parents[1] / "reports"
+    folders = sorted((root / "predictions").iterdir())
+    assert folders
+    for folder in folders:
+        results = root / "results" / f"{folder.name}.json"
+        assert results.is_file(), f"{folder.name}: no results file"
+        names = {run["name"] for run in json.loads(results.read_text())["runs"]}
+        for csv in folder.glob("*.csv"):
+            run, task, split = csv.stem.rsplit("-", 2)
+            assert task in registry.TASKS and split in ("dev", "test"), csv.name
+            # a single-task run is named after its task (the peer's `peer-sst` writes peer-sst-dev.csv)
+            assert run in names or f"{run}-{task}" in names, f"{folder.name}/{csv.name}: not a run of it"

@@ -41,7 +41,8 @@ def test_each_question_is_answered_from_the_saved_differences_full_profile_first
         "Does not reproduce at this budget: with STS at 0.800 Pearson under the right divergence, the "
         "naive one moves it by -0.005 [-0.010, +0.010]; what SMART does to STS here, the divergence's form "
         "does not cause.")
-    assert row["evidence"] == "04_smart.full (9 runs, 3 seeds per arm, commit abcdef1)"
+    assert row["evidence"] == ('<a href="04_smart.full.html#What-our-numbers-say">04_smart.full (9 runs, '
+                               '3 seeds per arm, commit abcdef1)</a>')  # a link to the section that shows it
     assert "0.847 to 0.438" in row["the study (theirs, BERT-base)"]  # BERT Baseline and BERT-SMART, STS
     unanswered = table.set_index("question").loc["Does Sophia beat AdamW?"]
     assert unanswered["ours (MiniLM)"] == "not run yet" and unanswered["evidence"] == "-"
@@ -54,7 +55,8 @@ def test_the_final_model_questions_read_the_ensemble_the_peer_and_the_ablation()
     history = [{"epoch": 0, "seconds": 10.0}]
     dev = {"sst_acc": 0.5, "qqp_acc": 0.85, "sts_pearson": 0.88}
     runs = [RunRecord("final-seed1", {**dev, "sst_acc": 0.49}, 2, history, heldout={"sst_acc": 0.6}),
-            RunRecord("final", dev, 0, history, heldout={"sst_acc": 0.5}),  # chosen; its held-out is lower
+            RunRecord("final", dev, 0, history, heldout={"sst_acc": 0.5}, parameters=46_600_000,
+                      config={"ensemble": ["final-seed1", "final-seed2"]}),  # chosen; its held-out is lower
             RunRecord("recipe-seed1", {**dev, "sst_acc": 0.3}, 1, history, heldout={"sst_acc": 0.9},
                       group="recipe")]
     peer = [Difference("ours", "peer", "sst", 0.02, 0.005, 0.035, [0.02], 1101).to_dict(),
@@ -63,13 +65,15 @@ def test_the_final_model_questions_read_the_ensemble_the_peer_and_the_ablation()
                         1000).to_dict()]
     checks = {"ensemble": ["final-seed1", "final-seed2"], "peer_differences": peer, "differences": lever}
     result = Results("06_final_bert", "full", {"commit": "abcdef123"}, {}, runs, checks)
-    table = study_summary([result]).set_index("question")["ours (MiniLM)"]
-    assert table["How good is the final multitask model?"].startswith("final: SST acc 0.500, QQP acc 0.850")
+    table = study_summary([result], short=False).set_index("question")["ours (MiniLM)"]
+    assert table["How good is the final multitask model?"] == (
+        "final (an ensemble of 2 runs, 46.6M parameters): SST acc 0.500, QQP acc 0.850, STS pearson 0.880 "
+        "(dev rows as in the report); its best single run final-seed1: SST acc 0.490, QQP acc 0.850, STS "
+        "pearson 0.880.")  # like for like: the ensemble and its best single run, each said to be what it is
     beats = table["Does the multitask model beat a plain fine-tune of the same weights, one task at a time?"]
-    assert beats == ("ours is above peer on SST acc +0.020 [+0.005, +0.035]; no difference detected at this "
-                     "budget on QQP acc.")
+    assert beats == "ours against peer: better on SST acc +0.020 [+0.005, +0.035]; negligible on QQP acc."
     levers = table["Which choices of the final recipe help (an ablation, each against the recipe)?"]
-    assert levers == "layer-wise lr decay is below recipe on SST acc -0.030 [-0.050, -0.010]."
+    assert levers == "layer-wise lr decay against recipe: worse on SST acc -0.030 [-0.050, -0.010]."
 
 
 def test_the_readme_section_is_written_between_its_markers_from_the_results(tmp_path):
@@ -159,3 +163,44 @@ def test_the_readme_is_short_and_its_links_resolve():
     for link in links:
         if not link.startswith(("http://", "https://")):
             assert (PROJECT_ROOT / link).exists(), link
+
+
+def test_the_short_answer_names_the_arms_that_differ_counts_the_rest_and_the_unanswered_tasks():
+    from minbert.report.study import short_answer
+
+    question = next(q for q in QUESTIONS if q.notebook == "02_sbert_baseline")
+    d = [Difference("round-robin", "baseline", "qqp", 0.03, 0.02, 0.04, [0.03, 0.03], 5000),
+         Difference("round-robin", "baseline", "sts", 0.001, -0.002, 0.004, [0.001, 0.001], 863),
+         Difference("combined", "baseline", "qqp", 0.01, -0.01, 0.03, [0.01, 0.01], 5000),
+         Difference("combined", "baseline", "sst", -0.05, -0.08, -0.02, [-0.05, -0.04], 1101)]
+    margins = [Difference("baseline", "majority class", "qqp", 0.12, 0.1, 0.14, [0.12, 0.12], 5000),
+               Difference("baseline", "majority class", "sst", 0.004, -0.01, 0.02, [0.004, 0.004], 1101)]
+    runs = [RunRecord(f"{a}-seed{s}", {"qqp_acc": 0.8}, 1, [], group=a) for a in ("baseline", "round-robin")
+            for s in (1, 2)]
+    result = Results("02_sbert_baseline", "cpu", {}, {}, runs,
+                     {"differences": [x.to_dict() for x in d], "margins": [m.to_dict() for m in margins]})
+    text = short_answer(question, result)
+    assert text == ("round-robin better on QQP; otherwise 1 negligible, 1 inconclusive of 3 differences; "
+                    "SST acc not answered (the reference did not learn).")  # combined's SST is not named
+    assert len(text.split()) <= 25
+    never = Results("02_sbert_baseline", "cpu", {}, {}, runs, {"differences": [d[3].to_dict()],
+                                                               "margins": [margins[1].to_dict()]})
+    assert short_answer(question, never) == "No answer at this budget: the reference did not learn (SST acc)."
+
+
+def test_the_studys_answers_are_its_own_figures():
+    """Every figure a question quotes for the study is one of its published figures, and a comparison of
+    two of its rows says above or below as its table has them."""
+    import re as regex
+
+    from minbert.published import STUDY_FIGURES
+    from minbert.report.study import versus
+
+    published = {f"{v:.3f}" for row in STUDY_FIGURES.values() for v in row if v is not None}
+    for question in QUESTIONS:
+        for figure in regex.findall(r"\d\.\d{3}", question.theirs):
+            assert figure in published, (question.text, figure)
+    assert versus("sBERT-Sophia Baseline", "sBERT-Baseline_2") == (
+        "above on QQP 0.808 vs 0.773, STS 0.447 vs 0.433; below on SST 0.367 vs 0.514")
+    sophia = next(q for q in QUESTIONS if q.notebook == "03_sophia")
+    assert sophia.theirs.startswith("Mixed") and "above on QQP 0.808 vs 0.773" in sophia.theirs

@@ -138,7 +138,7 @@ def plot_metric_by_length(per_task: dict[str, pd.DataFrame]) -> plt.Figure:
     for ax, (task, frame) in zip(axes[0], per_task.items(), strict=True):
         ax.bar(frame["tokens"], frame["metric"], color="tab:blue")
         for x, (value, n) in enumerate(zip(frame["metric"], frame["examples"], strict=True)):
-            ax.text(x, value, f"{value:.2f}\nn={n}", ha="center", va="bottom", fontsize=7)
+            ax.text(x, value, f"{value:.2f}\nn={n}", ha="center", va="bottom", fontsize=10)
         ax.set(title=f"{tasks.get(task).metric_label} by length",
                xlabel="tokens", ylim=(0, 1.1))
     fig.tight_layout()
@@ -294,6 +294,46 @@ def learning_curve(runs: list[RunRecord], aims: dict[str, float], on: str = "dev
             row["with the study's 141,506 QQP pairs (fit)"] = round(float(predicted), 3)
         rows.append(row)
     return pd.DataFrame(rows).set_index("task") if rows else pd.DataFrame()
+
+
+def plot_fits(runs: list[RunRecord], on: str = "heldout", checkpoint: BertConfig | None = None,
+              reference: BertConfig | None = None) -> plt.Figure:
+    """The fits of `learning_curve` (without `checkpoint`: score against train rows) or of
+    `model_size_curve` (with it: against the encoder's weights), one panel per task: the measured points,
+    the fit solid over the measured range and dashed beyond it (an extrapolation, marked so), to the
+    study's QQP rows or to `reference`'s (BERT-base's) encoder size. A fit of two points is titled so."""
+    if checkpoint is None:
+        fits = list(_log2_fits(runs, on, lambda run, task: (run.train_sizes or {}).get(task)))
+        xlabel, error = "train rows per task (log scale)", False
+    else:
+        per_layer = encoder_parameters(dataclasses.replace(checkpoint, num_hidden_layers=1))
+        fits = list(_log2_fits(runs, on, lambda run, task: per_layer * (run.config.get("num_layers")
+                                                                       or checkpoint.num_hidden_layers),
+                               of_error=True))
+        xlabel, error = "encoder weights (log scale)", True
+    fig, axes = plt.subplots(1, max(len(fits), 1), figsize=(4.4 * max(len(fits), 1), 3.6), squeeze=False,
+                             layout="constrained")
+    for ax, (task, sizes, means, slope, intercept) in zip(axes[0], fits, strict=False):
+        if error:
+            target = encoder_parameters(reference or BertConfig())
+        else:
+            target = STUDY_QQP_TRAIN if task == "qqp" else sizes[-1] * 4
+        measured = np.geomspace(sizes[0], sizes[-1], 50)
+        beyond = np.geomspace(sizes[-1], max(target, sizes[-1]), 50)
+
+        def line(x: np.ndarray, slope: float = slope, intercept: float = intercept) -> np.ndarray:
+            y = intercept + slope * np.log2(x)
+            return 1 - np.exp(y) if error else y
+
+        ax.plot(sizes, means, "o", color="tab:blue", label="measured (mean over seeds)")
+        ax.plot(measured, line(measured), "-", color="tab:blue", label="fit")
+        ax.plot(beyond, line(beyond), "--", color="tab:orange", label="extrapolation")
+        ax.set(xscale="log", xlabel=xlabel, ylabel=f"{tasks.get(task).metric_label} ({on})",
+               title=task.upper() + (" (a two-point fit)" if len(sizes) == 2 else f" ({len(sizes)} points)"))
+        ax.grid(alpha=0.3)
+    if fits:
+        axes[0][0].legend(fontsize=9)
+    return fig
 
 
 def model_size_curve(runs: list[RunRecord], checkpoint: BertConfig, aims: dict[str, float],

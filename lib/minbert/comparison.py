@@ -1,13 +1,19 @@
 """A comparison of arms on equal budgets: several seeds per arm, and each arm's difference from a
-reference arm with a paired bootstrap interval over the dev items.
+reference arm with a paired bootstrap interval over the dev items, read as a verdict.
 
 Why paired: every arm is scored on the same dev rows, so the rows' difficulty cancels out of a
 difference, and its interval is much narrower than two scores' own intervals suggest. The
 interval resamples dev items (`scipy.stats.bootstrap`, paired, percentile); each resample
 recomputes every seed's score of both arms and takes the difference of the seed means. It
-covers the sampling of the dev set, not seed-to-seed variance; so a difference is named only
-when its interval excludes 0 *and* every seed, compared with the reference run of the same seed,
-points the same way. Otherwise the report says "no difference detected at this budget".
+covers the sampling of the dev set, not seed-to-seed variance, so the verdict asks the seeds too:
+
+- better / worse: the interval excludes 0, every seed (against the reference run of the same seed)
+  points the same way, and the estimate is at least the smallest effect worth naming;
+- negligible: the whole interval lies within that smallest effect either side of 0;
+- inconclusive: anything else (the budget cannot tell).
+
+A comparison answers on a task only where its reference arm learned: where it beats every floor
+(the majority class, the untrained checkpoint's zero-shot score) by that same verdict.
 """
 
 from __future__ import annotations
@@ -23,16 +29,27 @@ from minbert.records import RunRecord, headline
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
-NO_DIFFERENCE = "no difference detected at this budget"
+
+# The smallest effect worth naming, by metric. 0.01 accuracy is 11 of SST's 1,101 dev rows and 50 of
+# 5,000 QQP pairs, and below the smallest differences the study drew conclusions from (its reordered
+# and round-robin training against its baseline: +0.009 to +0.021 on SST and QQP); 0.005 Pearson is a
+# third of the smallest STS difference it reported there (+0.015). Below these, a difference changes
+# no conclusion a reader would draw, however sure its interval.
+SMALLEST_EFFECT = {"acc": 0.01, "pearson": 0.005}
+VERDICTS = ("better", "worse", "negligible", "inconclusive")
+MAJORITY = "majority class"
+ZERO_SHOT = "untrained checkpoint (zero-shot cosine)"
+
+
+def smallest_effect(task: str) -> float:
+    """The smallest difference worth naming on the task's dev metric (`SMALLEST_EFFECT`)."""
+    return SMALLEST_EFFECT[tasks.get(task).metric.rsplit("_", 1)[-1]]
 
 
 def signed(value: float) -> str:
-    """A difference with its sign and three decimals, or as many more (up to six) as it takes not to show
-    a non-zero value as 0.000: an interval bound that excludes 0 must not read as touching it."""
-    decimals = 3
-    while value and round(value, decimals) == 0 and decimals < 6:
-        decimals += 1
-    return f"{value:+.{decimals}f}"
+    """A difference with its sign and three decimals, intervals alike (a bound that rounds to 0 keeps its
+    sign: "+0.000"); the verdict, not the digits, says whether it counts."""
+    return f"{value:+.3f}"
 
 
 @dataclass(frozen=True)
@@ -49,38 +66,48 @@ class Difference:
     items: int
 
     @property
-    def detected(self) -> bool:
-        """The interval excludes 0 and every seed agrees on the sign."""
-        return self.excludes_zero and all(np.sign(d) == np.sign(self.estimate) for d in self.seed_differences)
+    def smallest(self) -> float:
+        return smallest_effect(self.task)
 
     @property
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
 
     @property
-    def seeds_disagree(self) -> bool:
-        """The interval excludes 0 but a seed points the other way: not named, and said why."""
-        return self.excludes_zero and not self.detected
+    def seeds_agree(self) -> bool:
+        return all(np.sign(d) == np.sign(self.estimate) for d in self.seed_differences)
 
     @property
-    def why_not_named(self) -> str:
-        """What a reader needs where the interval alone would suggest a difference."""
-        if not self.seeds_disagree:
+    def verdict(self) -> str:
+        """better, worse, negligible or inconclusive (the module's docstring says when)."""
+        if self.excludes_zero and self.seeds_agree and abs(self.estimate) >= self.smallest:
+            return "better" if self.estimate > 0 else "worse"
+        if -self.smallest < self.low and self.high < self.smallest:
+            return "negligible"
+        return "inconclusive"
+
+    @property
+    def named(self) -> bool:
+        """A difference the report names: better or worse."""
+        return self.verdict in ("better", "worse")
+
+    @property
+    def why_inconclusive(self) -> str:
+        """What keeps an inconclusive difference from a verdict, in a few words."""
+        if self.verdict != "inconclusive":
             return ""
-        seeds = " / ".join(signed(d) for d in self.seed_differences)
-        return (f"On {tasks.get(self.task).metric_label} the interval {self.span} excludes 0, but the seeds "
-                f"split ({seeds}).")
+        if self.excludes_zero and not self.seeds_agree:
+            return "the seeds split (" + " / ".join(signed(d) for d in self.seed_differences) + ")"
+        if self.excludes_zero:
+            return f"smaller than {self.smallest:g}"
+        return f"the interval spans 0 and reaches past ±{self.smallest:g}"
 
     def sentence(self) -> str:
         label = tasks.get(self.task).metric_label
-        span = self.span
-        if self.detected:
-            verdict = f"{self.arm} is {'above' if self.estimate > 0 else 'below'} {self.reference}"
-        else:
-            verdict = NO_DIFFERENCE + (": the seeds disagree" if self.seeds_disagree else "")
+        reason = self.why_inconclusive
         seeds = ", ".join(signed(d) for d in self.seed_differences)
-        return (f"{label}, {self.arm} − {self.reference}: {span} on {self.items:,} dev items ({verdict}; "
-                f"by seed: {seeds}).")
+        return (f"{label}, {self.arm} − {self.reference}: {self.span} on {self.items:,} dev items "
+                f"({self.verdict}{': ' + reason if reason else ''}; by seed: {seeds}).")
 
     @property
     def span(self) -> str:
@@ -88,7 +115,12 @@ class Difference:
         return f"{signed(self.estimate)} [{signed(self.low)}, {signed(self.high)}]"
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "detected": self.detected}
+        return {**asdict(self), "verdict": self.verdict}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Difference:
+        """A saved difference (a results file's); the verdict is recomputed, never read back."""
+        return cls(**{k: values[k] for k in cls.__dataclass_fields__})
 
 
 def paired_difference(task_name: str, gold: Sequence[float], arm: np.ndarray, reference: np.ndarray, *,
@@ -120,14 +152,30 @@ def paired_difference(task_name: str, gold: Sequence[float], arm: np.ndarray, re
     return Difference(arm_name, reference_name, task_name, estimate, low, high, by_seed, int(gold.shape[-1]))
 
 
+def majority_predictions(task: str, gold: Sequence[float]) -> np.ndarray:
+    """The majority-class floor of a classification task: its most frequent gold label on these dev
+    items, for every item (the best any constant answer scores here)."""
+    values, counts = np.unique(np.asarray(gold), return_counts=True)
+    return np.full(len(gold), values[np.argmax(counts)], dtype=float)
+
+
 @dataclass
 class Comparison:
-    """The runs of one comparison: each arm over the same seeds, with each run's dev predictions."""
+    """The runs of one comparison: each arm over the same seeds, with each run's dev predictions, and
+    the floors the reference arm must clear (name -> task -> predictions on the same dev items):
+    the majority class of every classification task, and any the notebook adds (`ZERO_SHOT`)."""
 
     reference: str
     gold: dict[str, np.ndarray]  # task -> dev gold labels or scores
     runs: dict[str, list[RunRecord]] = field(default_factory=dict)
     predictions: dict[str, list[dict[str, np.ndarray]]] = field(default_factory=dict)
+    floors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        majority = {task: majority_predictions(task, gold) for task, gold in self.gold.items()
+                    if tasks.get(task).kind != "regression"}
+        if majority:
+            self.floors.setdefault(MAJORITY, majority)
 
     def add(self, arm: str, record: RunRecord, predictions: dict[str, np.ndarray]) -> None:
         """One run of `arm` (its seeds must come in the same order for every arm); the record's
@@ -151,10 +199,13 @@ class Comparison:
         """The arm's dev predictions of one task, (seeds, items)."""
         return np.stack([np.asarray(p[task], dtype=float) for p in self.predictions[arm]])
 
-    def differences(self, resamples: int = RESAMPLES) -> list[Difference]:
-        """Every other arm against the reference, task by task."""
+    def _check_reference(self) -> None:
         if self.reference not in self.runs:
             raise ValueError(f"the reference arm {self.reference!r} has no runs; arms: {self.arms}")
+
+    def differences(self, resamples: int = RESAMPLES) -> list[Difference]:
+        """Every other arm against the reference, task by task."""
+        self._check_reference()
         found = []
         for arm in self.arms:
             if arm == self.reference:
@@ -167,40 +218,91 @@ class Comparison:
                     resamples=resamples))
         return found
 
+    def floor_scores(self) -> dict[str, dict[str, float]]:
+        """Each floor's dev score per task (the metric of the task)."""
+        return {name: {task: float(tasks.get(task).score(np.asarray(predicted), self.gold[task]))
+                       for task, predicted in by_task.items()}
+                for name, by_task in self.floors.items()}
 
-def findings(differences: Sequence[Difference]) -> list[str]:
-    """The differences that survive the rule first, then a line naming the ones that do not."""
+    def margins(self, resamples: int = RESAMPLES) -> list[Difference]:
+        """The reference arm minus each floor, task by task, paired on the same dev items (the floor's
+        predictions stand beside every seed): whether the reference learned at all."""
+        self._check_reference()
+        found = []
+        for name, by_task in self.floors.items():
+            for task, predicted in by_task.items():
+                reference = self.stacked(self.reference, task)
+                floor = np.broadcast_to(np.asarray(predicted, dtype=float), reference.shape)
+                found.append(paired_difference(task, self.gold[task], reference, floor,
+                                               arm_name=self.reference, reference_name=name,
+                                               resamples=resamples))
+        return found
+
+
+def learned(margins: Sequence[Difference]) -> dict[str, bool]:
+    """Per task with a floor, whether the reference arm learned: better than every floor of the task."""
+    out: dict[str, bool] = {}
+    for d in margins:
+        out[d.task] = out.get(d.task, True) and d.verdict == "better"
+    return out
+
+
+def learned_line(margins: Sequence[Difference]) -> str:
+    """Whether the reference arm learned, task by task, in one sentence with each margin's interval."""
+    if not margins:
+        return "This comparison has no floor to clear."
+    reference = margins[0].arm
+    parts = [f"{tasks.get(d.task).metric_label} {d.span} over the {d.reference}" for d in margins]
+    verdicts = learned(margins)
+    failed = [tasks.get(t).metric_label for t, ok in verdicts.items() if not ok]
+    if not failed:
+        return f"The reference arm {reference} learned: {'; '.join(parts)}."
+    where = "that task" if len(failed) == 1 else "those tasks"
+    return (f"The reference arm {reference} did not clear its floors on {', '.join(failed)} "
+            f"({'; '.join(parts)}): the comparison cannot answer on {where} at this budget, and names no "
+            "difference there.")
+
+
+def _cannot_answer(d: Difference, answers: dict[str, bool] | None) -> bool:
+    return answers is not None and not answers.get(d.task, True)
+
+
+def findings(differences: Sequence[Difference], answers: dict[str, bool] | None = None) -> list[str]:
+    """The differences named (better or worse) first, then a line for the negligible ones and one for the
+    inconclusive ones. `answers` (`learned`) marks the tasks the comparison cannot answer: none of
+    their differences is named."""
     if not differences:
         return ["Only one arm ran: there is nothing to compare it with."]
-    named = [d.sentence() for d in differences if d.detected]
-    missed = [f"{d.arm} on {tasks.get(d.task).metric_label}" for d in differences if not d.detected]
-    lines = named or ["No arm differs from the reference on any task beyond the intervals."]
-    if missed:
-        lines.append(f"{NO_DIFFERENCE.capitalize()}: {', '.join(missed)}.")
+    open_ = [d for d in differences if not _cannot_answer(d, answers)]
+    named = [d.sentence() for d in open_ if d.named]
+    lines = named or ["No arm is better or worse than the reference on any task it can answer."]
+    for kind in ("negligible", "inconclusive"):
+        listed = [f"{d.arm} on {tasks.get(d.task).metric_label}" for d in open_ if d.verdict == kind]
+        if listed:
+            lines.append(f"{kind.capitalize()}: {', '.join(listed)}.")
+    unanswered = sorted({tasks.get(d.task).metric_label for d in differences if _cannot_answer(d, answers)})
+    if unanswered:
+        lines.append(f"Not answered (the reference arm did not learn): {', '.join(unanswered)}.")
     return lines
 
 
-def verdict(differences: Sequence[Difference], arm: str) -> str:
-    """One arm against the reference in words, from its differences: above, below, mixed, or no
-    difference detected; the named differences come with their intervals."""
+def verdict(differences: Sequence[Difference], arm: str, answers: dict[str, bool] | None = None) -> str:
+    """One arm against the reference in words: better on ..., worse on ..., negligible on ...,
+    inconclusive on ..., with the named differences' intervals; tasks the comparison cannot answer
+    (`answers`) are said to be so."""
     own = [d for d in differences if d.arm == arm]
     if not own:
         raise ValueError(f"no differences of arm {arm!r}; arms: {sorted({d.arm for d in differences})}")
     reference = own[0].reference
-    above = [d for d in own if d.detected and d.estimate > 0]
-    below = [d for d in own if d.detected and d.estimate < 0]
-    unseen = [tasks.get(d.task).metric_label for d in own if not d.detected]
-    split = "".join(f" {d.why_not_named}" for d in own if d.seeds_disagree)
-
-    def listed(found: list[Difference]) -> str:
-        return ", ".join(f"{tasks.get(d.task).metric_label} {d.span}" for d in found)
-
-    if above and below:
-        head = f"{arm} is mixed against {reference}: above on {listed(above)}; below on {listed(below)}"
-    elif above:
-        head = f"{arm} is above {reference} on {listed(above)}"
-    elif below:
-        head = f"{arm} is below {reference} on {listed(below)}"
-    else:
-        return f"{arm} against {reference}: {NO_DIFFERENCE} on any task ({', '.join(unseen)}).{split}"
-    return head + (f"; {NO_DIFFERENCE} on {', '.join(unseen)}." if unseen else ".") + split
+    parts = []
+    for kind in VERDICTS:
+        found = [d for d in own if d.verdict == kind and not _cannot_answer(d, answers)]
+        if found and kind in ("better", "worse"):
+            spans = ", ".join(f"{tasks.get(d.task).metric_label} {d.span}" for d in found)
+            parts.append(f"{kind} on {spans}")
+        elif found:
+            parts.append(f"{kind} on " + ", ".join(tasks.get(d.task).metric_label for d in found))
+    unanswered = [tasks.get(d.task).metric_label for d in own if _cannot_answer(d, answers)]
+    if unanswered:
+        parts.append(f"not answered on {', '.join(unanswered)} (the reference did not learn)")
+    return f"{arm} against {reference}: " + "; ".join(parts) + "."

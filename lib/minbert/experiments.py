@@ -20,12 +20,13 @@ from minbert import paths, tasks
 from minbert.arms import comparison_arms, reference_arm
 from minbert.attention import variant_movement
 from minbert.bert import BertModel, count_parameters
-from minbert.comparison import Comparison
+from minbert.comparison import ZERO_SHOT, Comparison
 from minbert.config import ComparisonConfig, MultitaskSettings, arm_settings
 from minbert.data import TaskData, load_tasks
-from minbert.epochs import best_epoch
+from minbert.epochs import Epoch, best_epoch
 from minbert.evaluation import save_predictions
 from minbert.models import MultitaskBert
+from minbert.pretrained_view import zero_shot
 from minbert.records import RunRecord, predictions_dir
 from minbert.runtime import Runtime
 from minbert.training import Trained, train_multitask
@@ -61,7 +62,7 @@ class ArmRun:
 
 def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, *, notebook: str,
             name: str | None = None, updates: dict[str, Any] | None = None, checkpoints: bool = True,
-            keep_snapshots: bool = False, on_epoch: Callable[[dict], None] | None = None) -> ArmRun:
+            keep_snapshots: bool = False, on_epoch: Callable[[Epoch], None] | None = None) -> ArmRun:
     """Train one arm from the pretrained checkpoint.
 
     `updates` change knobs over the arm's (an attention variant, a tuned optimizer, a run seed...);
@@ -105,6 +106,12 @@ def run_comparison(cfg: ComparisonConfig, data: TaskData, runtime: Runtime, *, n
     arms = comparison_arms(notebook, cfg, tuned)
     gold = {task: np.asarray(split.labels, dtype=float) for task, split in data.dev.items()}
     comparison = Comparison(reference_arm(notebook, cfg), gold)
+    if cfg.mode == "bi-encoder":  # the untrained checkpoint scores a pair apart: the bi-encoder's own floor
+        layers = {} if cfg.num_layers is None else {"num_hidden_layers": cfg.num_layers}
+        scores = zero_shot(BertModel.from_pretrained(cfg.checkpoint, **layers), data.dev, cfg.eval_batch_size,
+                           runtime)
+        if scores:
+            comparison.floors[ZERO_SHOT] = scores
     for seed in cfg.run_seeds():
         for label, (arm, updates) in arms.items():
             run = run_arm(cfg, arm, data, runtime, notebook=runs_under or notebook,

@@ -58,6 +58,8 @@ class FinalModel:
     # without and with it, and with it minus without on dev (paired intervals)
     blend: dict = field(default_factory=dict)
     blend_differences: list[Difference] = field(default_factory=list)
+    # every run's own dev predictions (as the files hold them), by run name: a single run against the peer
+    member_dev_predictions: dict[str, dict[str, list]] = field(default_factory=dict)
 
     @property
     def dev_predictions(self) -> dict[str, list]:
@@ -230,6 +232,9 @@ def final_model(cfg: FinalConfig, runtime: Runtime, notebook: str = "06_final_be
                                [outputs[i] for i in order] if outputs else [], [member_dev[i] for i in order])
     found = FinalModel(members[0], seed_ensemble.model(), data, tokenizer, {}, members, seed_ensemble.labels,
                        trace, seed_ensemble.labels if trace else [])
+    found.member_dev_predictions = {
+        m.name: {task: tasks.get(task).predicted_labels(out) for task, out in dev.items()}
+        for m, dev in zip(members, member_dev, strict=True)}
     kept = seed_ensemble
     dev_gold = {task: split.labels for task, split in data.dev.items()}
     if cfg.ensemble_epochs > 1:

@@ -31,6 +31,7 @@ def start_notebook(notebook: str, namespace: dict[str, Any]) -> tuple[Settings, 
 
     from minbert.report.index import report_links
 
+    show_tables_as_pages()
     cfg = notebook_config(notebook, namespace)
     if notebook in GATHERS_ONLY:
         runtime, stamp = None, RunStamp.of(cfg, Runtime())
@@ -41,6 +42,19 @@ def start_notebook(notebook: str, namespace: dict[str, Any]) -> tuple[Settings, 
         display(report_links(notebook, cfg.profile, predictions=notebook in WRITES_PREDICTIONS))
     display(stamp.table())
     return cfg, runtime, stamp
+
+
+def show_tables_as_pages() -> None:
+    """Display every DataFrame through `report.tables.page_html` (three decimals, dashes for missing
+    values, stamps in the caption), in the running kernel; nothing outside IPython."""
+    import pandas as pd
+    from IPython import get_ipython
+
+    from minbert.report.tables import page_html
+
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, page_html)
 
 
 def parameters_cell_of(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:

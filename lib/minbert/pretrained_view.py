@@ -124,6 +124,19 @@ class PretrainedView(nn.Module):
         return view
 
 
+@torch.no_grad()
+def zero_shot(bert: BertModel, dev: dict[str, TaskTensors], batch_size: int = 128,
+              runtime: Runtime = CPU) -> dict[str, np.ndarray]:
+    """The untrained checkpoint's own score where it has one: per regression pair task (STS), the
+    cosine of its two sentence embeddings, row by row (what its Pearson with the gold scores measures
+    before any training: the floor a bi-encoder's fine-tuning must clear)."""
+    names = tuple(t for t in dev if tasks.get(t).kind == "regression" and tasks.get(t).is_pair)
+    if not names:
+        return {}
+    view = PretrainedView(bert, names).to(runtime.device).eval()
+    return {t: view.all_features(t, dev[t], batch_size, runtime)[:, 0].numpy() for t in names}
+
+
 def blend_outputs(task: str, ours: torch.Tensor, view: torch.Tensor, weight: float) -> torch.Tensor:
     """(1 - weight) of ours and `weight` of the view's, averaged as probabilities (the score for STS)
     and mapped back to the output space; with weight 0, ours unchanged."""

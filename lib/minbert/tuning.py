@@ -224,7 +224,7 @@ def plot_study(study: optuna.Study) -> plt.Figure | None:
     history.step(numbers, best, where="post", color="tab:red", label="best so far")
     history.set(title="history", xlabel="trial", ylabel="objective")
     history.xaxis.set_major_locator(MaxNLocator(integer=True))
-    history.legend(fontsize=8)
+    history.legend(fontsize=10)
     colours = None
     for ax, name in zip(axes.flat[1:], names, strict=False):
         tried = [t for t in trials if name in t.params]

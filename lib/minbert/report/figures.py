@@ -10,8 +10,9 @@ import seaborn as sns
 
 from minbert import tasks
 from minbert.evaluation import normalised_confusion
-from minbert.records import RunRecord
-from minbert.report.tables import checked_on, headline_runs, metric_labels, study_table
+from minbert.records import Results, RunRecord
+from minbert.report.study import final_run
+from minbert.report.tables import checked_on, metric_labels, study_table
 
 
 def plot_confusions(dev: dict, predicted: dict[str, list], title: str) -> plt.Figure:
@@ -46,7 +47,7 @@ def plot_history(runs: list[RunRecord], metrics: tuple[str, ...] = HISTORY_METRI
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=8,
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=10,
                frameon=False)
     return fig
 
@@ -62,6 +63,9 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], title: str,
     ax.set(title=title, xlabel="predicted", ylabel="gold")
     ax.figure.tight_layout()
     return ax.figure
+
+
+RUN_MARKERS = "osD^vP*Xph"
 
 
 def plot_task_losses(runs: list[RunRecord], names: tuple[str, ...] | None = None) -> plt.Figure:
@@ -87,12 +91,14 @@ def plot_task_losses(runs: list[RunRecord], names: tuple[str, ...] | None = None
                        hatch=["", "//"], edgecolor="white")
             else:
                 numbers = [e.epoch for e in epochs]
-                for values, style in ((train, "-o"), (checked, "--s")):
+                marker = RUN_MARKERS[i % len(RUN_MARKERS)]  # runs whose lines coincide stay apart by marker
+                for values, style in ((train, "-"), (checked, "--")):
                     # a task trained in one epoch only (after a QQP-only phase) is a lone point: drawn larger
                     lone = np.isfinite(np.asarray(values, dtype=float)).sum() == 1
-                    ax.plot(numbers, values, style, color=colour, ms=7 if lone else 3)
+                    ax.plot(numbers, values, style, marker=marker, color=colour, ms=8 if lone else 5,
+                            mfc="none" if style == "--" else colour)
         if one_epoch:
-            ax.set_xticks(range(len(runs)), [run.name for run in runs], rotation=45, ha="right", fontsize=8)
+            ax.set_xticks(range(len(runs)), [run.name for run in runs], rotation=45, ha="right", fontsize=10)
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
@@ -103,10 +109,11 @@ def plot_task_losses(runs: list[RunRecord], names: tuple[str, ...] | None = None
         styles = [plt.Rectangle((0, 0), 1, 1, color="grey", hatch=h) for h in ("", "//")]
     else:
         styles = [Line2D([], [], color="grey", ls="-"), Line2D([], [], color="grey", ls="--")]
-    handles = styles + ([] if one_epoch else [Line2D([], [], color=colours[i % len(colours)], lw=3)
+    handles = styles + ([] if one_epoch else [Line2D([], [], color=colours[i % len(colours)], lw=2,
+                                                     marker=RUN_MARKERS[i % len(RUN_MARKERS)])
                                               for i in range(len(runs))])
     labels = ["train", label] + ([] if one_epoch else [run.name for run in runs])
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=8,
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=10,
                frameon=False)
     return fig
 
@@ -115,41 +122,83 @@ def plot_attention(maps: dict[str, np.ndarray], tokens: list[str], title: str = 
     """Attention weights (query rows, key columns) of one sentence, one panel per model, on one colour
     scale from 0 to 1 with its colour bar beside the panels."""
     side = max(0.38 * len(tokens), 3.0)
-    fig, axes = plt.subplots(1, len(maps), figsize=(side * len(maps) + 1.5, side + 1.2), squeeze=False,
-                             layout="constrained")
-    for ax, (name, weights) in zip(axes[0], maps.items(), strict=True):
+    columns = min(len(maps), 2)  # two panels a row: a page scales a wider figure, and its labels, down
+    rows = -(-len(maps) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(side * columns + 1.5, (side + 1.2) * rows),
+                             squeeze=False, layout="constrained")
+    for ax in axes.flat[len(maps):]:
+        ax.set_visible(False)
+    for ax, (name, weights) in zip(axes.flat, maps.items(), strict=False):
         sns.heatmap(weights, vmin=0, vmax=1, cmap="viridis", square=True, cbar=False, ax=ax,
                     xticklabels=tokens, yticklabels=tokens)
         zeros = float((weights == 0).mean())
         ax.set(title=f"{name}\n{zeros:.0%} exact zeros", xlabel="key", ylabel="query")
-        ax.tick_params(labelsize=9)
-    fig.colorbar(axes[0][0].collections[0], ax=axes[0].tolist(), label="attention weight", shrink=0.8)
+        ax.tick_params(labelsize=10)
+    fig.colorbar(axes[0][0].collections[0], ax=axes.ravel().tolist(), label="attention weight", shrink=0.8)
     if title:
         fig.suptitle(title)
     return fig
 
 
-def plot_tasks(table: pd.DataFrame) -> plt.Figure:
-    """One bar chart per task: each notebook's headline run (ours), the study's final model (its
-    BERT-Final row) and the state of the art it cites (theirs, hatched)."""
-    ours = headline_runs(table)
-    theirs = study_table()
+PROFILE_MARKERS = {"full": "o", "cpu": "s", "quick": "D", "smoke": "x"}  # filled: evidence; quick: a sketch
+
+
+def _headline_points(result: Results) -> list[tuple[str, str, list[float]]]:
+    """(label, metric, seed scores) of a results file's headline: its headline arm's runs (the peer: each
+    task's run; notebook 06: its final model)."""
+    best = final_run(result) if "ensemble" in result.checks else result.headline()
+    runs = [r for r in result.runs if best.group is not None and r.group == best.group] or [best]
+    if result.notebook.startswith("peer"):
+        runs, label = result.runs, "peer (transformers, one run per task)"
+    else:
+        label = f"{result.notebook[:2]} {best.group or best.name}"
+    points = []
+    for metric in metric_labels():
+        scores = [r.dev[metric] for r in runs if metric in r.dev]
+        if scores:
+            points.append((f"{label} ({result.profile})", metric, scores))
+    return points
+
+
+def plot_tasks(results: list[Results]) -> plt.Figure:
+    """One panel per task: each results file's headline (ours; its seeds' mean with their range as a bar,
+    the marker telling the profile apart), the floors its comparisons recorded (majority class,
+    untrained checkpoint: dotted), the study's final model and the state of the art it cites (theirs:
+    dashed)."""
     labels = metric_labels()
-    fig, axes = plt.subplots(1, len(labels), figsize=(5.4 * len(labels), 4.2),
-                             layout="constrained")
-    for ax, label in zip(axes, labels.values(), strict=True):
-        mine = ours[label].dropna()
-        names = [f"{nb[:2]} {run}" for nb, run in mine.index]
-        values = list(mine.values)
-        names += ["study BERT-Final (theirs)", "state of the art (theirs)"]
-        values += [theirs.loc["BERT-Final", label], theirs.loc["state of the art cited by the study", label]]
-        bars = ax.barh(names, values, color=["tab:blue"] * len(mine) + ["tab:gray", "tab:gray"])
-        for bar in bars[len(mine):]:
-            bar.set_hatch("//")
-        ax.set(title=label, xlim=(0, 1.12))
-        ax.bar_label(bars, fmt="%.3f", fontsize=9, padding=2)
-        ax.invert_yaxis()
-        ax.tick_params(labelsize=9)
+    theirs = study_table()
+    points = [p for r in results if r.runs for p in _headline_points(r)]
+    floors: dict[str, dict[str, float]] = {}
+    for result in results:
+        for name, by_task in (result.checks.get("floors") or {}).items():
+            for task, score in by_task.items():
+                floors.setdefault(tasks.get(task).metric, {}).setdefault(f"{name} ({result.profile})", score)
+    rows = list(dict.fromkeys(label for label, _, _ in points))
+    fig, axes = plt.subplots(1, len(labels), figsize=(5.2 * len(labels), 1.2 + 0.42 * max(len(rows), 2)),
+                             sharey=True, squeeze=False, layout="constrained")
+    for ax, (metric, title) in zip(axes[0], labels.items(), strict=True):
+        for label, where, scores in points:
+            if where != metric:
+                continue
+            y, profile = rows.index(label), label.rsplit("(", 1)[-1].rstrip(")")
+            mean = float(np.mean(scores))
+            ax.errorbar(mean, y, xerr=[[mean - min(scores)], [max(scores) - mean]], fmt=PROFILE_MARKERS.get(
+                profile, "o"), color="tab:blue", mfc="white" if profile == "quick" else "tab:blue", capsize=3)
+            ax.annotate(f"{mean:.3f}", (mean, y), xytext=(0, 6), textcoords="offset points", ha="center",
+                        fontsize=9)
+        for k, (name, score) in enumerate(floors.get(metric, {}).items()):
+            ax.axvline(score, color="tab:red", ls=":", lw=1.2, label=f"floor: {name}" if k < 4 else None)
+        ax.axvline(theirs.loc["BERT-Final", title], color="gray", ls="--", lw=1.2,
+                   label="study BERT-Final (theirs)")
+        ax.axvline(theirs.loc["state of the art cited by the study", title], color="black", ls="-.", lw=1,
+                   label="state of the art (theirs)")
+        ax.set(title=title, xlabel="dev score")
+        ax.grid(axis="x", alpha=0.3)
+    handles = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels(), strict=True)}
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=min(len(handles), 4),
+               fontsize=10, frameon=False)
+    axes[0][0].set_yticks(range(len(rows)), rows, fontsize=10)
+    axes[0][0].set_ylim(len(rows) - 0.5, -0.5) if rows else None
     return fig
 
 

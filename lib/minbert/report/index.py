@@ -8,8 +8,9 @@ from pathlib import Path
 from minbert import paths
 from minbert.files import atomic_write_text
 from minbert.records import Results, load_all
-from minbert.report.study import RESUMED, headline, is_resumed, study_summary
-from minbert.report.tables import runs_table, study_table
+from minbert.report.study import RESUMED, effect_tables, headline, is_resumed, study_summary
+from minbert.report.tables import page_html, runs_table, study_table
+from minbert.report.wording import quora_caveat
 
 
 def report_links(notebook: str, profile: str, outputs: bool = True, predictions: bool = True):
@@ -55,15 +56,24 @@ def write_index(reports_dir: Path | None = None) -> Path:
             "<p>A re-implementation and check of a student study of BERT multitask fine-tuning. Dev-set "
             "figures; the study's are theirs (BERT-base), ours come from the embedded MiniLM.</p>",
             "<h2>The study's questions, its answers and ours</h2>",
-            "<p>Ours are worded from each notebook's paired differences (95% intervals over the dev items, "
-            "several seeds); a difference is named only when its interval excludes 0 and every seed "
-            "agrees. The full profile answers where it has run.</p>",
-            study_summary(every).to_html(index=False, escape=True),
+            "<p>Ours are verdicts from each notebook's paired differences (95% intervals over the dev "
+            "items, several seeds): better or worse where the interval excludes 0, every seed agrees and the "
+            "difference is at least the smallest effect worth naming (0.01 accuracy, 0.005 Pearson); "
+            "negligible where the whole interval lies inside it; inconclusive otherwise. A comparison whose "
+            "reference arm did not clear its floors (the majority class, the untrained checkpoint) answers "
+            "nothing on that task. The full profile answers where it has run.</p>",
+            f"<p>{html.escape(quora_caveat())}</p>",
+            study_summary(every).to_html(index=False, escape=False),
+            "<h2>Effects, comparison by comparison</h2>",
+            "<p>Each arm minus its notebook's reference, per task: the difference of the seed means, its "
+            "paired 95% interval and its verdict; the first rows are the reference against its floors.</p>",
+            *[f"<h3>{html.escape(title)}</h3>" + page_html(table)
+              for title, table in effect_tables(every).items()],
             "<h2>Reports</h2>",
             "<p>Rendered notebooks; each carries its run stamp (commit, parameters, device, versions).</p>",
             "<ul>", *items, "</ul>"]
     if every:  # every run, of every profile
-        body += ["<h2>Our runs</h2>", runs_table(every).round(3).to_html(na_rep="")]
+        body += ["<h2>Our runs</h2>", page_html(runs_table(every))]
     body += ["<h2>The study's published figures and the state of the art it cites (theirs)</h2>",
              study_table().to_html(na_rep="")]
     page = ("<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>minbert reports</title>"

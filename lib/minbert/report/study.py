@@ -7,6 +7,7 @@ cannot drift from the reports. Where a notebook has a full-profile results file,
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,17 +17,33 @@ import pandas as pd
 
 from minbert import tasks
 from minbert.arms import LEVERS
-from minbert.comparison import Difference, verdict
+from minbert.comparison import Difference, learned, verdict
 from minbert.files import atomic_write_text
 from minbert.published import STUDY_FIGURES
-from minbert.records import Results, RunRecord
+from minbert.records import Results, RunRecord, run_selection_score
 
-PROFILE_ORDER = ("full", "quick", "smoke")  # the evidence first
+PROFILE_ORDER = ("full", "cpu", "quick", "smoke")  # the evidence first: a GPU run, then the CPU one
 
 
 def _fig(row: str, task: int) -> str:
     value = STUDY_FIGURES[row][task]
     return "-" if value is None else f"{value:.3f}"
+
+
+STUDY_TASKS = ("SST", "QQP", "STS")  # the order of `published.STUDY_FIGURES`' columns
+
+
+def versus(row: str, reference: str) -> str:
+    """One of the study's rows against another in words, task by task from its own table: "above on QQP
+    0.808 vs 0.773, STS ...; below on SST ..." (its answer as its figures give it, never retyped)."""
+    above, below = [], []
+    for k, task in enumerate(STUDY_TASKS):
+        ours, theirs = STUDY_FIGURES[row][k], STUDY_FIGURES[reference][k]
+        if ours is None or theirs is None or ours == theirs:
+            continue
+        (above if ours > theirs else below).append(f"{task} {ours:.3f} vs {theirs:.3f}")
+    parts = [f"{side} on {', '.join(found)}" for side, found in (("above", above), ("below", below)) if found]
+    return "; ".join(parts)
 
 
 def final_run(result: Results) -> RunRecord:
@@ -46,7 +63,15 @@ def _final_model(result: Results) -> str:
     specs = [tasks.get(t) for t in tasks.MULTITASK if tasks.get(t).metric in run.dev]
     scores = ", ".join(f"{spec.metric_label} {run.dev[spec.metric]:.3f}" for spec in specs)
     rows = "/".join(f"{run.dev_sizes[t]:,}" for t in tasks.MULTITASK if run.dev_sizes and t in run.dev_sizes)
-    return f"{run.name}: {scores} (dev rows {rows or 'as in the report'}; MiniLM, 22M parameters)."
+    members = run.config.get("ensemble") or []
+    what = f"an ensemble of {len(members)} runs" if len(members) > 1 else "one run"
+    what += " with the pretrained view" if run.config.get("blend") else ""
+    size = f", {run.parameters / 1e6:.1f}M parameters" if run.parameters else ""
+    single = [r for r in result.runs if r.name in members]
+    best = f"; its best single run {max(single, key=run_selection_score).name}: " if single else ""
+    best += ", ".join(f"{s.metric_label} {max(single, key=run_selection_score).dev[s.metric]:.3f}"
+                      for s in specs) if single else ""
+    return f"{run.name} ({what}{size}): {scores} (dev rows {rows or 'as in the report'}){best}."
 
 
 COLLAPSE = (STUDY_FIGURES["BERT Baseline"][2], STUDY_FIGURES["BERT-SMART"][2])  # its STS before, after
@@ -59,7 +84,7 @@ def collapse_verdict(naive: Difference, right: list[RunRecord]) -> str:
     than the study's collapsed figure there is nothing to collapse, and the budget cannot tell."""
     level = sum(run.dev["sts_pearson"] for run in right) / len(right)
     interval = naive.span
-    if naive.detected and naive.estimate < 0:
+    if naive.verdict == "worse":
         return (f"reproduces at this budget: against the squared-difference divergence at the same size, the "
                 f"naive one moves STS Pearson by {interval} (from {level:.3f}).")
     if level <= COLLAPSE[1]:
@@ -77,7 +102,7 @@ def _collapse(result: Results) -> str:
     right = [run for run in result.runs if run.group == "smart"]
     if not saved or not right:
         return "the naive and the right divergence did not both run in this profile"
-    naive = Difference(**{k: v for k, v in saved[0].items() if k != "detected"})
+    naive = Difference.from_dict(saved[0])
     text = collapse_verdict(naive, right)
     return text[0].upper() + text[1:]
 
@@ -94,47 +119,55 @@ class Question:
     task_names: tuple[str, ...] | None = None
     checks_key: str = "differences"  # where the results file keeps the differences that answer it
     ours: Callable[[Results], str] | None = None  # for a question that is not a comparison
+    section: str = "Findings"  # the heading of the notebook's page that shows the evidence
 
 
 QUESTIONS: tuple[Question, ...] = (
     Question("Does fine-tuning all of BERT beat training a head on frozen BERT (SST-5)?", "01_part1_sst",
              f"Fine-tuned BERT-base: SST {_fig('Part 1 finetune (BERT-base)', 0)} (its table has no "
-             "frozen-BERT figure).", ("finetune",)),
+             "frozen-BERT figure).", ("finetune",),
+             section="Training: pretrain against finetune, several seeds"),
     Question("Does a different task order or schedule train the three tasks better together?",
              "02_sbert_baseline",
              f"One run each: reordering gave SST {_fig('sBERT-ReorderedTraining', 0)}, STS "
              f"{_fig('sBERT-ReorderedTraining', 2)} against its baseline's {_fig('sBERT-Baseline_2', 0)}, "
              f"{_fig('sBERT-Baseline_2', 2)}; round-robin STS {_fig('sBERT-RoundRobinTraining', 2)}; the "
              f"combined loss SST {_fig('sBERT-Combined Loss', 0)}.",
-             ("qqp-first", "round-robin", "combined", "pcgrad", "qqp-separate", "class-weights", "freeze")),
+             ("qqp-first", "round-robin", "combined", "pcgrad", "qqp-separate", "class-weights", "freeze"),
+             section="Which differences are real?"),
     Question("Does Sophia beat AdamW?", "03_sophia",
-             f"No: Sophia at its defaults SST {_fig('sBERT-Sophia Baseline', 0)}, QQP "
-             f"{_fig('sBERT-Sophia Baseline', 1)}, STS {_fig('sBERT-Sophia Baseline', 2)}; tuned, SST "
-             f"{_fig('sBERT-Sophia Tuned', 0)}; AdamW's baseline SST {_fig('sBERT-Baseline_2', 0)}.",
-             ("sophia", "sophia-corrected", "sophia-newton", "sophia-tuned")),
+             "Mixed, one run each: at its defaults, against AdamW at the same batch and lr, "
+             f"{versus('sBERT-Sophia Baseline', 'sBERT-Baseline_2')}.",
+             ("sophia", "sophia-corrected", "sophia-newton", "sophia-tuned"), section="What our numbers say"),
     Question("Does SMART help?", "04_smart",
              f"Little, one run each: the sBERT with SMART SST {_fig('sBERT-SMART Baseline', 0)}, QQP "
              f"{_fig('sBERT-SMART Baseline', 1)}, STS {_fig('sBERT-SMART Baseline', 2)}; the BERT with SMART "
              f"SST {_fig('BERT-SMART', 0)}, QQP {_fig('BERT-SMART', 1)}.",
-             ("dropout-only", "smart", "smart-tuned")),
+             ("dropout-only", "smart", "smart-tuned"), section="What our numbers say"),
     Question("Does a classification divergence on the STS score collapse STS?", "04_smart",
              f"Yes: the BERT's STS fell from {_fig('BERT Baseline', 2)} to {_fig('BERT-SMART', 2)} with "
              "SMART.",
-             ours=_collapse),
+             ours=_collapse, section="What our numbers say"),
     Question("Do the attention variants (linear Q/K, centre matrix, sparsemax) help?", "05_attention",
              f"No: all below standard attention (SST {_fig('sBERT-BertSelfAttention', 0)}), e.g. linear "
              f"{_fig('sBERT-LinearSelfAttention', 0)}, sparsemax {_fig('sBERT-SparsemaxSelfAttention', 0)}; "
              "blamed on overfitting.",
              ("linear", "linear-nobias", "center", "sparsemax", "center+linear", "linear+sparsemax",
-              "center+sparsemax", "center+linear+sparsemax")),
+              "center+sparsemax", "center+linear+sparsemax"),
+             section="Against standard attention, and the overfitting question"),
     Question("How good is the final multitask model?", "06_final_bert",
              f"BERT-Final (BERT-base, all of QQP): SST {_fig('BERT-Final', 0)}, QQP {_fig('BERT-Final', 1)}, "
-             f"STS {_fig('BERT-Final', 2)}.", ours=_final_model),
+             f"STS {_fig('BERT-Final', 2)}.", ours=_final_model, section="Training"),
     Question("Does the multitask model beat a plain fine-tune of the same weights, one task at a time?",
              "06_final_bert", "Not asked: the study reports no single-task fine-tune of its weights beside "
-             "its final model.", ("ours",), checks_key="peer_differences"),
+             "its final model.", ("ours",), checks_key="peer_differences",
+             section="Against the peer: transformers' own fine-tune of the same weights"),
+    Question("Like for like: does our best single run beat the peer's single run?", "06_final_bert",
+             "Not asked.", ("our best single run",), checks_key="peer_single_differences",
+             section="Against the peer: transformers' own fine-tune of the same weights"),
     Question("Which choices of the final recipe help (an ablation, each against the recipe)?",
-             "06_final_bert", "Not measured: the study reports one run per configuration.", tuple(LEVERS)),
+             "06_final_bert", "Not measured: the study reports one run per configuration.", tuple(LEVERS),
+             section="The levers: an ablation of the recipe"),
 )
 
 
@@ -146,35 +179,120 @@ def _evidence(result: Results) -> str:
     return f"{result.notebook}.{result.profile} ({len(result.runs)} runs, {per_arm}, commit {commit})"
 
 
+def _differences(question: Question, result: Results) -> tuple[list[Difference], dict[str, bool] | None]:
+    """The question's saved differences in a results file, and which tasks its comparison can answer
+    (`comparison.learned` on the saved margins; None for a file that predates them)."""
+    wanted = question.task_names or tasks.MULTITASK
+    found = [Difference.from_dict(d)
+             for d in result.checks[question.checks_key] if d["arm"] in question.arms and d["task"] in wanted]
+    answers = learned([Difference.from_dict(d) for d in result.checks.get("margins", [])]) or None
+    return found, answers
+
+
 def answer(question: Question, result: Results | None) -> str:
-    """Our answer to one question from a results file, in words."""
+    """Our answer to one question from a results file, in full sentences (`comparison.verdict`)."""
     if result is None:
         return "not run yet"
     if question.ours is not None:
         return question.ours(result)
     if question.checks_key not in result.checks:
         return "no paired differences for this in its results file (it predates them): run the notebook again"
-    wanted = question.task_names or tasks.MULTITASK
-    found = [Difference(**{k: v for k, v in d.items() if k != "detected"})
-             for d in result.checks[question.checks_key] if d["arm"] in question.arms and d["task"] in wanted]
+    found, answers = _differences(question, result)
     arms = [a for a in question.arms if any(d.arm == a for d in found)]
-    return " ".join(verdict(found, arm) for arm in arms) or "none of these arms ran in this profile"
+    return " ".join(verdict(found, arm, answers) for arm in arms) or "none of these arms ran in this profile"
 
 
-def study_summary(results: list[Results]) -> pd.DataFrame:
-    """One row per question: the study's answer, ours, and the results file behind ours (full profile
-    where there is one)."""
+def short_answer(question: Question, result: Results | None) -> str:
+    """Our answer in a line: the arms with a named difference (better or worse, and on which task), then
+    how many differences were negligible or inconclusive, and the tasks the comparison cannot answer
+    (its reference did not learn there)."""
+    if result is None or question.ours is not None or question.checks_key not in result.checks:
+        return answer(question, result)
+    found, answers = _differences(question, result)
+    if not found:
+        return "none of these arms ran in this profile"
+    open_ = [d for d in found if answers is None or answers.get(d.task, True)]
+    closed = sorted({tasks.get(d.task).metric_label for d in found if d not in open_})
+    if not open_:
+        return f"No answer at this budget: the reference did not learn ({', '.join(closed)})."
+    named: dict[str, dict[str, list[str]]] = {}
+    for d in open_:
+        if d.named:
+            named.setdefault(d.arm, {}).setdefault(d.verdict, []).append(d.task.upper())
+    parts = [f"{arm} " + ", ".join(f"{kind} on {'/'.join(where)}" for kind, where in said.items())
+             for arm, said in named.items()]
+    head = "; ".join(parts[:3]) + (f"; {len(parts) - 3} more arms" if len(parts) > 3 else "")
+    counts = ", ".join(f"{n} {kind}" for kind in ("negligible", "inconclusive")
+                       if (n := sum(d.verdict == kind for d in open_)))
+    text = head or "No difference named"
+    if counts:
+        text += f"{'; otherwise' if head else ':'} {counts} of {len(open_)} differences"
+    return text + (f"; {', '.join(closed)} not answered (the reference did not learn)." if closed else ".")
+
+
+def anchor(heading: str) -> str:
+    """The id nbconvert gives a heading of a rendered report: its text, spaces as hyphens."""
+    return heading.replace("`", "").replace(" ", "-")
+
+
+def _evidence_link(question: Question, result: Results) -> str:
+    href = f"{result.notebook}.{result.profile}.html#{anchor(question.section)}"
+    return f'<a href="{html.escape(href)}">{html.escape(_evidence(result))}</a>'
+
+
+def study_summary(results: list[Results], short: bool = True) -> pd.DataFrame:
+    """One row per question: the study's answer, ours (in a line, or with `short=False` in full), and
+    the results file behind ours as a link to the section of its report that shows it (full profile
+    where there is one). The cells are HTML: text escaped, the evidence a link."""
+    by_notebook = evidence_results(results)
+    rows = []
+    for question in QUESTIONS:
+        result = by_notebook.get(question.notebook)
+        ours = (short_answer if short else answer)(question, result)
+        rows.append({"question": html.escape(question.text, quote=False),
+                     "the study (theirs, BERT-base)": html.escape(question.theirs, quote=False),
+                     "ours (MiniLM)": html.escape(ours, quote=False),
+                     "evidence": _evidence_link(question, result) if result else "-"})
+    return pd.DataFrame(rows)
+
+
+def effects(result: Results, key: str = "differences") -> pd.DataFrame:
+    """A comparison notebook's effects at a glance: one row per arm (first, the reference against each
+    floor), one column per task, each cell the difference with its 95% interval and its verdict; "not
+    answered" where the reference did not clear its floors on that task."""
+    margins = [Difference.from_dict(d) for d in result.checks.get("margins", [])]
+    answers = learned(margins)
+    rows: dict[str, dict[str, str]] = {}
+    for d in margins:
+        cleared = "cleared" if d.verdict == "better" else "NOT cleared"
+        label = tasks.get(d.task).metric_label
+        rows.setdefault(f"{d.arm} − {d.reference}", {})[label] = f"{d.span} {cleared}"
+    for d in map(Difference.from_dict, result.checks.get(key, [])):
+        said = d.verdict if answers.get(d.task, True) else "not answered"
+        rows.setdefault(f"{d.arm} − {d.reference}", {})[tasks.get(d.task).metric_label] = f"{d.span} {said}"
+    labels = [tasks.get(t).metric_label for t in tasks.MULTITASK]
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    return table[[c for c in labels if c in table.columns]].rename_axis(f"{result.notebook}.{result.profile}")
+
+
+def evidence_results(results: list[Results]) -> dict[str, Results]:
+    """Per notebook, the results file that answers for it: the full profile where it exists, then quick."""
     by_notebook: dict[str, Results] = {}
     for result in sorted(results, key=lambda r: PROFILE_ORDER.index(r.profile)
                          if r.profile in PROFILE_ORDER else len(PROFILE_ORDER)):
         by_notebook.setdefault(result.notebook, result)
-    rows = []
-    for question in QUESTIONS:
-        result = by_notebook.get(question.notebook)
-        rows.append({"question": question.text, "the study (theirs, BERT-base)": question.theirs,
-                     "ours (MiniLM)": answer(question, result),
-                     "evidence": _evidence(result) if result else "-"})
-    return pd.DataFrame(rows)
+    return by_notebook
+
+
+def effect_tables(results: list[Results]) -> dict[str, pd.DataFrame]:
+    """Every comparison's `effects` table from the results that answer for its notebook, titled."""
+    out = {}
+    for notebook, result in sorted(evidence_results(results).items()):
+        for key, what in (("differences", "the comparison"), ("peer_differences", "against the peer"),
+                          ("peer_single_differences", "our best single run against the peer")):
+            if result.checks.get(key):
+                out[f"{notebook} ({result.profile}): {what}"] = effects(result, key)
+    return out
 
 
 def headline(result: Results) -> dict[str, str]:

@@ -4,6 +4,7 @@ figures (BERT-base, its data) and the state of the art it cites are a separate, 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import numpy as np
@@ -21,6 +22,35 @@ from minbert.records import Results, RunRecord
 def metric_labels() -> dict[str, str]:
     """The multitask tasks' metric keys and their labels ("sst_acc" -> "SST acc"), read when called."""
     return {tasks.get(t).metric: tasks.get(t).metric_label for t in tasks.MULTITASK}
+
+
+# Columns that, where every row has the same value, say where a table's runs ran, not how they differ:
+# shown once, in the caption.
+STAMP_COLUMNS = ("device", "commit", "precision", "profile")
+
+
+def _is_duration(column: object) -> bool:
+    name = " ".join(map(str, column)) if isinstance(column, tuple) else str(column)
+    return "seconds" in name or "minutes" in name
+
+
+def page_html(table: pd.DataFrame) -> str:
+    """A table as a report page shows it: numbers at three decimals (durations as whole seconds or
+    minutes), a dash where there is no value, and a column of one repeated stamp value (device, commit)
+    said once in the caption. Every notebook displays its DataFrames through this (`start_notebook`)."""
+    shown = table
+    same = [c for c in table.columns if str(c) in STAMP_COLUMNS and len(table) > 1
+            and table[c].astype(str).nunique() == 1]
+    caption = "; ".join(f"{c}: {table[c].iloc[0]}" for c in same)
+    shown = table.drop(columns=same)
+    formats = {c: ("{:,.0f}" if _is_duration(c) else "{:.3f}") for c in shown.columns
+               if pd.api.types.is_float_dtype(shown[c])}
+    uuid = hashlib.sha1(shown.to_csv().encode()).hexdigest()[:8]  # stable ids: the same table, the same page
+    styler = shown.style.set_uuid(uuid).format(formats, na_rep="–")
+    styler = styler.format_index(lambda v: "–" if pd.isna(v) else v, axis=0)
+    if caption:
+        styler = styler.set_caption(f"all rows: {caption}")
+    return styler.to_html()
 
 
 def arms_table(names: list[str] | None = None, table: dict[str, Arm] = ARMS,
@@ -97,7 +127,8 @@ def examples_view(table: pd.DataFrame):
 def comparison_table(comparison: Comparison, study_rows: dict[str, str | None] | None = None) -> pd.DataFrame:
     """One row per arm: each task's dev score as mean ± standard deviation over its seeds, the
     held-out mean it is selected on, and its budget per run (examples, optimizer steps, seconds),
-    so a reader sees that the arms had the same budget."""
+    so a reader sees that the arms had the same budget; then one row per floor (the majority class,
+    the untrained checkpoint) scored on the same dev items, which the reference arm must clear."""
     rows = []
     for arm, runs in comparison.runs.items():
         row: dict = {"arm": arm, "seeds": len(runs)}
@@ -119,6 +150,9 @@ def comparison_table(comparison: Comparison, study_rows: dict[str, str | None] |
             row.update({"study row (theirs)": study_row, "study SST": theirs[0], "study QQP": theirs[1],
                         "study STS": theirs[2]})
         rows.append(row)
+    for name, scores in comparison.floor_scores().items():
+        rows.append({"arm": f"floor: {name}",
+                     **{tasks.get(task).metric_label: f"{score:.3f}" for task, score in scores.items()}})
     return pd.DataFrame(rows).set_index("arm")
 
 
@@ -132,14 +166,26 @@ def dev_rows(run: RunRecord) -> str | None:
 
 def differences_table(differences: list[Difference]) -> pd.DataFrame:
     """Each arm minus the reference per task: the seed-mean difference, its paired 95% bootstrap
-    interval over the dev items, the difference by seed, and whether it is named a finding."""
+    interval over the dev items, the difference by seed, and its verdict (`comparison.Difference`)."""
     rows = [{"arm": d.arm, "task": tasks.get(d.task).metric_label, "Δ": signed(d.estimate),
              "95% interval": f"[{signed(d.low)}, {signed(d.high)}]",
              "by seed": " ".join(signed(x) for x in d.seed_differences), "dev items": d.items,
-             "finding": ("above" if d.estimate > 0 else "below") if d.detected else "none detected"}
+             "verdict": d.verdict + (f" ({d.why_inconclusive})" if d.why_inconclusive else "")}
             for d in differences]
-    columns = ["arm", "task", "Δ", "95% interval", "by seed", "dev items", "finding"]
+    columns = ["arm", "task", "Δ", "95% interval", "by seed", "dev items", "verdict"]
     return pd.DataFrame(rows, columns=columns).set_index(["arm", "task"])  # columns even when empty
+
+
+def margins_table(margins: list[Difference]) -> pd.DataFrame:
+    """Whether the reference arm learned: per floor and task, the reference's seed-mean dev score minus
+    the floor's on the same items, its paired 95% interval, and whether it clears the floor (better by
+    at least the smallest effect worth naming)."""
+    rows = [{"floor": d.reference, "task": tasks.get(d.task).metric_label, "reference": d.arm,
+             "margin": signed(d.estimate), "95% interval": f"[{signed(d.low)}, {signed(d.high)}]",
+             "by seed": " ".join(signed(x) for x in d.seed_differences),
+             "cleared": "yes" if d.verdict == "better" else "no"} for d in margins]
+    columns = ["floor", "task", "reference", "margin", "95% interval", "by seed", "cleared"]
+    return pd.DataFrame(rows, columns=columns).set_index(["floor", "task"])
 
 
 def candidates_table(candidates: dict[str, dict], kept: str | None) -> pd.DataFrame:
@@ -191,12 +237,18 @@ def runs_table(results: list[Results]) -> pd.DataFrame:
             rows.append({"notebook": result.notebook, "run": name, **scores,
                          "mean": _mean_or_none([r.mean if r.dev else None for r in runs]),
                          "held-out mean": _mean_or_none([r.heldout_mean for r in runs]),
-                         "seeds": len(runs), "dev rows": dev_rows(runs[0]), "profile": result.profile,
+                         "seeds": _seeds(runs), "dev rows": dev_rows(runs[0]), "profile": result.profile,
                          "device": result.stamp["device"],
                          "commit": _short_commit(result.stamp), "headline": any(r is top for r in runs)})
     columns = ["notebook", "run", *metric_labels().values(), "mean", "held-out mean", "seeds", "dev rows",
                "profile", "device", "commit", "headline"]
     return pd.DataFrame(rows, columns=columns).set_index(["notebook", "run"])  # columns even when empty
+
+
+def _seeds(runs: list[RunRecord]) -> str:
+    """How many seeds a row stands for: its runs, or an ensemble's members (one record of several runs)."""
+    members = runs[0].config.get("ensemble") if len(runs) == 1 else None
+    return f"{len(members)} (ensemble)" if members else str(len(runs))
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:
@@ -318,7 +370,7 @@ def peer_table(ours: dict[str, RunRecord], peer: Results | None,
         if peer is not None:
             run = next((r for r in peer.runs if spec.metric in r.dev), None)
             if run is not None:
-                entries.append(("peer: transformers, one task at a time (same weights, same rows)", run))
+                entries.append(("peer: transformers, one run per task (same weights, same rows)", run))
         entries += [(label, record) for label, record in ours.items()]
         for label, record in entries:
             score, n = record.dev[spec.metric], (record.dev_sizes or {}).get(task)

@@ -3,12 +3,20 @@ how far the attention variants' parameters moved, and what a comparison's budget
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 
 from minbert import tasks
-from minbert.comparison import Comparison, Difference
-from minbert.records import RunRecord
+from minbert.comparison import Comparison, Difference, smallest_effect
+from minbert.records import Results, RunRecord
 from minbert.report.tables import dev_rows, variant_movement_table
+
+
+def label_of(metric: str) -> str:
+    """A metric key as a reader reads it: "sst_acc" -> "SST acc"."""
+    return next((t.metric_label for t in tasks.TASKS.values() if t.metric == metric), metric)
 
 
 def aim_findings(record: RunRecord, aims: dict[str, float],
@@ -28,12 +36,13 @@ def aim_findings(record: RunRecord, aims: dict[str, float],
         where = "held-out by epoch" if held else "by epoch"
         final = record.dev[metric]
         if final >= aim:
-            lines.append(f"{metric}: {final:.3f}, aim {aim} met ({where}: {shown}).")
+            lines.append(f"{label_of(metric)}: {final:.3f}, aim {aim} met ({where}: {shown}).")
             continue
         last = [[e.score(metric) for e in r.epochs][-2:] for r in curves]
         rising = all(len(pair) == 2 for pair in last) and np.mean([b - a for a, b in last]) > 0
         state = "still rising" if rising else "no longer rising"
-        lines.append(f"{metric}: {final:.3f}, {aim - final:.3f} short of the aim {aim} ({where}: {shown}); "
+        lines.append(f"{label_of(metric)}: {final:.3f}, {aim - final:.3f} short of the aim {aim} "
+                     f"({where}: {shown}); "
                      f"{state} at the last epoch.")
     return lines
 
@@ -78,8 +87,57 @@ def limits(comparison: Comparison, differences: list[Difference], profile: str) 
     if widths:
         lines.append("- Resolution: the paired 95% intervals are typically ±" + ", ±".join(
             f"{float(np.median(w)):.3f} on {tasks.get(t).metric_label}" for t, w in widths.items())
-            + " wide; smaller true differences go undetected here.")
+            + " wide, against the smallest effects worth naming, ±" + ", ±".join(
+                f"{smallest_effect(t):g} on {tasks.get(t).metric_label}" for t in widths)
+            + ": where an interval is wider than its smallest effect, no difference there can be called "
+            "negligible at this budget, and smaller true differences go undetected.")
     if profile != "full":
         lines.append(f"- This is the {profile} profile, sized for a 2-core CPU: it shows the mechanics and "
                      "the direction of large effects. The full profile (all data, 5 seeds) is the evidence.")
     return "\n".join(lines)
+
+
+def quora_caveat(checkpoint: str | None = None) -> str:
+    """What the checkpoint's model card says it was trained on that overlaps QQP, in one paragraph (read
+    from the card the checkpoint folder ships, README.md; a checkpoint without one gets a plain warning):
+    the embedded all-MiniLM-L6-v2 saw Quora's duplicate questions, the source of QQP, in its training."""
+    from minbert.bert import default_checkpoint
+
+    card = Path(checkpoint or default_checkpoint()) / "README.md"
+    text = card.read_text(encoding="utf-8") if card.is_file() else ""
+    quora = re.search(r"^\|\s*\[?(Quora[^\]|]*)\]?[^|]*\|[^|]*\|\s*([\d,]+)\s*\|", text, flags=re.M)
+    total = re.search(r"^\|\s*\*\*Total\*\*\s*\|[^|]*\|\s*\*\*([\d,]+)\*\*", text, flags=re.M)
+    if not quora:
+        return ("Caveat on QQP: the checkpoint's model card does not say whether its training data include "
+                "Quora's questions; if they do, QQP dev figures may be flattered by overlap.")
+    pairs = f" of the {total.group(1)} pairs of its training data" if total else ""
+    name, rows = quora.group(1).strip(), quora.group(2)
+    return (f"Caveat on QQP: the checkpoint's model card lists {rows} {name}{pairs}. Quora's duplicate "
+            "questions are the source of QQP, so some QQP dev pairs may have been seen in its training: our "
+            "QQP figures may be flattered by that overlap (against the study's BERT-base, which was not "
+            "trained on them), while a comparison of our own arms shares it alike.")
+
+
+def profile_disagreements(differences: list[Difference], other: Results | None,
+                          key: str = "differences") -> str:
+    """Where this run's verdicts and another profile's results file (`other`) disagree on the same arm and
+    task: one better and the other worse, or one naming a difference the other calls negligible. Empty
+    where they agree or there is no other file; budgets differ, so a disagreement is a caveat, not an
+    error."""
+    if other is None:
+        return ""
+    theirs = {(d["arm"], d["task"]): Difference.from_dict(d).verdict for d in other.checks.get(key, [])}
+    named = ("better", "worse")
+    clash = []
+    for d in differences:
+        there = theirs.get((d.arm, d.task))
+        if there is None or there == d.verdict:
+            continue
+        if {d.verdict, there} == set(named) or (d.verdict in named and there == "negligible") or (
+                there in named and d.verdict == "negligible"):
+            clash.append(f"{d.arm} on {tasks.get(d.task).metric_label}: {d.verdict} here, {there} there")
+    if not clash:
+        return ""
+    commit = str(other.stamp.get("commit") or "?")[:7]
+    return (f"The {other.profile} profile's run (commit {commit}) disagrees on " + "; ".join(clash)
+            + ": the budgets differ, so read either as the evidence of its own budget only.")
