@@ -175,7 +175,7 @@ def test_levers_are_checked_against_the_recipe():
         load_config("06_final_bert", "smoke", {"levers": ["more cowbell"]})
 
 
-@pytest.mark.parametrize("profile", ["smoke", "quick", "full"])
+@pytest.mark.parametrize("profile", ["smoke", "quick", "cpu", "full"])
 def test_the_peer_trains_on_the_rows_notebook_06_uses(profile):
     """Same train subsample, held-out carve, dev rows, sequence length and seed: the comparison is fair."""
     peer, final = load_config("peer_transformers", profile), load_config("06_final_bert", profile)

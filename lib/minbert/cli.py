@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="execute one notebook with papermill and render its report")
     run.add_argument("notebook", help="e.g. 01_part1_sst")
-    run.add_argument("--profile", default="quick", help="smoke, quick or full")
+    run.add_argument("--profile", default="quick", help="smoke, quick, cpu or full")
     run.add_argument("-p", "--param", nargs=2, action="append", default=[],
                      metavar=("KEY", "VALUE"), help="override one parameter (YAML value)")
     run.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     peer = sub.add_parser("peer", help="fine-tune the same weights with transformers, one task at a time "
                                        "(the peer row of notebook 06), as a recorded run")
-    peer.add_argument("--profile", default="quick", help="smoke, quick or full")
+    peer.add_argument("--profile", default="quick", help="smoke, quick, cpu or full")
     peer.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
     peer.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
     peer.set_defaults(func=_peer)

@@ -56,7 +56,7 @@ class Settings(BaseModel):
 class NotebookConfig(Settings):
     """What every training notebook has: profile, seed, where it computes, checkpoint, data policy."""
 
-    profile: Literal["smoke", "quick", "full"] = "quick"
+    profile: Literal["smoke", "quick", "cpu", "full"] = "quick"
     seed: int = Field(11711, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "float32", "bfloat16"] = Field(

@@ -269,7 +269,7 @@ class FinalConfig(OneArmConfig, ComparisonConfig):
 class ResultsConfig(Settings):
     """07_results: gathers the other notebooks' results; it trains nothing."""
 
-    profile: Literal["smoke", "quick", "full"] = "quick"
+    profile: Literal["smoke", "quick", "cpu", "full"] = "quick"
 
 
 class PeerConfig(NotebookConfig):

@@ -21,7 +21,7 @@ from minbert import paths
 from minbert.config import ConfigError, Settings
 from minbert.notebook_settings import config_class, validate
 
-PROFILES = ("smoke", "quick", "full")
+PROFILES = ("smoke", "quick", "cpu", "full")
 
 
 class _YamlLoader(yaml.SafeLoader):

@@ -91,9 +91,16 @@ def limits(comparison: Comparison, differences: list[Difference], profile: str) 
                 f"{smallest_effect(t):g} on {tasks.get(t).metric_label}" for t in widths)
             + ": where an interval is wider than its smallest effect, no difference there can be called "
             "negligible at this budget, and smaller true differences go undetected.")
-    if profile != "full":
-        lines.append(f"- This is the {profile} profile, sized for a 2-core CPU: it shows the mechanics and "
-                     "the direction of large effects. The full profile (all data, 5 seeds) is the evidence.")
+    if profile == "cpu":
+        lines.append("- This is the cpu profile, the evidence on a 2-core CPU until a GPU run exists. It "
+                     "cannot show effects smaller than the intervals above, nor what all the data, more "
+                     "epochs, more seeds and the arms it leaves out (its params file names them) would "
+                     "change: the full profile can.")
+    elif profile != "full":
+        lines.append(f"- This is the {profile} profile, a first look on a 2-core CPU (tens of minutes a "
+                     "notebook): its reference arm may not learn at all (see its floors), and then it "
+                     "answers nothing. "
+                     "The cpu profile and the full profile (all data, 5 seeds) are the evidence.")
     return "\n".join(lines)
 
 
