@@ -77,7 +77,7 @@ class Epoch:
         """The results files' flat form."""
         out: dict[str, Any] = {k: getattr(self, k) for k in _SCALARS if getattr(self, k) is not None}
         out.update({f"sophia_{k}": v for k, v in self.sophia.items()})
-        for task in self.train_loss.keys() | self.task_steps.keys():
+        for task in dict.fromkeys([*self.train_loss, *self.task_steps]):
             for attr in ("train_loss", "task_steps", "smart_loss", "smart_control"):
                 if task in getattr(self, attr):
                     out[f"{task}_{_PER_TASK[attr]}"] = getattr(self, attr)[task]

@@ -11,7 +11,7 @@ import seaborn as sns
 from minbert import tasks
 from minbert.evaluation import normalised_confusion
 from minbert.records import Results, RunRecord
-from minbert.report.study import final_run
+from minbert.report.study import headline_arm
 from minbert.report.tables import checked_on, metric_labels, study_table
 
 
@@ -146,8 +146,7 @@ PROFILE_MARKERS = {"full": "o", "cpu": "s", "quick": "D", "smoke": "x"}  # fille
 def _headline_points(result: Results) -> list[tuple[str, str, list[float]]]:
     """(label, metric, seed scores) of a results file's headline: its headline arm's runs (the peer: each
     task's run; notebook 06: its final model)."""
-    best = final_run(result) if "ensemble" in result.checks else result.headline()
-    runs = [r for r in result.runs if best.group is not None and r.group == best.group] or [best]
+    best, runs = headline_arm(result)
     if result.notebook.startswith("peer"):
         runs, label = result.runs, "peer (transformers, one run per task)"
     else:

@@ -68,9 +68,11 @@ def _final_model(result: Results) -> str:
     what += " with the pretrained view" if run.config.get("blend") else ""
     size = f", {run.parameters / 1e6:.1f}M parameters" if run.parameters else ""
     single = [r for r in result.runs if r.name in members]
-    best = f"; its best single run {max(single, key=run_selection_score).name}: " if single else ""
-    best += ", ".join(f"{s.metric_label} {max(single, key=run_selection_score).dev[s.metric]:.3f}"
-                      for s in specs) if single else ""
+    best = ""
+    if single:
+        top = max(single, key=run_selection_score)
+        best = f"; its best single run {top.name}: " + ", ".join(
+            f"{s.metric_label} {top.dev[s.metric]:.3f}" for s in specs)
     return f"{run.name} ({what}{size}): {scores} (dev rows {rows or 'as in the report'}){best}."
 
 
@@ -211,8 +213,9 @@ def short_answer(question: Question, result: Results | None) -> str:
     found, answers = _differences(question, result)
     if not found:
         return "none of these arms ran in this profile"
-    open_ = [d for d in found if answers is None or answers.get(d.task, True)]
-    closed = sorted({tasks.get(d.task).metric_label for d in found if d not in open_})
+    answerable = {d.task: answers is None or answers.get(d.task, True) for d in found}
+    open_ = [d for d in found if answerable[d.task]]
+    closed = sorted({tasks.get(t).metric_label for t, ok in answerable.items() if not ok})
     if not open_:
         return f"No answer at this budget: the reference did not learn ({', '.join(closed)})."
     named: dict[str, dict[str, list[str]]] = {}
@@ -276,7 +279,7 @@ def effects(result: Results, key: str = "differences") -> pd.DataFrame:
 
 
 def evidence_results(results: list[Results]) -> dict[str, Results]:
-    """Per notebook, the results file that answers for it: the full profile where it exists, then quick."""
+    """Per notebook, the results file that answers for it: the first profile of `PROFILE_ORDER` it has."""
     by_notebook: dict[str, Results] = {}
     for result in sorted(results, key=lambda r: PROFILE_ORDER.index(r.profile)
                          if r.profile in PROFILE_ORDER else len(PROFILE_ORDER)):
@@ -295,6 +298,13 @@ def effect_tables(results: list[Results]) -> dict[str, pd.DataFrame]:
     return out
 
 
+def headline_arm(result: Results) -> tuple[RunRecord, list[RunRecord]]:
+    """A results file's headline run (its final model, or the headline rule's run) and the seeds of its
+    arm (the run alone where it has no group)."""
+    best = final_run(result) if "ensemble" in result.checks else result.headline()
+    return best, [r for r in result.runs if best.group is not None and r.group == best.group] or [best]
+
+
 def headline(result: Results) -> dict[str, str]:
     """A results file's headline in parts (its final model, or its headline arm as the mean over that arm's
     seeds; for a file of one run per task, as the peer's, each task's run), for the index page and the
@@ -306,8 +316,7 @@ def headline(result: Results) -> dict[str, str]:
         name, seeds = "one run per task: " + ", ".join(r.name for r in result.runs), ""
         scores = [f"{label} {r.dev[m]:.3f}" for m, label in labels.items() for r in result.runs if m in r.dev]
     else:
-        best = final_run(result) if "ensemble" in result.checks else result.headline()
-        runs = [r for r in result.runs if best.group is not None and r.group == best.group] or [best]
+        best, runs = headline_arm(result)
         name, seeds = best.group or best.name, f"mean of {len(runs)} seeds" if len(runs) > 1 else ""
         scores = []
         for metric, label in labels.items():

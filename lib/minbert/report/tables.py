@@ -38,7 +38,6 @@ def page_html(table: pd.DataFrame) -> str:
     """A table as a report page shows it: numbers at three decimals (durations as whole seconds or
     minutes), a dash where there is no value, and a column of one repeated stamp value (device, commit)
     said once in the caption. Every notebook displays its DataFrames through this (`start_notebook`)."""
-    shown = table
     same = [c for c in table.columns if str(c) in STAMP_COLUMNS and len(table) > 1
             and table[c].astype(str).nunique() == 1]
     caption = "; ".join(f"{c}: {table[c].iloc[0]}" for c in same)
