@@ -101,6 +101,27 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_checkpoint, 
         assert torch.equal(a, b), name
 
 
+def test_without_epoch_checkpoints_only_the_kept_weights_are_written(tiny_checkpoint, tasks, tmp_path):
+    """What a GPU lease writes: no last.pt per epoch (it could not be resumed on the next machine), the
+    same run and the same kept weights."""
+    train, dev = tasks
+    run = MultitaskSettings(epochs=2, lr=1e-3, batch_size=8)
+    with_them, without = make_model(tiny_checkpoint), make_model(tiny_checkpoint)
+    expected = train_multitask(with_them, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "a").history
+    train_multitask(without, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "b", stop_after_epoch=1,
+                    epoch_checkpoints=False)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["best.pt"]  # killed after epoch 1
+    without = make_model(tiny_checkpoint)
+    got = train_multitask(without, train, dev, run, runtime=CPU, checkpoint_dir=tmp_path / "b",
+                          epoch_checkpoints=False).history
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["finished"] is True  # history only
+    drop = ("seconds",)
+    assert [{k: v for k, v in h.to_dict().items() if k not in drop} for h in got] == [
+        {k: v for k, v in h.to_dict().items() if k not in drop} for h in expected]
+    for a, b in zip(with_them.state_dict().values(), without.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_a_finished_run_keeps_a_small_last_checkpoint_and_resuming_it_trains_nothing(tiny_checkpoint, tasks,
                                                                                     tmp_path):
     train, dev = tasks

@@ -270,3 +270,57 @@ def test_sophia_names_the_rho_at_which_a_share_of_its_coordinates_step_unclipped
         q.grad = torch.tensor([1.0, 1.0, 0.1, 0.5], dtype=torch.float64)
         other.step(bs=2)
         assert other.clipped_share(estimated_only=True) == pytest.approx(share)
+
+
+def _two_paths(make, steps: int = 60, hessian_every: int = 0):
+    """The same training run with the cache-sized pieces and with the multi-tensor (GPU) kernels, on
+    the CPU; a weight that joins late and one that misses some steps, as a task head does."""
+    x, y, start = regression_problem()
+    runs = []
+    for foreach in (False, True):
+        model = copy.deepcopy(start)
+        optimizer = make(param_groups(model), foreach)
+        model[2].bias.requires_grad_(False)
+        torch.manual_seed(5)  # the sampled labels of the Hessian refreshes
+        for step in range(steps):
+            if step == 10:
+                model[2].bias.requires_grad_(True)
+            optimizer.zero_grad(set_to_none=True)
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            if step % 3 == 1:
+                model[0].bias.grad = None  # this weight sits this step out
+            optimizer.step()
+            if hessian_every and step % hessian_every == hessian_every - 1:
+                optimizer.zero_grad(set_to_none=True)
+                torch.nn.functional.mse_loss(model(x), y + torch.randn_like(y)).backward()
+                optimizer.update_hessian()
+        runs.append((model, optimizer))
+    return runs
+
+
+def test_adamw_multi_tensor_kernels_give_the_pieces_update_and_torchs():
+    for correct_bias in (True, False):
+        (pieces, _), (fused, optimizer) = _two_paths(
+            lambda groups, foreach, bias=correct_bias: AdamW(groups, lr=1e-2, weight_decay=0.01,
+                                                             correct_bias=bias, foreach=foreach))
+        assert optimizer.state[fused[0].bias]["step"] < optimizer.state[fused[0].weight]["step"]
+        for a, b in zip(pieces.parameters(), fused.parameters(), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-6)
+    x, y, ours = regression_problem()
+    theirs = copy.deepcopy(ours)
+    train(ours, AdamW(param_groups(ours), lr=1e-2, weight_decay=0.01, foreach=True), x, y, 300)
+    train(theirs, torch.optim.AdamW(param_groups(theirs), lr=1e-2, weight_decay=0.01), x, y, 300)
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("bias_correction", [False, True])
+def test_sophia_multi_tensor_kernels_give_the_pieces_update_and_its_clipped_counts(bias_correction):
+    (pieces, slow), (fused, fast) = _two_paths(
+        lambda groups, foreach: SophiaG(groups, lr=1e-3, rho=0.05, bias_correction=bias_correction,
+                                        foreach=foreach), hessian_every=5)
+    for a, b in zip(pieces.parameters(), fused.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-6)
+    shares = [(o.clipped_share(reset=False, estimated_only=True), o.clipped_share()) for o in (slow, fast)]
+    assert shares[0] == shares[1]
+    assert 0.0 < shares[0][1] < 1.0  # both regimes occurred: the counts are tested, not trivially 0 or 1

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minbert.dropout import dropout
+from minbert.runtime import to_device
 
 COMPONENTS = ("center", "linear", "linear-nobias", "sparsemax")  # in canonical order
 STUDY_VARIANTS = ("standard", "linear", "sparsemax", "center", "linear+sparsemax", "center+sparsemax",
@@ -114,6 +115,13 @@ class Packing:
         if bool(real.all()):
             return cls(batch, length, None, None)
         return cls(batch, length, real.flatten().nonzero().squeeze(1), real[:, None, None, :])
+
+    def to(self, device: torch.device) -> Packing:
+        """The packing with its tensors on `device` (found on the host, where it costs no device sync)."""
+        if self.index is None:
+            return self
+        index, key_mask = to_device(self.index, device), to_device(self.key_mask, device)
+        return Packing(self.batch, self.length, index, key_mask)
 
     def pack(self, padded: torch.Tensor) -> torch.Tensor:
         """(batch, length, ...) to (real tokens, ...)."""

@@ -202,13 +202,14 @@ class BertModel(nn.Module):
         return self.encode(self.embed(input_ids, attention_mask, token_type_ids))
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-              token_type_ids: torch.Tensor | None = None) -> Embedded:
-        """The embedding layer's output: where SMART perturbs the input."""
+              token_type_ids: torch.Tensor | None = None, packing: Packing | None = None) -> Embedded:
+        """The embedding layer's output: where SMART perturbs the input. `packing` is the mask's, found
+        beforehand (`TaskTensors.batch` finds it on the host); without it, it is found here."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        packing = Packing.from_mask(attention_mask)
+        packing = Packing.from_mask(attention_mask) if packing is None else packing
         return Embedded(self.embeddings(input_ids, token_type_ids, packing), packing, attention_mask)
 
     def encode(self, embedded: Embedded) -> dict[str, torch.Tensor]:

@@ -22,7 +22,9 @@ from pathlib import Path
 import torch
 
 from minbert import paths, tasks
+from minbert.attention import Packing
 from minbert.files import atomic_path, remove_partials
+from minbert.runtime import to_device
 from minbert.tasks import Task
 
 DEFAULT_URL_BASE = "https://raw.githubusercontent.com/gpoesia/minbert-default-final-project/main/data/"
@@ -387,15 +389,22 @@ class TaskTensors:
         return [max(len(x), len(y)) for x, y in zip(self.a, self.b, strict=True)]
 
     def batch(self, idx: list[int], device: torch.device) -> dict:
+        """The rows `idx` padded to their longest, on `device`, each sentence with its token packing
+        (`Packing`, found here on the host: on a GPU, finding it there would wait for the device)."""
         starts = None if self.second_starts is None else [self.second_starts[i] for i in idx]
-        out = {"a": {k: v.to(device) for k, v in pad_batch([self.a[i] for i in idx],
-                                                           second_starts=starts).items()}}
+        out = {"a": _on_device(pad_batch([self.a[i] for i in idx], second_starts=starts), device)}
         if self.b is not None:
-            out["b"] = {k: v.to(device) for k, v in pad_batch([self.b[i] for i in idx]).items()}
+            out["b"] = _on_device(pad_batch([self.b[i] for i in idx]), device)
         if self.labels is not None:
             dtype = tasks.get(self.task).label_dtype
-            out["labels"] = torch.tensor([self.labels[i] for i in idx], dtype=dtype, device=device)
+            out["labels"] = to_device(torch.tensor([self.labels[i] for i in idx], dtype=dtype), device)
         return out
+
+
+def _on_device(padded: dict[str, torch.Tensor], device: torch.device) -> dict:
+    moved: dict = {k: to_device(v, device) for k, v in padded.items()}
+    moved["packing"] = Packing.from_mask(padded["attention_mask"]).to(device)
+    return moved
 
 
 def tensors_for(split: TaskSplit, tokenizer, max_length: int, cross_encoder: bool = False) -> TaskTensors:

@@ -170,7 +170,8 @@ class MultitaskBert(nn.Module):
     def embed_inputs(self, batch: dict) -> list[Embedded]:
         """The embedding layer's output for each input of a batch (one sentence, or a pair)."""
         inputs = [batch[s] for s in ("a", "b") if s in batch]
-        return [self.bert.embed(x["input_ids"], x["attention_mask"], x.get("token_type_ids")) for x in inputs]
+        return [self.bert.embed(x["input_ids"], x["attention_mask"], x.get("token_type_ids"),
+                                x.get("packing")) for x in inputs]
 
     def task_outputs(self, task: str, batch: dict) -> torch.Tensor:
         """The task's raw outputs for a batch of `TaskTensors.batch`."""

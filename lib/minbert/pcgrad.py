@@ -60,7 +60,7 @@ def pcgrad_backward(losses: Sequence[torch.Tensor], params: Sequence[torch.nn.Pa
         flat.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
                                for g, p in zip(grads, params, strict=True)]))
     stacked = torch.stack(flat)
-    gram = stacked @ stacked.T
+    gram = (stacked @ stacked.T).detach().double().cpu()  # the step's one host read: T x T numbers
     conflicts = int((gram.triu(diagonal=1) < 0).sum())
     weights = pcgrad_coefficients(gram, generator).sum(0)  # sum_i p_i = sum_j w_j g_j
     if reduction == "mean":

@@ -92,6 +92,14 @@ class Runtime:
     def precision(self) -> str:
         return str(self.dtype).removeprefix("torch.")
 
+    @property
+    def read_every(self) -> int:
+        """How many training steps go by between reads of device values on the host (whether a loss
+        went non-finite): every step on the CPU, where a read costs nothing; on a GPU a read waits for
+        the queued kernels, so the trainer reads every 64 steps and the GPU never idles in between."""
+        return 1 if self.device.type == "cpu" else 64
+
+
     def describe(self) -> str:
         """A human-readable name of the processor or GPU; for a CPU, whether it computes bfloat16
         natively: the same 2-core CPU runs the same profile twice as long without it."""
@@ -107,6 +115,14 @@ class Runtime:
             pass
         bf16 = "native bfloat16" if cpu_has_bfloat16() else "no native bfloat16"
         return f"cpu ({model}, {torch.get_num_threads()} threads, {bf16})"
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on `device`; to a GPU through pinned memory without blocking, so that the copy
+    overlaps the kernels already queued."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 CPU = Runtime()

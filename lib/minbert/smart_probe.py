@@ -19,9 +19,10 @@ from minbert.smart import SmartSettings, dropout_control, embedding_scale, smart
 
 
 def smart_terms(model: MultitaskBert, task: str, embedded: list[Embedded], outputs: torch.Tensor,
-                 settings: SmartSettings, runtime: Runtime) -> tuple[torch.Tensor, float]:
+                 settings: SmartSettings, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
     """SMART's adversarial divergence for one task batch, perturbing the embedding output, and the same
-    divergence at zero perturbation (what dropout alone contributes; recorded, not trained on)."""
+    divergence at zero perturbation (what dropout alone contributes; recorded, not trained on: a
+    detached tensor, left on the device)."""
     kind = tasks.get(task).kind
     if kind == "regression" and settings.naive_regression:
         kind = "regression-as-classification"
@@ -32,7 +33,7 @@ def smart_terms(model: MultitaskBert, task: str, embedded: list[Embedded], outpu
             return model.outputs_from_embedded(task, shifted)
 
     inputs = [e.hidden for e in embedded]
-    control = float(dropout_control(forward, inputs, outputs, kind))
+    control = dropout_control(forward, inputs, outputs, kind).detach()
     return smart_loss(forward, inputs, outputs, kind, settings), control
 
 
@@ -66,7 +67,7 @@ def smart_scale_probe(model: MultitaskBert, train: dict[str, TaskTensors], epsil
                 term, control = smart_terms(model, task, embedded, outputs, settings, runtime)
                 row[f"{mode} term"] = float(term.detach())
                 if mode == "train":
-                    row["train control"] = control
+                    row["train control"] = float(control)
                     row["task loss"] = float(tasks.get(task).loss(outputs, batch["labels"]).detach())
             rows.append(row)
     model.train(was_training)

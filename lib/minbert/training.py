@@ -66,8 +66,38 @@ def clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float | None) -> 
 
 def check_finite(loss: torch.Tensor, where: str) -> None:
     if not torch.isfinite(loss):
-        raise TrainingError(f"loss became {loss.item()} at {where}; stopping (lower the learning "
-                            "rate, or check the inputs of that batch)")
+        _stop(float(loss.detach()), where)
+
+
+def _stop(value: float, where: str):
+    raise TrainingError(f"loss became {value} at {where}; stopping (lower the learning "
+                        "rate, or check the inputs of that batch)")
+
+
+class FiniteWatch:
+    """The first non-finite loss of a stretch of steps, noted on the device and read on the host only
+    when `check` is called (every `Runtime.read_every` steps): a GPU step then waits for nothing. The
+    error names the step and task where it went wrong, as a check at every step would."""
+
+    def __init__(self, device: torch.device) -> None:
+        self._first = torch.full((), -1, dtype=torch.long, device=device)  # index into _places; -1: none
+        self._value = torch.zeros((), device=device)
+        self._places: list[str] = []
+
+    def watch(self, loss: torch.Tensor, where: str) -> None:
+        index = len(self._places)
+        self._places.append(where)
+        new = ~torch.isfinite(loss.detach()) & (self._first < 0)
+        self._first = torch.where(new, index, self._first)
+        self._value = torch.where(new, loss.detach().float(), self._value)
+
+    def check(self) -> None:
+        """Raise TrainingError for the first non-finite loss watched since the last check."""
+        if self._places:
+            first = int(self._first)  # the one host read of the stretch
+            if first >= 0:
+                _stop(float(self._value), self._places[first])
+            self._places.clear()
 
 
 def class_weight_tensor(labels: list[int], num_classes: int) -> torch.Tensor:
@@ -221,14 +251,17 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                     name: str = "run", runtime: Runtime = CPU,
                     checkpoint_dir: Path | None = None, resume: bool = False, log_dir: Path | None = None,
                     stop_after_epoch: int | None = None, keep_snapshots: bool = False,
-                    on_epoch: Callable[[Epoch], None] | None = None) -> Trained:
+                    on_epoch: Callable[[Epoch], None] | None = None,
+                    epoch_checkpoints: bool = True) -> Trained:
     """Train as the settings say; keep the weights of the best epoch: the best mean score on the
     `heldout` rows (carved from train) where given, else on dev (then dev is both selected on and
     reported). With held-out rows, each epoch is scored on them alone and dev is evaluated once, for
     the kept weights: its scores join that epoch's record, so dev can only be reported, never chosen on.
 
     With `checkpoint_dir`, `last.pt` (model, optimizer, random state, history) and
-    `best.pt` are written after every epoch; `resume` continues from `last.pt`. A finished run's
+    `best.pt` are written after every epoch (without `epoch_checkpoints`, `best.pt` alone: where a
+    kill loses the machine with its files, as a GPU lease's end does, `last.pt` could never be resumed
+    from, and it is three times the model); `resume` continues from `last.pt`. A finished run's
     `last.pt` keeps only its history and settings (a resume of it trains nothing). TensorBoard
     scalars go to `log_dir`: replaced by a fresh run, continued by a resumed one.
     `stop_after_epoch` ends the run early, as a kill would (for tests); `settings.patience` ends it
@@ -290,9 +323,9 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                     if key != "epoch":
                         writer.add_scalar(key.replace("_", "/", 1), value, epoch)
 
-            if checkpoint_dir is not None:
-                if kept:
-                    _save_checkpoint(best, {"model": model.state_dict()})
+            if checkpoint_dir is not None and kept:
+                _save_checkpoint(best, {"model": model.state_dict()})
+            if checkpoint_dir is not None and epoch_checkpoints:
                 _save_checkpoint(last, {"epoch": epoch, "model": model.state_dict(),
                                         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
                                         "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
@@ -349,6 +382,16 @@ def _mean_of_known(values: list[float]) -> float:
     return sum(known) / len(known) if known else math.nan
 
 
+def _summed(value: torch.Tensor, rows: int) -> torch.Tensor:
+    """A batch's mean loss times its rows, for an epoch's mean, kept on the device (a host read would
+    wait for the step); in float64, as Python's floats summed them."""
+    return value.detach().double() * rows
+
+
+def _to_host(sums: dict[str, torch.Tensor | float]) -> dict[str, float]:
+    return {task: float(total) for task, total in sums.items()}
+
+
 def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train: dict[str, TaskTensors],
                  settings: MultitaskSettings, name: str, epoch: int, weights: dict,
                  runtime: Runtime) -> Epoch:
@@ -368,7 +411,10 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
     adv_sums, control_sums = dict.fromkeys(smart, 0.0), dict.fromkeys(smart, 0.0)
     params = [p for p in model.parameters() if p.requires_grad]
     steps_taken = dict.fromkeys(optimizers, 0)
+    watch = FiniteWatch(device)
     for step, step_tasks in enumerate(tqdm(plan, desc=f"{name} epoch {epoch}", leave=False, unit="step")):
+        if step % runtime.read_every == 0:
+            watch.check()
         losses, step_batches = [], []
         for task in step_tasks:
             idx = next(streams[task])
@@ -379,14 +425,14 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
                 outputs = model.outputs_from_embedded(task, embedded)
             loss = tasks.get(task).loss(outputs, batch["labels"], weights.get(task))
             where = f"{name}, epoch {epoch}, step {step}, task {task}"
-            check_finite(loss, where)
-            sums[task] += loss.item() * len(idx)
+            watch.watch(loss, where)
+            sums[task] = sums[task] + _summed(loss, len(idx))
             seen[task] += len(idx)
             if task in smart:
                 adversarial, control = smart_terms(model, task, embedded, outputs, smart[task], runtime)
-                check_finite(adversarial, f"{where} (SMART term)")
-                adv_sums[task] += adversarial.item() * len(idx)
-                control_sums[task] += control * len(idx)
+                watch.watch(adversarial, f"{where} (SMART term)")
+                adv_sums[task] = adv_sums[task] + _summed(adversarial, len(idx))
+                control_sums[task] = control_sums[task] + _summed(control, len(idx))
                 loss = loss + smart[task].weight * adversarial
             losses.append(loss * settings.loss_weights[task] if len(step_tasks) > 1 else loss)
         # With BERT frozen, a head-less task (STS without a similarity layer) has nothing to train.
@@ -409,6 +455,8 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
             optimizer.step()
         schedulers[key].step()
         steps_taken[key] += 1
+    watch.check()
+    sums, adv_sums, control_sums = (_to_host(v) for v in (sums, adv_sums, control_sums))
     first = next(iter(optimizers.values()))
     record = Epoch(epoch, bert_frozen=frozen, qqp_only=qqp_only, lr=first.param_groups[0]["lr"],
                    steps=len(plan), examples=sum(seen.values()))
