@@ -6,8 +6,15 @@ Prints:
    transformers' eager and SDPA attention, in float32 and bfloat16 autocast, with
    the ratio ours / transformers' best in the same run; the model's FLOPs per token
    and the achieved fraction of a plain matrix product's measured peak;
-2. one SST training epoch with padding to a fixed length, padding per batch, and
+2. our multitask trainer's real step (`train_multitask`: the baseline arm's SST, QQP and STS
+   batches, AdamW, the schedule, clipping, the NaN watch), over a sweep of batch sizes, in
+   samples/s and MFU: the useful FLOPs against the measured matrix-product peak and against the
+   chip's nominal dense peak where it is known; beside transformers' best bare training step at
+   that batch (the target: our trainer's step at least 1.5x it);
+3. one SST training epoch with padding to a fixed length, padding per batch, and
    length-bucketed batches.
+
+K runs trained together are `benchmarks/parallel_runs.py`.
 
 Two kinds of batch: `full` (every position a real token: pure compute) and `sst`
 (real SST sentences padded to the fixed length, as `padding="max_length"` does).
@@ -47,6 +54,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sst-limit", type=int, default=None, help="SST train sentences per epoch (all)")
     parser.add_argument("--skip-epochs", action="store_true", help="only the step table")
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda if present")
+    parser.add_argument("--trainer-batches", type=int, nargs="+", default=(16, 32, 64, 128),
+                        help="batch sizes of the trainer sweep")
+    parser.add_argument("--trainer-rows", type=int, default=None,
+                        help="train rows per task of each trainer epoch (default: 16 batches of the largest)")
     return parser.parse_args()
 
 
@@ -188,6 +199,67 @@ def step_table(args: argparse.Namespace, device: torch.device, sst_tokens: list[
     return table.drop(columns=["best transformers", "best transformers float32"])
 
 
+# Nominal dense peaks (FLOP/s) by GPU name, from the makers' data sheets: bfloat16 and float32 (TF32 off).
+NOMINAL_PEAKS = {"H100": {"bfloat16": 989e12, "float32": 67e12},
+                 "H200": {"bfloat16": 989e12, "float32": 67e12},
+                 "A100": {"bfloat16": 312e12, "float32": 19.5e12}}
+
+
+def nominal_peak(device: torch.device, precision: str) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peaks[precision] for chip, peaks in NOMINAL_PEAKS.items() if chip in name), None)
+
+
+def trainer_table(args: argparse.Namespace, device: torch.device, steps: pd.DataFrame) -> pd.DataFrame:
+    """Our trainer's training epoch (evaluation left out: the epoch record's own seconds) per batch
+    size: what a notebook's run gets from the device."""
+    from minbert.config import MultitaskSettings
+    from minbert.experiments import build_model, load_multitask
+    from minbert.training import train_multitask
+
+    dtype = resolve_precision("auto", device)
+    runtime = Runtime(device, dtype)
+    precision = str(dtype).removeprefix("torch.")
+    tokenizer = load_tokenizer()
+    rows_per_task = args.trainer_rows or 16 * max(args.trainer_batches)
+    sizes = {"sst": rows_per_task, "qqp": rows_per_task, "sts": rows_per_task}
+    small = {"sst": 16, "qqp": 16, "sts": 16}
+    peak = None
+    rows = []
+    for batch_size in args.trainer_batches:
+        settings = MultitaskSettings(train_limits=sizes, dev_limits=small, heldout_sizes=small, epochs=1,
+                                     batch_size=batch_size, precision=precision, device=device.type)
+        data = load_multitask(settings, tokenizer)
+        config = BertModel.from_pretrained().config
+        if peak is None:
+            peak = matmul_peak(device, dtype, batch_size * 64, config.hidden_size, config.intermediate_size)
+        for _ in range(2):  # the first epoch warms the kernels and the allocator up; the second counts
+            trained = train_multitask(build_model(settings), data.train, data.dev, settings,
+                                      heldout=data.heldout, runtime=runtime, name=f"batch {batch_size}")
+            epoch = trained.history[0]
+        real = sum(sum(map(len, t.a)) + (sum(map(len, t.b)) if t.b is not None else 0)
+                   for t in data.train.values())
+        tokens = real / sum(len(t) for t in data.train.values()) * epoch.examples  # the epoch's real tokens
+        flops = 3 * flops_per_token(config, round(tokens / epoch.examples)) * tokens
+        nominal = nominal_peak(device, precision)
+        rows.append({"device": device.type, "batch": batch_size, "precision": precision,
+                     "steps": epoch.steps, "samples/s": epoch.examples / epoch.seconds,
+                     "% of matmul peak": 100 * flops / epoch.seconds / peak,
+                     "% of nominal peak": 100 * flops / epoch.seconds / nominal if nominal else float("nan")})
+    table = pd.DataFrame(rows)
+    batch, length = args.train_batch
+    theirs = steps[(steps.work == "train") & (steps.model != "ours")
+                   & (steps.batch == f"sst {batch}x{length}")]
+    best = theirs.groupby("precision")["samples/s"].max()
+    column = f"transformers' best bare step, sst {batch}x{length}"
+    table[column] = [best.get(p, float("nan")) if b == batch else float("nan")
+                     for p, b in zip(table.precision, table.batch, strict=True)]
+    table["ours / transformers (target 1.5)"] = table["samples/s"] / table[column]
+    return table
+
+
 def epoch_table(args: argparse.Namespace, device: torch.device) -> pd.DataFrame:
     """One SST training epoch with our model and its default precision, three ways of batching."""
     tokenizer = load_tokenizer()
@@ -247,7 +319,10 @@ def main() -> None:
         if device.type == "cuda":
             print(f"GPU: {torch.cuda.get_device_name(device)}")
         print(f"\n== Training step and inference on {name} ==")
-        print(step_table(args, device, sst_tokens).to_string(index=False))
+        steps = step_table(args, device, sst_tokens)
+        print(steps.to_string(index=False))
+        print(f"\n== Our multitask trainer's step on {name}, by batch size ==")
+        print(trainer_table(args, device, steps).to_string(index=False))
         if not args.skip_epochs:
             print(f"\n== One SST training epoch on {name} (our model, batch 32) ==")
             print(epoch_table(args, device).to_string(index=False))

@@ -134,11 +134,15 @@ def test_a_notebook_executed_without_rendering_is_rendered_back_home(tmp_path, m
     executed = away / "runs" / "executed" / "01_part1_sst.smoke.ipynb"
     assert json.loads(executed.read_text())["cells"]
     (executed.parent / ".02_sbert_baseline.smoke.ipynb.x1y2.part.ipynb").write_text("{")  # a killed run's
+    kept = away / "runs" / "finished" / "02_sbert_baseline.smoke" / "baseline-seed11711.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_text('{"record": {}}')  # what the killed notebook finished before it was stopped
     archive = tmp_path / "minbert-smoke.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        for part in ("reports/results", "reports/predictions", "runs/executed"):
+        for part in ("reports/results", "reports/predictions", "runs/executed", "runs/finished"):
             tar.add(away / part, arcname=part)
     monkeypatch.setenv("MINBERT_REPORTS_DIR", str(home / "reports"))
+    monkeypatch.setenv("MINBERT_RUNS_DIR", str(home / "runs"))
     receive = load_script("receive")
     (html,) = receive.receive(archive)  # the killed notebook's partial file is skipped, not rendered
     reports = home / "reports"
@@ -147,6 +151,8 @@ def test_a_notebook_executed_without_rendering_is_rendered_back_home(tmp_path, m
     assert (reports / "results" / "01_part1_sst.smoke.json").read_bytes() == \
         (away / "reports" / "results" / "01_part1_sst.smoke.json").read_bytes()
     assert (reports / "predictions" / "01_part1_sst.smoke" / "finetune-seed11711-sst-dev.csv").is_file()
+    # the finished runs are kept where the next bundle takes them from, for the next lease to resume
+    assert (home / "runs" / "finished" / kept.parent.name / kept.name).read_text() == kept.read_text()
     with pytest.raises(SystemExit, match="dry run"):
         receive.receive(archive.rename(tmp_path / "minbert-smoke-dry-run.tar.gz"))
     monkeypatch.setenv("MINBERT_COMMIT", "0" * 40)  # the archive's runs name another commit than here

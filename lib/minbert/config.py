@@ -77,6 +77,14 @@ class ComparisonConfig(NotebookConfig):
         return consecutive_seeds(self.seed, self.seeds)
 
 
+class MultitaskComparisonConfig(ComparisonConfig):
+    """A comparison of multitask arms (`minbert.experiments.run_comparison`)."""
+
+    parallel_runs: int = Field(1, ge=1, description="a comparison's runs trained at once, each in its own "
+                               "process (small runs together keep one GPU busy); 1: one after another; "
+                               "the results are the same")
+
+
 # The standard recipe's knobs, each with its one default, shared by every notebook that trains (and the peer).
 def lr_schedule_field() -> Any:
     return Field("linear", description="linear: warmup then linear decay to 0 over the run's steps (the "

@@ -15,6 +15,7 @@ from minbert.config import (
     LR_SCHEDULES,
     ComparisonConfig,
     ConfigError,
+    MultitaskComparisonConfig,
     MultitaskSettings,
     NotebookConfig,
     Settings,
@@ -88,7 +89,7 @@ class OneArmConfig(MultitaskSettings):
         return self
 
 
-class SbertConfig(MultitaskSettings, ComparisonConfig):
+class SbertConfig(MultitaskSettings, MultitaskComparisonConfig):
     """02_sbert_baseline: multitask bi-encoder on SST, QQP and STS, one run per study arm."""
 
     arms: list[str] = Field(["baseline", "qqp-first", "round-robin", "combined", "pcgrad", "qqp-separate",
@@ -123,7 +124,7 @@ class SbertConfig(MultitaskSettings, ComparisonConfig):
                             final_arm=None)
 
 
-class AttentionConfig(OneArmConfig, ComparisonConfig):
+class AttentionConfig(OneArmConfig, MultitaskComparisonConfig):
     """05_attention: one multitask run per attention variant, same arm, budget and seed."""
 
     variants: list[str] = Field(list(ATTENTION_ARMS), min_length=1,
@@ -141,7 +142,7 @@ class AttentionConfig(OneArmConfig, ComparisonConfig):
         return [canonical_variant(v) for v in variants]
 
 
-class TuningConfig(OneArmConfig, ComparisonConfig):
+class TuningConfig(OneArmConfig, MultitaskComparisonConfig):
     """A multitask notebook with Optuna studies: their size, storage and trial data."""
 
     n_trials: int = Field(5, ge=1, description="finished trials per study")
@@ -208,7 +209,7 @@ class SmartConfig(TuningConfig):
                 "through_clean": self.smart_through_clean}
 
 
-class FinalConfig(OneArmConfig, ComparisonConfig):
+class FinalConfig(OneArmConfig, MultitaskComparisonConfig):
     """06_final_bert: the final multitask model (cross-encoder by default), the ablation of its recipe's
     levers, its error analysis."""
 

