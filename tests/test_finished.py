@@ -4,6 +4,7 @@ after a kill, on the same machine or (without the weights) on another."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,3 +132,38 @@ def test_runs_trained_together_in_worker_processes_give_what_they_give_one_after
                 np.testing.assert_allclose(one[task], other[task], rtol=1e-4, atol=1e-5)
     seeds = {r.config["seed"] for r in together.records()}
     assert seeds == {11711, 11712}
+
+
+def test_a_worker_ends_when_the_process_that_started_it_is_killed(tmp_path):
+    """A GPU job killed at its cap takes its worker processes with it, not into the next job's time."""
+    import subprocess
+    import sys
+    import time
+
+    pid_file, script = tmp_path / "worker.pid", tmp_path / "job.py"
+    script.write_text(f"""
+import os, multiprocessing, time
+from concurrent.futures import ProcessPoolExecutor
+from minbert.experiments import _follow_parent
+
+def work(path):
+    open(path, "w").write(str(os.getpid()))
+    time.sleep(600)
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_follow_parent, initargs=(os.getpid(),))
+    pool.submit(work, {str(pid_file)!r})
+    time.sleep(600)
+""")
+    parent = subprocess.Popen([sys.executable, str(script)])
+    deadline = time.time() + 120
+    while not pid_file.is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    worker = int(pid_file.read_text())
+    parent.kill()  # as timeout kills the job
+    parent.wait()
+    deadline = time.time() + 20
+    while Path(f"/proc/{worker}").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{worker}").exists() or "Z" in Path(f"/proc/{worker}/stat").read_text().split()[2]

@@ -151,6 +151,20 @@ def run_comparison(cfg: MultitaskComparisonConfig, data: TaskData, runtime: Runt
     return comparison
 
 
+def _follow_parent(parent: int) -> None:
+    """A worker's start: end when the process that started it ends (a GPU job killed at its cap), rather
+    than train on, unseen, in the next job's time."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _train_one(job: tuple) -> str:
     """A worker process's run (top level, so that a spawned process can be handed it)."""
     cfg, arm, name, updates, data, runtime, notebook, threads = job
@@ -171,7 +185,8 @@ def train_together(cfg: MultitaskSettings, runs: list[tuple[str, str, dict[str, 
 
     threads = max(1, torch.get_num_threads() // processes)
     jobs = [(cfg, arm, name, updates, data, runtime, notebook, threads) for arm, name, updates in runs]
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_follow_parent, initargs=(os.getpid(),)) as pool:
         return list(pool.map(_train_one, jobs))
 
 
