@@ -70,6 +70,11 @@ def test_a_resumed_run_is_taken_from_its_file_with_the_same_record_and_outputs(s
         run_arm(cfg.with_updates({"resume": True, "lr": 2e-5}), "baseline", data, CPU,
                 notebook="02_sbert_baseline", name="b")
     assert trained == ["b"]
+    # another commit: not taken from its file (the code may train it otherwise); the trainer is called
+    monkeypatch.setenv("MINBERT_COMMIT", "0" * 40)
+    trained.clear()
+    run_arm(cfg.with_updates({"resume": True}), "baseline", data, CPU, notebook="02_sbert_baseline", name="b")
+    assert trained == ["b"]
 
 
 def test_a_killed_comparison_resumed_elsewhere_trains_only_what_it_had_not_finished(setup, monkeypatch):

@@ -3,9 +3,10 @@
 A notebook killed part way (a GPU lease running out, a CPU session ending) keeps the runs it
 finished, and a rerun with `resume: true` takes them instead of training them again: on the same
 machine, and on a fresh one that was given the files (the GPU run carries them from lease to lease).
-One JSON file a run, under runs/finished/<notebook>.<profile>/<name>.json: its record, its settings
-and its dev outputs and predictions (what a comparison resamples), a few hundred KB; its weights stay
-in its checkpoint folder.
+One JSON file a run, under runs/finished/<notebook>.<profile>/<name>.json: its record, its settings,
+the commit it ran at and its dev outputs and predictions (what a comparison resamples), a few hundred
+KB; its weights stay in its checkpoint folder. A run is taken only at the commit and with the settings
+it ran with: after a change of code it trains again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from minbert import paths
 from minbert.config import MultitaskSettings
 from minbert.epochs import Epoch
 from minbert.files import atomic_write_text
-from minbert.records import RunRecord
+from minbert.records import RunRecord, git_state
 from minbert.training import Trained, settings_changes
 
 
@@ -39,21 +40,23 @@ def _array(values: np.ndarray | torch.Tensor) -> dict:
 
 def save_finished(notebook: str, settings: MultitaskSettings, record: RunRecord, trained: Trained) -> Path:
     """Write a finished run's file, whole or not at all."""
-    payload = {"settings": settings.model_dump(mode="json"), "record": record.to_dict(),
+    payload = {"settings": settings.model_dump(mode="json"), "commit": git_state()[0],
+               "record": record.to_dict(),
                "dev_outputs": {t: _array(v) for t, v in trained.dev_outputs.items()},
                "dev_predictions": {t: _array(v) for t, v in trained.dev_predictions.items()}}
     return atomic_write_text(finished_path(notebook, settings.profile, record.name), json.dumps(payload))
 
 
 def load_finished(notebook: str, settings: MultitaskSettings, name: str) -> tuple[RunRecord, Trained] | None:
-    """The finished run `name` of this notebook and profile, if one ran with these settings (any knob
-    but the device and `resume` different: None, and the run trains afresh)."""
+    """The finished run `name` of this notebook and profile, if one ran at this commit with these
+    settings (another commit, or any knob but the device and `resume` different: None, and the run
+    trains afresh)."""
     path = finished_path(notebook, settings.profile, name)
     if not path.is_file():
         return None
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
-        if settings_changes(payload["settings"], settings):
+        if payload.get("commit") != git_state()[0] or settings_changes(payload["settings"], settings):
             return None
         record = RunRecord.from_dict(payload["record"])
         outputs = {t: torch.tensor(np.asarray(v["values"], dtype=v["dtype"]))
