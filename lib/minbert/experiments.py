@@ -93,11 +93,7 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
         found = load_finished(notebook, settings, name)
         weights = checkpoint_dir / "best.pt"
         if found is not None and (weights.is_file() or not need_model):
-            model = None
-            if weights.is_file():
-                model = build_model(settings)
-                model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True)["model"])
-            return ArmRun(found[0], model, found[1])
+            return ArmRun(found[0], _with_weights(settings, weights) if weights.is_file() else None, found[1])
     model = build_model(settings)
     if checkpoint_dir is not None and not settings.resume and checkpoint_dir.exists():
         shutil.rmtree(checkpoint_dir)
@@ -143,8 +139,8 @@ def run_comparison(cfg: MultitaskComparisonConfig, data: TaskData, runtime: Runt
     if cfg.parallel_runs > 1:  # trained in worker processes, each leaving its finished-run file
         train_together(cfg, [(arm, name, updates) for _, arm, updates, name in runs], data, runtime,
                        runs_under or notebook, cfg.parallel_runs)
+    taken = {"resume": True} if cfg.parallel_runs > 1 else {}  # the workers' files, not trained again
     for label, arm, updates, name in runs:
-        taken = {"resume": True} if cfg.parallel_runs > 1 else {}  # the workers' files, not trained again
         run = run_arm(cfg, arm, data, runtime, notebook=runs_under or notebook, name=name,
                       updates={**updates, **taken}, need_model=False)
         comparison.add(label, run.record, run.trained.dev_predictions)
@@ -206,7 +202,12 @@ def load_kept_model(cfg: MultitaskSettings, record: RunRecord, notebook: str, da
                        updates={**knobs, "resume": False}).model
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no kept weights of run {record.name!r}; run the notebook again")
-    model = build_model(arm_settings(cfg, record.arm, {k: record.config[k] for k in MODEL_KNOBS}))
+    return _with_weights(arm_settings(cfg, record.arm, {k: record.config[k] for k in MODEL_KNOBS}), path)
+
+
+def _with_weights(settings: MultitaskSettings, path) -> MultitaskBert:
+    """The model the settings describe, with the weights saved at `path` (a run's best.pt)."""
+    model = build_model(settings)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
     return model
 

@@ -25,12 +25,8 @@ from minbert.records import RunRecord, git_state
 from minbert.training import Trained, settings_changes
 
 
-def finished_dir(notebook: str, profile: str) -> Path:
-    return paths.runs_dir() / "finished" / f"{notebook}.{profile}"
-
-
 def finished_path(notebook: str, profile: str, name: str) -> Path:
-    return finished_dir(notebook, profile) / f"{name}.json"
+    return paths.runs_dir() / "finished" / f"{notebook}.{profile}" / f"{name}.json"
 
 
 def _array(values: np.ndarray | torch.Tensor) -> dict:
