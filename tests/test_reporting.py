@@ -215,6 +215,22 @@ def test_a_page_table_shows_three_decimals_dashes_and_its_stamp_once():
     assert page == page_html(table)  # the same table renders the same page
 
 
+def test_a_page_table_keeps_counts_whole_beside_a_floor_row_and_tiny_values_visible():
+    from minbert.report.tables import page_html
+
+    # A floor row has no seeds or steps, so pandas turns those counts into floats with NaN.
+    table = pd.DataFrame([{"arm": "baseline", "seeds": 3, "mean": 0.5, "examples": 50000, "steps": 1570},
+                          {"arm": "floor: majority class", "mean": 0.262}]).set_index("arm")
+    assert table["seeds"].dtype == float
+    cells = re.findall(r"<td [^>]*>([^<]*)</td>", page_html(table))
+    assert cells == ["3", "0.500", "50,000", "1,570", "–", "0.262", "–", "–"]
+    # A parity check's differences, in an object column beside text: not rounded to 0.000.
+    parity = pd.Series({"checkpoint": "embedded", "max_abs_diff": 1.9073486328125e-06, "rows": 16,
+                        "none": None}, name="value").to_frame()
+    cells = re.findall(r"<td [^>]*>([^<]*)</td>", page_html(parity))
+    assert cells == ["embedded", "1.9e-06", "16", "–"]
+
+
 def test_the_quora_caveat_quotes_the_checkpoints_own_model_card(tmp_path):
     from minbert.bert import default_checkpoint
     from minbert.report.wording import quora_caveat

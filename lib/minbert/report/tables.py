@@ -34,16 +34,35 @@ def _is_duration(column: object) -> bool:
     return "seconds" in name or "minutes" in name
 
 
+def _number(value: object) -> object:
+    """A float at three decimals, or in scientific notation where three decimals would show 0.000
+    (a parity check's 2e-06); anything else as it is."""
+    if not isinstance(value, float) or pd.isna(value):
+        return value
+    return f"{value:.1e}" if 0 < abs(value) < 5e-4 else f"{value:.3f}"
+
+
+def _cell_format(column: object, values: pd.Series) -> str | Callable[[object], object]:
+    """How a page prints a column: durations and counts as whole numbers (a count turns float where
+    a floor row leaves it empty: seeds, examples, steps), other numbers at three decimals."""
+    if values.dtype == object:
+        return _number
+    present = values.dropna()
+    whole = values.isna().any() and bool((present == present.round()).all())
+    return "{:,.0f}" if _is_duration(column) or whole else _number
+
+
 def page_html(table: pd.DataFrame) -> str:
-    """A table as a report page shows it: numbers at three decimals (durations as whole seconds or
-    minutes), a dash where there is no value, and a column of one repeated stamp value (device, commit)
-    said once in the caption. Every notebook displays its DataFrames through this (`start_notebook`)."""
+    """A table as a report page shows it: numbers at three decimals (durations and counts as whole
+    numbers, values too small for three decimals in scientific notation), a dash where there is no
+    value, and a column of one repeated stamp value (device, commit) said once in the caption. Every
+    notebook displays its DataFrames through this (`start_notebook`)."""
     same = [c for c in table.columns if str(c) in STAMP_COLUMNS and len(table) > 1
             and table[c].astype(str).nunique() == 1]
     caption = "; ".join(f"{c}: {table[c].iloc[0]}" for c in same)
     shown = table.drop(columns=same)
-    formats = {c: ("{:,.0f}" if _is_duration(c) else "{:.3f}") for c in shown.columns
-               if pd.api.types.is_float_dtype(shown[c])}
+    formats = {c: _cell_format(c, shown[c]) for c in shown.columns
+               if pd.api.types.is_float_dtype(shown[c]) or shown[c].dtype == object}
     uuid = hashlib.sha1(shown.to_csv().encode()).hexdigest()[:8]  # stable ids: the same table, the same page
     styler = shown.style.set_uuid(uuid).format(formats, na_rep="–")
     styler = styler.format_index(lambda v: "–" if pd.isna(v) else v, axis=0)
