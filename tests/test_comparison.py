@@ -157,6 +157,17 @@ def test_a_task_the_reference_did_not_learn_names_no_difference():
     assert lines[1] == "Not answered (the reference arm did not learn): QQP acc."
 
 
+def test_the_verdict_table_names_no_difference_where_the_reference_did_not_learn():
+    from minbert.report.tables import differences_table
+
+    up, down = diff("sst", 0.05, 0.02, 0.08), diff("qqp", -0.04, -0.07, -0.01)
+    table = differences_table([up, down], {"sst": True, "qqp": False})
+    assert table.loc[("b", "SST acc"), "verdict"] == "better"
+    assert table.loc[("b", "QQP acc"), "verdict"] == "not answered (the reference did not learn)"
+    assert table.loc[("b", "QQP acc"), "Δ"] == "-0.040"  # the figures stay; only the verdict is withheld
+    assert differences_table([up, down]).loc[("b", "QQP acc"), "verdict"] == "worse"  # no floors: as found
+
+
 def test_floors_the_majority_class_and_whether_the_reference_learned():
     """The majority class is the most frequent dev label for every item; a reference that only ever says
     it did not learn, one right on 70% of a 60/40 set did, and a saved difference round-trips."""

@@ -263,7 +263,9 @@ def learned_line(margins: Sequence[Difference]) -> str:
             "difference there.")
 
 
-def _cannot_answer(d: Difference, answers: dict[str, bool] | None) -> bool:
+def cannot_answer(d: Difference, answers: dict[str, bool] | None) -> bool:
+    """Whether `d` is on a task where the reference did not learn (`answers`, from `learned`), so that
+    no difference may be named there."""
     return answers is not None and not answers.get(d.task, True)
 
 
@@ -273,14 +275,14 @@ def findings(differences: Sequence[Difference], answers: dict[str, bool] | None 
     their differences is named."""
     if not differences:
         return ["Only one arm ran: there is nothing to compare it with."]
-    open_ = [d for d in differences if not _cannot_answer(d, answers)]
+    open_ = [d for d in differences if not cannot_answer(d, answers)]
     named = [d.sentence() for d in open_ if d.named]
     lines = named or ["No arm is better or worse than the reference on any task it can answer."]
     for kind in ("negligible", "inconclusive"):
         listed = [f"{d.arm} on {tasks.get(d.task).metric_label}" for d in open_ if d.verdict == kind]
         if listed:
             lines.append(f"{kind.capitalize()}: {', '.join(listed)}.")
-    unanswered = sorted({tasks.get(d.task).metric_label for d in differences if _cannot_answer(d, answers)})
+    unanswered = sorted({tasks.get(d.task).metric_label for d in differences if cannot_answer(d, answers)})
     if unanswered:
         lines.append(f"Not answered (the reference arm did not learn): {', '.join(unanswered)}.")
     return lines
@@ -296,13 +298,13 @@ def verdict(differences: Sequence[Difference], arm: str, answers: dict[str, bool
     reference = own[0].reference
     parts = []
     for kind in VERDICTS:
-        found = [d for d in own if d.verdict == kind and not _cannot_answer(d, answers)]
+        found = [d for d in own if d.verdict == kind and not cannot_answer(d, answers)]
         if found and kind in ("better", "worse"):
             spans = ", ".join(f"{tasks.get(d.task).metric_label} {d.span}" for d in found)
             parts.append(f"{kind} on {spans}")
         elif found:
             parts.append(f"{kind} on " + ", ".join(tasks.get(d.task).metric_label for d in found))
-    unanswered = [tasks.get(d.task).metric_label for d in own if _cannot_answer(d, answers)]
+    unanswered = [tasks.get(d.task).metric_label for d in own if cannot_answer(d, answers)]
     if unanswered:
         parts.append(f"not answered on {', '.join(unanswered)} (the reference did not learn)")
     return f"{arm} against {reference}: " + "; ".join(parts) + "."

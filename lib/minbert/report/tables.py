@@ -12,7 +12,7 @@ import pandas as pd
 
 from minbert import tasks
 from minbert.arms import ARMS, Arm
-from minbert.comparison import Comparison, Difference, signed
+from minbert.comparison import Comparison, Difference, cannot_answer, signed
 from minbert.epochs import Epoch
 from minbert.evaluation import margin_of_error
 from minbert.published import STATE_OF_THE_ART, STUDY_FIGURES
@@ -182,13 +182,20 @@ def dev_rows(run: RunRecord) -> str | None:
     return "/".join(f"{run.dev_sizes[t]:,}" for t in tasks.MULTITASK if t in run.dev_sizes)
 
 
-def differences_table(differences: list[Difference]) -> pd.DataFrame:
+def differences_table(differences: list[Difference], answers: dict[str, bool] | None = None) -> pd.DataFrame:
     """Each arm minus the reference per task: the seed-mean difference, its paired 95% bootstrap
-    interval over the dev items, the difference by seed, and its verdict (`comparison.Difference`)."""
+    interval over the dev items, the difference by seed, and its verdict (`comparison.Difference`); on a
+    task where the reference did not learn (`answers`, from `comparison.learned`) the verdict column
+    says so instead of naming a difference the findings do not name."""
+    def said(d: Difference) -> str:
+        if cannot_answer(d, answers):
+            return "not answered (the reference did not learn)"
+        return d.verdict + (f" ({d.why_inconclusive})" if d.why_inconclusive else "")
+
     rows = [{"arm": d.arm, "task": tasks.get(d.task).metric_label, "Δ": signed(d.estimate),
              "95% interval": f"[{signed(d.low)}, {signed(d.high)}]",
              "by seed": " ".join(signed(x) for x in d.seed_differences), "dev items": d.items,
-             "verdict": d.verdict + (f" ({d.why_inconclusive})" if d.why_inconclusive else "")}
+             "verdict": said(d)}
             for d in differences]
     columns = ["arm", "task", "Δ", "95% interval", "by seed", "dev items", "verdict"]
     return pd.DataFrame(rows, columns=columns).set_index(["arm", "task"])  # columns even when empty
