@@ -63,7 +63,9 @@ def test_the_final_model_questions_read_the_ensemble_the_peer_and_the_ablation()
             Difference("ours", "peer", "qqp", 0.001, -0.004, 0.006, [0.001], 20212).to_dict()]
     lever = [Difference("layer-wise lr decay", "recipe", "sst", -0.03, -0.05, -0.01, [-0.03, -0.02],
                         1000).to_dict()]
-    checks = {"ensemble": ["final-seed1", "final-seed2"], "peer_differences": peer, "differences": lever}
+    margins = [Difference("recipe", "majority class", "sst", 0.2, 0.18, 0.22, [0.2, 0.2], 1000).to_dict()]
+    checks = {"ensemble": ["final-seed1", "final-seed2"], "peer_differences": peer, "differences": lever,
+              "margins": margins}
     result = Results("06_final_bert", "full", {"commit": "abcdef123"}, {}, runs, checks)
     table = study_summary([result], short=False).set_index("question")["ours (MiniLM)"]
     assert table["How good is the final multitask model?"] == (
@@ -186,6 +188,26 @@ def test_the_short_answer_names_the_arms_that_differ_counts_the_rest_and_the_una
     never = Results("02_sbert_baseline", "cpu", {}, {}, runs, {"differences": [d[3].to_dict()],
                                                                "margins": [margins[1].to_dict()]})
     assert short_answer(question, never) == "No answer at this budget: the reference did not learn (SST acc)."
+
+
+
+def test_a_comparison_saved_before_floors_names_no_difference():
+    """A results file without margins cannot say whether its reference learned: its comparison answers
+    nothing (the index, 07 and the effect tables), while 01's modes and the peer need no floors."""
+    from minbert.report.study import UNJUDGED, effects, short_answer
+
+    question = next(q for q in QUESTIONS if q.notebook == "02_sbert_baseline")
+    up = Difference("round-robin", "baseline", "qqp", 0.03, 0.02, 0.04, [0.03, 0.03], 5000)
+    runs = [RunRecord(f"{a}-seed{s}", {"qqp_acc": 0.8}, 1, [], group=a) for a in ("baseline", "round-robin")
+            for s in (1, 2)]
+    old = Results("02_sbert_baseline", "quick", {}, {}, runs, {"differences": [up.to_dict()]})
+    assert short_answer(question, old) == UNJUDGED
+    assert effects(old).loc["round-robin − baseline", "QQP acc"].endswith("not judged (no floors)")
+    part1 = next(q for q in QUESTIONS if q.notebook == "01_part1_sst")
+    finetune = Difference("finetune", "pretrain", "sst", 0.045, 0.018, 0.071, [0.04, 0.05], 1101)
+    modes = Results("01_part1_sst", "cpu", {}, {}, runs, {"differences": [finetune.to_dict()]})
+    assert short_answer(part1, modes) == "finetune better on SST."
+    assert effects(modes).loc["finetune − pretrain", "SST acc"].endswith("better")
 
 
 def test_the_studys_answers_are_its_own_figures():

@@ -121,6 +121,9 @@ class Question:
     task_names: tuple[str, ...] | None = None
     checks_key: str = "differences"  # where the results file keeps the differences that answer it
     ours: Callable[[Results], str] | None = None  # for a question that is not a comparison
+    # whether its reference must clear floors before it answers (`comparison.learned`); not for 01's modes
+    # (their figures stand beside the majority class) nor for the peer (a reference that is itself trained)
+    needs_floors: bool = True
     section: str = "Findings"  # the heading of the notebook's page that shows the evidence
 
 
@@ -128,7 +131,7 @@ QUESTIONS: tuple[Question, ...] = (
     Question("Does fine-tuning all of BERT beat training a head on frozen BERT (SST-5)?", "01_part1_sst",
              f"Fine-tuned BERT-base: SST {_fig('Part 1 finetune (BERT-base)', 0)} (its table has no "
              "frozen-BERT figure).", ("finetune",),
-             section="Training: pretrain against finetune, several seeds"),
+             section="Training: pretrain against finetune, several seeds", needs_floors=False),
     Question("Does a different task order or schedule train the three tasks better together?",
              "02_sbert_baseline",
              f"One run each: reordering gave SST {_fig('sBERT-ReorderedTraining', 0)}, STS "
@@ -162,15 +165,19 @@ QUESTIONS: tuple[Question, ...] = (
              f"STS {_fig('BERT-Final', 2)}.", ours=_final_model, section="Training"),
     Question("Does the multitask model beat a plain fine-tune of the same weights, one task at a time?",
              "06_final_bert", "Not asked: the study reports no single-task fine-tune of its weights beside "
-             "its final model.", ("ours",), checks_key="peer_differences",
+             "its final model.", ("ours",), checks_key="peer_differences", needs_floors=False,
              section="Against the peer: transformers' own fine-tune of the same weights"),
     Question("Like for like: does our best single run beat the peer's single run?", "06_final_bert",
-             "Not asked.", ("our best single run",), checks_key="peer_single_differences",
+             "Not asked.", ("our best single run",), checks_key="peer_single_differences", needs_floors=False,
              section="Against the peer: transformers' own fine-tune of the same weights"),
     Question("Which choices of the final recipe help (an ablation, each against the recipe)?",
              "06_final_bert", "Not measured: the study reports one run per configuration.", tuple(LEVERS),
              section="The levers: an ablation of the recipe"),
 )
+
+
+UNJUDGED = ("No answer: its results file predates the floors, so whether its reference learned is unknown "
+            "(run the notebook again).")
 
 
 def _evidence(result: Results) -> str:
@@ -201,14 +208,19 @@ def answer(question: Question, result: Results | None) -> str:
         return "no paired differences for this in its results file (it predates them): run the notebook again"
     found, answers = _differences(question, result)
     arms = [a for a in question.arms if any(d.arm == a for d in found)]
-    return " ".join(verdict(found, arm, answers) for arm in arms) or "none of these arms ran in this profile"
+    if not arms:
+        return "none of these arms ran in this profile"
+    if question.needs_floors and "margins" not in result.checks:
+        return UNJUDGED
+    return " ".join(verdict(found, arm, answers) for arm in arms)
 
 
 def short_answer(question: Question, result: Results | None) -> str:
     """Our answer in a line: the arms with a named difference (better or worse, and on which task), then
     how many differences were negligible or inconclusive, and the tasks the comparison cannot answer
     (its reference did not learn there)."""
-    if result is None or question.ours is not None or question.checks_key not in result.checks:
+    if (result is None or question.ours is not None or question.checks_key not in result.checks
+            or (question.needs_floors and "margins" not in result.checks)):
         return answer(question, result)
     found, answers = _differences(question, result)
     if not found:
@@ -265,17 +277,23 @@ def effects(result: Results, key: str = "differences") -> pd.DataFrame:
     answered" where the reference did not clear its floors on that task."""
     margins = [Difference.from_dict(d) for d in result.checks.get("margins", [])]
     answers = learned(margins)
+    unjudged = key == "differences" and "margins" not in result.checks and result.notebook in _FLOORED
     rows: dict[str, dict[str, str]] = {}
     for d in margins:
         cleared = "cleared" if d.verdict == "better" else "NOT cleared"
         label = tasks.get(d.task).metric_label
         rows.setdefault(f"{d.arm} − {d.reference}", {})[label] = f"{d.span} {cleared}"
     for d in map(Difference.from_dict, result.checks.get(key, [])):
-        said = d.verdict if answers.get(d.task, True) else "not answered"
+        said = ("not judged (no floors)" if unjudged
+                else d.verdict if answers.get(d.task, True) else "not answered")
         rows.setdefault(f"{d.arm} − {d.reference}", {})[tasks.get(d.task).metric_label] = f"{d.span} {said}"
     labels = [tasks.get(t).metric_label for t in tasks.MULTITASK]
     table = pd.DataFrame.from_dict(rows, orient="index")
     return table[[c for c in labels if c in table.columns]].rename_axis(f"{result.notebook}.{result.profile}")
+
+
+# the notebooks whose comparison ("differences") answers only where its reference cleared its floors
+_FLOORED = {q.notebook for q in QUESTIONS if q.needs_floors and q.ours is None}
 
 
 def evidence_results(results: list[Results]) -> dict[str, Results]:
