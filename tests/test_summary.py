@@ -226,3 +226,16 @@ def test_the_studys_answers_are_its_own_figures():
         "above on QQP 0.808 vs 0.773, STS 0.447 vs 0.433; below on SST 0.367 vs 0.514")
     sophia = next(q for q in QUESTIONS if q.notebook == "03_sophia")
     assert sophia.theirs.startswith("Mixed") and "above on QQP 0.808 vs 0.773" in sophia.theirs
+
+
+def test_the_short_answer_counts_the_arms_beyond_three_in_words():
+    from minbert.report.study import short_answer
+
+    question = next(q for q in QUESTIONS if q.notebook == "02_sbert_baseline")
+    arms = ("qqp-first", "round-robin", "combined", "pcgrad")
+    found = [Difference(a, "baseline", "qqp", 0.03, 0.02, 0.04, [0.03, 0.03], 5000).to_dict() for a in arms]
+    margins = [Difference("baseline", "majority class", "qqp", 0.12, 0.1, 0.14, [0.12, 0.12], 5000).to_dict()]
+    runs = [RunRecord(f"{a}-seed1", {"qqp_acc": 0.8}, 1, [], group=a) for a in ("baseline", *arms)]
+    result = Results("02_sbert_baseline", "cpu", {}, {}, runs, {"differences": found, "margins": margins})
+    assert short_answer(question, result) == ("qqp-first better on QQP; round-robin better on QQP; combined "
+                                              "better on QQP; 1 more arm.")

@@ -101,8 +101,12 @@ def main(checkpoint: str | None = None) -> int:
             trained = train_multitask(model, tensors, tensors, settings, heldout=tensors, runtime=runtime)
             last = trained.history[-1]
             losses = [v for v in last.train_loss.values() if not math.isnan(v)]
-            if not losses or not all(math.isfinite(v) for v in [*losses, last.heldout_mean, last.dev_mean]):
-                raise FloatingPointError(f"not finite: {last.to_dict()}")
+            # dev is scored once, at the best epoch, which need not be the last one
+            dev = [e.dev_mean for e in trained.history if e.dev_mean is not None]
+            if not losses or not dev or last.heldout_mean is None or not all(
+                    math.isfinite(v) for v in [*losses, last.heldout_mean, *dev]):
+                history = [e.to_dict() for e in trained.history]
+                raise FloatingPointError(f"not finite or not scored: {history}")
             return f"{last.steps} steps, held-out mean {last.heldout_mean:.3f}"
         return run
 

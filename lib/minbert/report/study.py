@@ -236,7 +236,8 @@ def short_answer(question: Question, result: Results | None) -> str:
             named.setdefault(d.arm, {}).setdefault(d.verdict, []).append(d.task.upper())
     parts = [f"{arm} " + ", ".join(f"{kind} on {'/'.join(where)}" for kind, where in said.items())
              for arm, said in named.items()]
-    head = "; ".join(parts[:3]) + (f"; {len(parts) - 3} more arms" if len(parts) > 3 else "")
+    more = len(parts) - 3
+    head = "; ".join(parts[:3]) + (f"; {more} more arm{'s' if more > 1 else ''}" if more > 0 else "")
     counts = ", ".join(f"{n} {kind}" for kind in ("negligible", "inconclusive")
                        if (n := sum(d.verdict == kind for d in open_)))
     text = head or "No difference named"
