@@ -16,7 +16,15 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from minbert import paths
-from minbert.tuning import best_of, finished_trials, open_study, run_trials, storage_url, trials_table
+from minbert.tuning import (
+    best_line,
+    best_of,
+    finished_trials,
+    open_study,
+    run_trials,
+    storage_url,
+    trials_table,
+)
 
 WORKER = textwrap.dedent("""
     import sys, time
@@ -124,6 +132,8 @@ def test_fresh_study_and_best_trial(tmp_path):
     run_trials(study, lambda t: -abs(t.suggest_float("x", 0, 1) - 0.5), 4)
     run_trials(study, lambda t: 0.0, 4)  # already has 4 finished trials: runs none
     assert finished_trials(study) == 4 and best_of(study)["value"] == max(t.value for t in study.trials)
+    best = max(study.trials, key=lambda t: t.value)
+    assert best_line(study) == f"f: best objective {best.value:.3f} (trial {best.number} of 4 finished)"
     table = trials_table(study)
     assert list(table.columns) == ["state", "value", "x", "seconds"] and (table["seconds"] >= 0).all()
     assert table["value"].tolist() == [t.value for t in study.trials]

@@ -187,6 +187,15 @@ def best_of(study: optuna.Study) -> dict[str, Any]:
             "user_attrs": best.user_attrs}
 
 
+def best_line(study: optuna.Study) -> str:
+    """The study's best trial in one printed line, its objective at three decimals."""
+    best = best_of(study)
+    if not best:
+        return f"{study.study_name}: no finished trial"
+    return (f"{study.study_name}: best objective {best['value']:.3f} (trial {best['number']} of "
+            f"{finished_trials(study)} finished)")
+
+
 def trials_table(study: optuna.Study):
     """Every trial's number, state, value, parameters and duration in seconds, as a DataFrame
     (seconds rather than a timedelta, so the notebooks can round the whole table)."""
