@@ -178,6 +178,13 @@ QUESTIONS: tuple[Question, ...] = (
 
 UNJUDGED = ("No answer: its results file predates the floors, so whether its reference learned is unknown "
             "(run the notebook again).")
+# the notebooks whose comparison ("differences") answers only where its reference cleared its floors
+_FLOORED = {q.notebook for q in QUESTIONS if q.needs_floors and q.ours is None}
+
+
+def _unjudged(question: Question, result: Results) -> bool:
+    """Whether the question needs floors that its results file, saved before them, does not have."""
+    return question.needs_floors and "margins" not in result.checks
 
 
 def _evidence(result: Results) -> str:
@@ -210,7 +217,7 @@ def answer(question: Question, result: Results | None) -> str:
     arms = [a for a in question.arms if any(d.arm == a for d in found)]
     if not arms:
         return "none of these arms ran in this profile"
-    if question.needs_floors and "margins" not in result.checks:
+    if _unjudged(question, result):
         return UNJUDGED
     return " ".join(verdict(found, arm, answers) for arm in arms)
 
@@ -220,7 +227,7 @@ def short_answer(question: Question, result: Results | None) -> str:
     how many differences were negligible or inconclusive, and the tasks the comparison cannot answer
     (its reference did not learn there)."""
     if (result is None or question.ours is not None or question.checks_key not in result.checks
-            or (question.needs_floors and "margins" not in result.checks)):
+            or _unjudged(question, result)):
         return answer(question, result)
     found, answers = _differences(question, result)
     if not found:
@@ -292,9 +299,6 @@ def effects(result: Results, key: str = "differences") -> pd.DataFrame:
     table = pd.DataFrame.from_dict(rows, orient="index")
     return table[[c for c in labels if c in table.columns]].rename_axis(f"{result.notebook}.{result.profile}")
 
-
-# the notebooks whose comparison ("differences") answers only where its reference cleared its floors
-_FLOORED = {q.notebook for q in QUESTIONS if q.needs_floors and q.ours is None}
 
 
 def evidence_results(results: list[Results]) -> dict[str, Results]:
