@@ -95,11 +95,13 @@ def test_part1_smoke_run_writes_report_results_and_predictions_that_07_gathers(r
            '<a href="02_sbert_baseline.smoke.html">')
     assert html.count(nav) == 2  # top and bottom: the index and the next report (01 has no previous one)
     assert '<details class="minbert-code"><summary>code</summary>' in html  # code folded, one click away
+    assert ".jp-OutputArea-output pre { word-break: normal;" in html  # printed lines wrap between words
 
     # 07 gathers every results file there is (here, 01's) into its report and the index
     cli.main(["run", "07_results", "--profile", "smoke"])
     html = (report_dirs / "07_results.smoke.html").read_text()
     assert "state of the art cited by the study" in html and "finetune" in html
+    assert "Where each results file ran" in html
     index = (report_dirs / "index.html").read_text()
     assert '<a href="01_part1_sst.smoke.html">' in index and '<a href="07_results.smoke.html">' in index
     # both open with the study's questions, the study's answers and ours, from the saved differences

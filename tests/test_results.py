@@ -40,13 +40,18 @@ def reports(tmp_path):
     return folder
 
 
-def test_runs_table_has_one_row_per_run_with_its_stamp(reports):
+def test_runs_table_has_one_row_per_arm_and_the_stamps_table_one_per_results_file(reports):
     table = tables.runs_table(records.load_all(reports / "results"))
     assert list(table.index) == [("01_part1_sst", "finetune"), ("02_sbert_baseline", "baseline"),
                                  ("02_sbert_baseline", "qqp-first")]
     row = table.loc[("02_sbert_baseline", "qqp-first")]
     assert row["mean"] == pytest.approx((0.46 + 0.79 + 0.83) / 3)
-    assert row["commit"] == "abcdef1+" and row["profile"] == "quick" and row["device"] == "cpu (test)"
+    assert row["profile"] == "quick" and "device" not in table.columns and "commit" not in table.columns
+    stamps = tables.stamps_table(records.load_all(reports / "results"))
+    assert list(stamps.index) == [("01_part1_sst", "quick"), ("02_sbert_baseline", "quick")]
+    stamp = stamps.loc[("02_sbert_baseline", "quick")]
+    assert stamp["commit"] == "abcdef1+" and stamp["device"] == "cpu (test)"
+    assert stamp["minutes (wall)"] == "1.5"
     part1 = table.loc[("01_part1_sst", "finetune")]
     assert part1["mean"] == pytest.approx(0.47) and pd.isna(part1["QQP acc"])
     best = tables.headline_runs(table)
@@ -65,9 +70,9 @@ def test_runs_of_several_profiles_carry_the_profile_in_their_name(reports):
 def test_no_results_yet_gives_empty_tables_and_the_study_bars(tmp_path):
     table = tables.runs_table(records.load_all(tmp_path))
     assert table.empty and list(table.columns) == ["SST acc", "QQP acc", "STS pearson", "mean",
-                                                   "held-out mean", "seeds", "dev rows", "profile", "device",
-                                                   "commit", "headline"]
-    assert tables.headline_runs(table).empty
+                                                   "held-out mean", "seeds", "dev rows", "profile",
+                                                   "headline"]
+    assert tables.headline_runs(table).empty and tables.stamps_table(records.load_all(tmp_path)).empty
     fig = figures.plot_tasks(records.load_all(tmp_path))
     assert [len(ax.lines) for ax in fig.axes] == [2, 2, 2]  # the study's best and the state of the art
 

@@ -74,7 +74,9 @@ def write_index(reports_dir: Path | None = None) -> Path:
             "<p>Rendered notebooks; each carries its run stamp (commit, parameters, device, versions).</p>",
             "<ul>", *items, "</ul>"]
     if every:  # every run, of every profile
-        body += ["<h2>Our runs</h2>", page_html(runs_table(every))]
+        body += ["<h2>Our runs</h2>", "<p>One row per arm (the mean over its seeds); the Reports list "
+                 "above gives each results file's device, commit and minutes.</p>",
+                 page_html(runs_table(every))]
     body += ["<h2>The study's published figures and the state of the art it cites (theirs)</h2>",
              study_table().to_html(na_rep="")]
     page = ("<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>minbert reports</title>"

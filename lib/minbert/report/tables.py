@@ -17,6 +17,7 @@ from minbert.epochs import Epoch
 from minbert.evaluation import margin_of_error
 from minbert.published import STATE_OF_THE_ART, STUDY_FIGURES
 from minbert.records import Results, RunRecord
+from minbert.report.study import headline
 
 
 def metric_labels() -> dict[str, str]:
@@ -243,8 +244,10 @@ def blend_table(blend: dict) -> pd.DataFrame:
 def runs_table(results: list[Results]) -> pd.DataFrame:
     """One row per arm (the runs of one `group`, its seeds; a run without a group is its own row) of
     every notebook and profile: its mean dev scores over the seeds (blank where a task was not run),
-    the mean of those it has, the held-out mean, how many seeds, and the stamp's profile, device and
-    commit. Where a notebook has results of several profiles, each row's name carries its profile."""
+    the mean of those it has, the held-out mean, how many seeds, and its profile. Where a notebook has
+    results of several profiles, each row's name carries its profile. The device and commit are the
+    same for every row of one results file, so `stamps_table` gives them once per file: as columns here
+    they varied between profiles and pushed the table past the page."""
     profiles: dict[str, set[str]] = {}
     for result in results:
         profiles.setdefault(result.notebook, set()).add(result.profile)
@@ -263,11 +266,20 @@ def runs_table(results: list[Results]) -> pd.DataFrame:
                          "mean": _mean_or_none([r.mean if r.dev else None for r in runs]),
                          "held-out mean": _mean_or_none([r.heldout_mean for r in runs]),
                          "seeds": _seeds(runs), "dev rows": dev_rows(runs[0]), "profile": result.profile,
-                         "device": result.stamp["device"],
-                         "commit": _short_commit(result.stamp), "headline": any(r is top for r in runs)})
+                         "headline": any(r is top for r in runs)})
     columns = ["notebook", "run", *metric_labels().values(), "mean", "held-out mean", "seeds", "dev rows",
-               "profile", "device", "commit", "headline"]
+               "profile", "headline"]
     return pd.DataFrame(rows, columns=columns).set_index(["notebook", "run"])  # columns even when empty
+
+
+def stamps_table(results: list[Results]) -> pd.DataFrame:
+    """Where each results file of `runs_table` comes from: one row per notebook and profile with the
+    stamp's device, commit ("+" for uncommitted changes) and wall minutes (as the README gives them)."""
+    rows = [{"notebook": r.notebook, "profile": r.profile, "device": r.stamp["device"],
+             "commit": _short_commit(r.stamp), "minutes (wall)": headline(r)["minutes"]}
+            for r in results if r.runs]
+    return pd.DataFrame(rows, columns=["notebook", "profile", "device", "commit", "minutes (wall)"]
+                        ).set_index(["notebook", "profile"])
 
 
 def _seeds(runs: list[RunRecord]) -> str:
