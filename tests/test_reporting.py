@@ -229,6 +229,11 @@ def test_a_page_table_keeps_counts_whole_beside_a_floor_row_and_tiny_values_visi
                         "none": None}, name="value").to_frame()
     cells = re.findall(r"<td [^>]*>([^<]*)</td>", page_html(parity))
     assert cells == ["embedded", "1.9e-06", "16", "–"]
+    # Float row labels (04's perturbation sizes) alike, not at pandas' six decimals.
+    sizes = pd.DataFrame({"task": ["sst"] * 3, "epsilon": [0.0, 1e-5, 0.003], "term": [0.0, 3.7e-7, 0.25]})
+    page = page_html(sizes.set_index(["task", "epsilon"]))
+    labels = re.findall(r"<th [^>]*row_heading[^>]*>([^<]*)</th>", page)
+    assert labels == ["sst", "0.000", "1.0e-05", "0.003"]
 
 
 def test_the_quora_caveat_quotes_the_checkpoints_own_model_card(tmp_path):

@@ -54,10 +54,10 @@ def _cell_format(column: object, values: pd.Series) -> str | Callable[[object], 
 
 
 def page_html(table: pd.DataFrame) -> str:
-    """A table as a report page shows it: numbers at three decimals (durations and counts as whole
-    numbers, values too small for three decimals in scientific notation), a dash where there is no
-    value, and a column of one repeated stamp value (device, commit) said once in the caption. Every
-    notebook displays its DataFrames through this (`start_notebook`)."""
+    """A table as a report page shows it: numbers at three decimals, row labels alike (durations and
+    counts as whole numbers, values too small for three decimals in scientific notation), a dash where
+    there is no value, and a column of one repeated stamp value (device, commit) said once in the
+    caption. Every notebook displays its DataFrames through this (`start_notebook`)."""
     same = [c for c in table.columns if str(c) in STAMP_COLUMNS and len(table) > 1
             and table[c].astype(str).nunique() == 1]
     caption = "; ".join(f"{c}: {table[c].iloc[0]}" for c in same)
@@ -66,7 +66,7 @@ def page_html(table: pd.DataFrame) -> str:
                if pd.api.types.is_float_dtype(shown[c]) or shown[c].dtype == object}
     uuid = hashlib.sha1(shown.to_csv().encode()).hexdigest()[:8]  # stable ids: the same table, the same page
     styler = shown.style.set_uuid(uuid).format(formats, na_rep="–")
-    styler = styler.format_index(lambda v: "–" if pd.isna(v) else v, axis=0)
+    styler = styler.format_index(lambda v: "–" if pd.isna(v) else _number(v), axis=0)  # 04's ε levels
     if caption:
         styler = styler.set_caption(f"all rows: {caption}")
     return styler.to_html()
