@@ -1,5 +1,5 @@
 """The study-wide summary: our answers are worded from the saved paired differences, the study's from
-its published figures, and the full profile answers where it ran."""
+its published figures, and each question from the first profile whose results file can answer it."""
 
 from __future__ import annotations
 
@@ -76,6 +76,35 @@ def test_the_final_model_questions_read_the_ensemble_the_peer_and_the_ablation()
     assert beats == "ours against peer: better on SST acc +0.020 [+0.005, +0.035]; negligible on QQP acc."
     levers = table["Which choices of the final recipe help (an ablation, each against the recipe)?"]
     assert levers == "layer-wise lr decay against recipe: worse on SST acc -0.030 [-0.050, -0.010]."
+
+
+def test_a_file_saved_before_the_floors_yields_to_a_profile_that_can_answer():
+    """06 full, saved before the floors, still answers the final model; its ablation question (and the
+    effects table) comes from the cpu file, whose reference cleared its floors."""
+    from minbert.report.study import effect_tables
+
+    def final_bert(profile: str, sst: float, floors: bool) -> Results:
+        runs = [RunRecord("final", {"sst_acc": sst}, 1, [], config={"ensemble": ["a", "b"]}),
+                RunRecord("recipe-seed1", {"sst_acc": 0.4}, 1, [], group="recipe")]
+        lever = [Difference("mean pooling", "recipe", "sst", -0.03, -0.05, -0.02, [-0.03, -0.03],
+                            1101).to_dict()]
+        margins = [Difference("recipe", "majority class", "sst", 0.15, 0.12, 0.18, [0.15, 0.15],
+                              1101).to_dict()]
+        checks = {"ensemble": ["a", "b"], "differences": lever, **({"margins": margins} if floors else {})}
+        return Results("06_final_bert", profile, {"commit": "abcdef123"}, {}, runs, checks)
+
+    table = study_summary([final_bert("full", 0.48, floors=False), final_bert("cpu", 0.45, floors=True)])
+    rows = table.set_index("question")
+    assert "06_final_bert.full" in rows.loc["How good is the final multitask model?", "evidence"]
+    assert "SST acc 0.480" in rows.loc["How good is the final multitask model?", "ours (MiniLM)"]
+    levers = rows.loc["Which choices of the final recipe help (an ablation, each against the recipe)?"]
+    assert "06_final_bert.cpu" in levers["evidence"]
+    assert levers["ours (MiniLM)"] == "mean pooling worse on SST."
+    assert list(effect_tables([final_bert("full", 0.48, False), final_bert("cpu", 0.45, True)])) == [
+        "06_final_bert (cpu): the comparison"]
+    alone = study_summary([final_bert("full", 0.48, floors=False)]).set_index("question")
+    assert alone.loc["Which choices of the final recipe help (an ablation, each against the recipe)?",
+                     "ours (MiniLM)"].startswith("No answer: its results file predates the floors")
 
 
 def test_the_readme_section_is_written_between_its_markers_from_the_results(tmp_path):

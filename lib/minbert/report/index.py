@@ -61,8 +61,9 @@ def write_index(reports_dir: Path | None = None) -> Path:
             "difference is at least the smallest effect worth naming (0.01 accuracy, 0.005 Pearson); "
             "negligible where the whole interval lies inside it; inconclusive otherwise. A comparison whose "
             "reference arm did not clear its floors (the majority class, the untrained checkpoint) answers "
-            "nothing on that task. The full profile answers where it has run, else the cpu profile, else the "
-            "quick one (a first look, too small to learn: its pages say so).</p>",
+            "nothing on that task. Each question is answered by the first of the full, cpu and quick "
+            "profiles whose results file can answer it (one saved before the floors cannot answer a "
+            "comparison); the quick profile is a first look, too small to learn: its pages say so.</p>",
             f"<p>{html.escape(quora_caveat())}</p>",
             study_summary(every).to_html(index=False, escape=False),
             "<h2>Effects, comparison by comparison</h2>",

@@ -265,12 +265,11 @@ def _evidence_link(question: Question, result: Results) -> str:
 
 def study_summary(results: list[Results], short: bool = True) -> pd.DataFrame:
     """One row per question: the study's answer, ours (in a line, or with `short=False` in full), and
-    the results file behind ours as a link to the section of its report that shows it (full profile
-    where there is one). The cells are HTML: text escaped, the evidence a link."""
-    by_notebook = evidence_results(results)
+    the results file behind ours (`evidence_for`) as a link to the section of its report that shows it.
+    The cells are HTML: text escaped, the evidence a link."""
     rows = []
     for question in QUESTIONS:
-        result = by_notebook.get(question.notebook)
+        result = evidence_for(question, results)
         ours = (short_answer if short else answer)(question, result)
         rows.append({"question": html.escape(question.text, quote=False),
                      "the study (theirs, BERT-base)": html.escape(question.theirs, quote=False),
@@ -301,22 +300,40 @@ def effects(result: Results, key: str = "differences") -> pd.DataFrame:
 
 
 
-def evidence_results(results: list[Results]) -> dict[str, Results]:
-    """Per notebook, the results file that answers for it: the first profile of `PROFILE_ORDER` it has."""
-    by_notebook: dict[str, Results] = {}
-    for result in sorted(results, key=lambda r: PROFILE_ORDER.index(r.profile)
-                         if r.profile in PROFILE_ORDER else len(PROFILE_ORDER)):
-        by_notebook.setdefault(result.notebook, result)
-    return by_notebook
+def _profile_rank(result: Results) -> int:
+    return PROFILE_ORDER.index(result.profile) if result.profile in PROFILE_ORDER else len(PROFILE_ORDER)
+
+
+def _can_answer(question: Question, result: Results) -> bool:
+    """Whether a results file holds what the question needs: its differences, and for a comparison that
+    needs floors the margins saved beside them (not a file saved before either)."""
+    if question.ours is not None:
+        return True
+    return bool(result.checks.get(question.checks_key)) and not _unjudged(question, result)
+
+
+def evidence_for(question: Question, results: list[Results]) -> Results | None:
+    """The results file that answers a question: the first profile of `PROFILE_ORDER` whose file can
+    (`_can_answer`), so that an older full file without floors yields to a cpu file with them while the
+    full file still answers what it holds; where none can, the first profile, to say why."""
+    mine = sorted((r for r in results if r.notebook == question.notebook), key=_profile_rank)
+    return next((r for r in mine if _can_answer(question, r)), mine[0] if mine else None)
 
 
 def effect_tables(results: list[Results]) -> dict[str, pd.DataFrame]:
-    """Every comparison's `effects` table from the results that answer for its notebook, titled."""
+    """Every comparison's `effects` table, titled, from the results file that answers its questions
+    (`evidence_for`; the first profile that has the comparison where no question reads it)."""
     out = {}
-    for notebook, result in sorted(evidence_results(results).items()):
+    for notebook in sorted({r.notebook for r in results}):
         for key, what in (("differences", "the comparison"), ("peer_differences", "against the peer"),
                           ("peer_single_differences", "our best single run against the peer")):
-            if result.checks.get(key):
+            asking = next((q for q in QUESTIONS if q.notebook == notebook and q.checks_key == key
+                           and q.ours is None), None)
+            having = sorted((r for r in results if r.notebook == notebook and r.checks.get(key)),
+                            key=_profile_rank)
+            chosen = evidence_for(asking, results) if asking else None
+            result = chosen if chosen is not None and chosen.checks.get(key) else next(iter(having), None)
+            if result is not None:
                 out[f"{notebook} ({result.profile}): {what}"] = effects(result, key)
     return out
 
