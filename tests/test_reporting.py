@@ -236,6 +236,18 @@ def test_a_page_table_keeps_counts_whole_beside_a_floor_row_and_tiny_values_visi
     assert labels == ["sst", "0.000", "1.0e-05", "0.003"]
 
 
+def test_a_page_table_wraps_long_text_and_keeps_numbers_on_one_line():
+    from minbert.report.tables import page_html
+
+    table = pd.DataFrame({"arm": ["standard", "all three"], "SST acc": ["0.426 ± 0.001", "0.388 ± 0.009"],
+                          "study row (theirs)": ["sBERT-BertSelfAttention",
+                                                 "sBERT-CenterMatrixLinearSelfAttentionWithSparsemax"]})
+    page = page_html(table.set_index("arm"))
+    (selectors,) = re.findall(r"([^{}]*)\{[^}]*white-space: normal", page)
+    wrapped = re.findall(r"_(row\d+_col\d+)", selectors)
+    assert sorted(wrapped) == ["row0_col1", "row1_col1"]  # the study's rows wrap, "mean ± spread" does not
+
+
 def test_the_quora_caveat_quotes_the_checkpoints_own_model_card(tmp_path):
     from minbert.bert import default_checkpoint
     from minbert.report.wording import quora_caveat

@@ -53,11 +53,15 @@ def _cell_format(column: object, values: pd.Series) -> str | Callable[[object], 
     return "{:,.0f}" if _is_duration(column) or whole else _number
 
 
+WRAP_LONGER_THAN = 30  # characters: longer text cells may wrap (05's study rows, the skipped rows)
+
+
 def page_html(table: pd.DataFrame) -> str:
     """A table as a report page shows it: numbers at three decimals, row labels alike (durations and
     counts as whole numbers, values too small for three decimals in scientific notation), a dash where
-    there is no value, and a column of one repeated stamp value (device, commit) said once in the
-    caption. Every notebook displays its DataFrames through this (`start_notebook`)."""
+    there is no value, a column of one repeated stamp value (device, commit) said once in the caption,
+    and columns of long text allowed to wrap. Every notebook displays its DataFrames through this
+    (`start_notebook`)."""
     same = [c for c in table.columns if str(c) in STAMP_COLUMNS and len(table) > 1
             and table[c].astype(str).nunique() == 1]
     caption = "; ".join(f"{c}: {table[c].iloc[0]}" for c in same)
@@ -67,6 +71,11 @@ def page_html(table: pd.DataFrame) -> str:
     uuid = hashlib.sha1(shown.to_csv().encode()).hexdigest()[:8]  # stable ids: the same table, the same page
     styler = shown.style.set_uuid(uuid).format(formats, na_rep="–")
     styler = styler.format_index(lambda v: "–" if pd.isna(v) else _number(v), axis=0)  # 04's ε levels
+    prose = [c for c in shown.columns if (shown[c].dtype == object or pd.api.types.is_string_dtype(shown[c]))
+             and shown[c].map(lambda v: len(str(v)) if isinstance(v, str) else 0).max() > WRAP_LONGER_THAN]
+    if prose:  # the page keeps cells on one line; long text wraps instead of pushing columns off the page
+        styler = styler.set_properties(subset=prose, **{"white-space": "normal", "overflow-wrap": "anywhere",
+                                                        "min-width": "10em"})
     if caption:
         styler = styler.set_caption(f"all rows: {caption}")
     return styler.to_html()
