@@ -357,7 +357,10 @@ def headline(result: Results) -> dict[str, str]:
         scores = [f"{label} {r.dev[m]:.3f}" for m, label in labels.items() for r in result.runs if m in r.dev]
     else:
         best, runs = headline_arm(result)
-        name, seeds = best.group or best.name, f"mean of {len(runs)} seeds" if len(runs) > 1 else ""
+        members = best.config.get("ensemble") or []
+        name = best.group or best.name
+        seeds = (f"mean of {len(runs)} seeds" if len(runs) > 1
+                 else f"ensemble of {len(members)} runs" if members else "")
         scores = []
         for metric, label in labels.items():
             values = [r.dev[metric] for r in runs if r.dev.get(metric) is not None]
