@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.ticker import NullFormatter
 
 from minbert import tasks
 from minbert.bert import BertConfig, encoder_parameters
@@ -330,6 +331,10 @@ def plot_fits(runs: list[RunRecord], on: str = "heldout", checkpoint: BertConfig
         ax.plot(beyond, line(beyond), "--", color="tab:orange", label="extrapolation")
         ax.set(xscale="log", xlabel=xlabel, ylabel=f"{tasks.get(task).metric_label} ({on})",
                title=task.upper() + (" (a two-point fit)" if len(sizes) == 2 else f" ({len(sizes)} points)"))
+        # ticks at the measured sizes and the extrapolation's end only: log-scale minor labels collide
+        ends = [*sizes, target] if target > sizes[-1] else list(sizes)
+        ax.set_xticks(ends, [f"{x / 1e6:.3g}M" if error else f"{x:,.0f}" for x in ends])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3)
     if fits:
         axes[0][0].legend(fontsize=9)
