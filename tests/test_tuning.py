@@ -98,6 +98,23 @@ def test_two_workers_share_one_study(tmp_path, worker_script):
     assert len({t.params["x"] for t in finished}) == len(finished)  # no point trained twice
 
 
+def test_a_trial_left_running_by_a_worker_killed_before_claiming_it_is_failed_and_replaced(tmp_path):
+    """A worker killed between creating a trial and claiming it (no pid, no heartbeat) leaves it running
+    for ever; it counts as under way, so the next worker stopped one trial short. Now it waits out the
+    grace period (4 s at a 1 s heartbeat), fails the orphan and runs the trial that is left."""
+    from minbert.tuning import fail_dead_local_trials
+
+    url = f"sqlite:///{tmp_path / 'orphan.db'}"
+    study = open_study("orphan", storage=url, heartbeat_s=1, startup_trials=1)
+    with pytest.warns(UserWarning, match="Heartbeat"):  # Optuna's: heartbeats are for its optimize loop
+        orphan = study.ask()  # created, never claimed: its worker died at once
+    assert fail_dead_local_trials(study) == []  # nothing says whose it is
+    run_trials(study, lambda trial: trial.suggest_float("x", 0, 1), 3)
+    states = [t.state for t in study.get_trials()]
+    assert finished_trials(study) == 3 and TrialState.RUNNING not in states
+    assert states[orphan.number] == TrialState.FAIL
+
+
 def test_killed_worker_resumes_without_losing_or_repeating_trials(tmp_path, worker_script):
     url = f"sqlite:///{tmp_path / 'killed.db'}"
     proc = start_worker(worker_script, url, 0, 10, 0.3)

@@ -18,6 +18,7 @@ notebook's arm with them and returns the best epoch's dev score.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import socket
@@ -125,6 +126,20 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
     return [t.number for t in dead]
 
 
+def fail_orphaned_trials(study: optuna.Study, grace_s: float) -> list[int]:
+    """Fail the trials running for longer than `grace_s` that no worker ever claimed (no "pid"
+    attribute: a worker sets it as its trial starts). A worker killed between creating a trial and
+    claiming it leaves one that neither `fail_dead_local_trials` nor Optuna's heartbeat (none was
+    recorded) would ever end; returns their numbers."""
+    now = datetime.datetime.now()
+    orphans = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+               if "pid" not in t.user_attrs and t.datetime_start is not None
+               and (now - t.datetime_start).total_seconds() > grace_s]
+    for trial in orphans:
+        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    return [t.number for t in orphans]
+
+
 class SkippedTrial(Exception):
     """A trial this worker should not run: its parameters were tried already, or enough trials are
     finished or under way elsewhere. It is recorded as failed, with the reason in its attributes."""
@@ -147,8 +162,9 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
     """Run trials until the study holds `n_trials` finished (completed or pruned) ones, counting
     those from earlier or parallel workers: a resumed or second worker does only what is left.
     Before a trial trains, finished trials plus those running in live workers are counted again, so
-    parallel workers do not overshoot the count. A trial whose training diverged (NaN or Inf loss) is
-    recorded as failed and the study goes on."""
+    parallel workers do not overshoot the count; where the count stops it short, it waits until the
+    trials still running finish or are found dead, and goes on. A trial whose training diverged (NaN or
+    Inf loss) is recorded as failed and the study goes on."""
     if finished_trials(study) >= n_trials:
         return
     host, pid = socket.gethostname(), os.getpid()
@@ -166,8 +182,21 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
             raise SkippedTrial(f"trial {trial.number}: {n_trials} trials are finished or under way")
         return objective(trial)
 
-    study.optimize(guarded, callbacks=[MaxTrialsCallback(n_trials, states=FINISHED)],
-                   gc_after_trial=True, catch=(TrainingError, SkippedTrial))
+    storage = study._storage
+    interval = getattr(storage, "heartbeat_interval", None) or 1
+    grace = getattr(storage, "grace_period", None) or 2 * interval
+    while True:
+        study.optimize(guarded, callbacks=[MaxTrialsCallback(n_trials, states=FINISHED)],
+                       gc_after_trial=True, catch=(TrainingError, SkippedTrial))
+        if finished_trials(study) >= n_trials:
+            return
+        # stopped short: trials counted as under way are still running. Wait for them to finish, or to
+        # be found dead (a killed worker's), and then run what is left.
+        time.sleep(min(interval, grace))
+        with _quiet_experimental():
+            optuna.storages.fail_stale_trials(study)
+        fail_dead_local_trials(study)
+        fail_orphaned_trials(study, grace)
 
 
 def report_epoch(trial: optuna.Trial, epoch: int, score: float) -> None:
