@@ -299,7 +299,6 @@ def effects(result: Results, key: str = "differences") -> pd.DataFrame:
     return table[[c for c in labels if c in table.columns]].rename_axis(f"{result.notebook}.{result.profile}")
 
 
-
 def _profile_rank(result: Results) -> int:
     return PROFILE_ORDER.index(result.profile) if result.profile in PROFILE_ORDER else len(PROFILE_ORDER)
 
@@ -321,8 +320,8 @@ def evidence_for(question: Question, results: list[Results]) -> Results | None:
 
 
 def effect_tables(results: list[Results]) -> dict[str, pd.DataFrame]:
-    """Every comparison's `effects` table, titled, from the results file that answers its questions
-    (`evidence_for`; the first profile that has the comparison where no question reads it)."""
+    """Every comparison's `effects` table, titled, from the results file that answers its question
+    (the first profile that can, as `evidence_for`; else the first profile that has the comparison)."""
     out = {}
     for notebook in sorted({r.notebook for r in results}):
         for key, what in (("differences", "the comparison"), ("peer_differences", "against the peer"),
@@ -331,8 +330,8 @@ def effect_tables(results: list[Results]) -> dict[str, pd.DataFrame]:
                            and q.ours is None), None)
             having = sorted((r for r in results if r.notebook == notebook and r.checks.get(key)),
                             key=_profile_rank)
-            chosen = evidence_for(asking, results) if asking else None
-            result = chosen if chosen is not None and chosen.checks.get(key) else next(iter(having), None)
+            result = next((r for r in having if asking is None or _can_answer(asking, r)),
+                          next(iter(having), None))
             if result is not None:
                 out[f"{notebook} ({result.profile}): {what}"] = effects(result, key)
     return out
@@ -367,10 +366,15 @@ def headline(result: Results) -> dict[str, str]:
             if metric in best.dev and values:
                 scores.append(f"{label} {sum(values) / len(values):.3f}")
     stamp = result.stamp
-    resumed = RESUMED if stamp.get("params", {}).get("resume") else ""
     return {"run": name, "seeds": seeds, "scores": ", ".join(scores), "profile": result.profile,
             "device": str(stamp.get("device", "?")), "commit": str(stamp.get("commit") or "?")[:7],
-            "minutes": f"{stamp.get('wall_s', 0) / 60:.1f}{resumed}"}
+            "minutes": wall_minutes(stamp)}
+
+
+def wall_minutes(stamp: dict) -> str:
+    """A render's wall time in minutes, marked `RESUMED` where it trained only the runs it lacked."""
+    resumed = RESUMED if stamp.get("params", {}).get("resume") else ""
+    return f"{stamp.get('wall_s', 0) / 60:.1f}{resumed}"
 
 
 # A render that continued finished runs (`resume: true`) trained only the missing ones: its wall time is not

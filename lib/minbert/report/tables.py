@@ -17,7 +17,7 @@ from minbert.epochs import Epoch
 from minbert.evaluation import margin_of_error
 from minbert.published import STATE_OF_THE_ART, STUDY_FIGURES
 from minbert.records import Results, RunRecord
-from minbert.report.study import headline
+from minbert.report.study import wall_minutes
 
 
 def metric_labels() -> dict[str, str]:
@@ -72,7 +72,7 @@ def page_html(table: pd.DataFrame) -> str:
     styler = shown.style.set_uuid(uuid).format(formats, na_rep="–")
     styler = styler.format_index(lambda v: "–" if pd.isna(v) else _number(v), axis=0)  # 04's ε levels
     prose = [c for c in shown.columns if (shown[c].dtype == object or pd.api.types.is_string_dtype(shown[c]))
-             and shown[c].map(lambda v: len(str(v)) if isinstance(v, str) else 0).max() > WRAP_LONGER_THAN]
+             and shown[c].map(lambda v: len(v) if isinstance(v, str) else 0).max() > WRAP_LONGER_THAN]
     if prose:  # the page keeps cells on one line; long text wraps instead of pushing columns off the page
         styler = styler.set_properties(subset=prose, **{"white-space": "normal", "overflow-wrap": "anywhere",
                                                         "min-width": "10em"})
@@ -285,7 +285,7 @@ def stamps_table(results: list[Results]) -> pd.DataFrame:
     """Where each results file of `runs_table` comes from: one row per notebook and profile with the
     stamp's device, commit ("+" for uncommitted changes) and wall minutes (as the README gives them)."""
     rows = [{"notebook": r.notebook, "profile": r.profile, "device": r.stamp["device"],
-             "commit": _short_commit(r.stamp), "minutes (wall)": headline(r)["minutes"]}
+             "commit": _short_commit(r.stamp), "minutes (wall)": wall_minutes(r.stamp)}
             for r in results if r.runs]
     return pd.DataFrame(rows, columns=["notebook", "profile", "device", "commit", "minutes (wall)"]
                         ).set_index(["notebook", "profile"])
