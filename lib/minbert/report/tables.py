@@ -53,6 +53,13 @@ def _cell_format(column: object, values: pd.Series) -> str | Callable[[object], 
     return "{:,.0f}" if _is_duration(column) or whole else _number
 
 
+def row_label(value: object) -> object:
+    """A row label as a page prints it: numbers like the cells (04's perturbation sizes 0.003 and
+    1.0e-05, not pandas' 0.003000 and 0.000010), a dash where there is none. Tables shown as a
+    Styler of their own (04's probe) format their index with it too."""
+    return "–" if pd.isna(value) else _number(value)
+
+
 WRAP_LONGER_THAN = 30  # characters: longer text cells may wrap (05's study rows, the skipped rows)
 
 
@@ -70,7 +77,7 @@ def page_html(table: pd.DataFrame) -> str:
                if pd.api.types.is_float_dtype(shown[c]) or shown[c].dtype == object}
     uuid = hashlib.sha1(shown.to_csv().encode()).hexdigest()[:8]  # stable ids: the same table, the same page
     styler = shown.style.set_uuid(uuid).format(formats, na_rep="–")
-    styler = styler.format_index(lambda v: "–" if pd.isna(v) else _number(v), axis=0)  # 04's ε levels
+    styler = styler.format_index(row_label, axis=0)
     prose = [c for c in shown.columns if (shown[c].dtype == object or pd.api.types.is_string_dtype(shown[c]))
              and shown[c].map(lambda v: len(v) if isinstance(v, str) else 0).max() > WRAP_LONGER_THAN]
     if prose:  # the page keeps cells on one line; long text wraps instead of pushing columns off the page
