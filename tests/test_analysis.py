@@ -88,9 +88,7 @@ def test_the_learning_curve_fits_the_gain_per_doubling_and_extrapolates_to_the_a
     study = table.loc["QQP acc", "with the study's 141,506 QQP pairs (fit)"]
     assert study == pytest.approx(expected, abs=1e-3)
     assert "STS pearson" not in table.index  # no STS points
-    from minbert.analysis import plot_fits
-
-    fig = plot_fits(runs, on="dev")  # ticks: the measured sizes, the extrapolation's end
+    fig = analysis.plot_fits(runs, on="dev")  # ticks: the measured sizes, the extrapolation's end
     assert [[t.get_text() for t in ax.get_xticklabels()] for ax in fig.axes] == [
         ["1,000", "2,000", "4,000", "16,000"], ["1,000", "2,000", "4,000", "141,506"]]
     assert all(t.get_text() == "" for ax in fig.axes for t in ax.get_xticklabels(minor=True))

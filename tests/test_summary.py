@@ -16,6 +16,7 @@ from minbert.report.study import (
     README_START,
     ReadmeSectionError,
     collapse_verdict,
+    headline,
     readme_block,
     study_summary,
     write_readme,
@@ -76,8 +77,6 @@ def test_the_final_model_questions_read_the_ensemble_the_peer_and_the_ablation()
     assert beats == "ours against peer: better on SST acc +0.020 [+0.005, +0.035]; negligible on QQP acc."
     levers = table["Which choices of the final recipe help (an ablation, each against the recipe)?"]
     assert levers == "layer-wise lr decay against recipe: worse on SST acc -0.030 [-0.050, -0.010]."
-    from minbert.report.study import headline
-
     assert headline(result)["seeds"] == "ensemble of 2 runs"  # the README's and the index's headline
 
 
