@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 import torch
@@ -181,14 +183,18 @@ def test_the_error_profile_counts_what_the_mistakes_share():
     assert profile[("STS", "mean predicted - gold, gold 4-5")] == "-0.50 (1 rows)"
 
 
-def test_examples_view_left_aligns_the_text_columns_only():
+def test_examples_view_left_aligns_the_text_columns_only_and_wraps_the_sentences():
     from minbert.report.tables import examples_view
 
     table = pd.DataFrame({"id": ["e1", "e2"], "text": ["a long sentence", "b"], "gold": [2, 3],
                           "confidence": [0.61234, 0.5], "correct": [True, False]})
     page = examples_view(table).to_html()
-    rule = page.split("<style")[1].split("</style>")[0]
-    selectors = rule.split("{")[0].replace(",", " ").split()
-    left = {cell.split("_", 2)[2] for cell in selectors if cell.startswith("#")}
-    assert left == {"row0_col0", "row0_col1", "row1_col0", "row1_col1"} and "text-align: left" in rule
+    style = page.split("<style")[1].split("</style>")[0]
+
+    def cells_with(rule: str) -> set[str]:
+        return {cell for selectors, body in re.findall(r"([^{}]*)\{([^}]*)\}", style) if rule in body
+                for cell in re.findall(r"_(row\d+_col\d+)", selectors)}
+
+    assert cells_with("text-align: left") == {"row0_col0", "row0_col1", "row1_col0", "row1_col1"}
+    assert cells_with("white-space: normal") == {"row0_col1", "row1_col1"}  # the sentences; ids stay whole
     assert "0.612<" in page and "0.61234" not in page and 'class="row_heading' not in page

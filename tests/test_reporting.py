@@ -281,3 +281,20 @@ def test_the_readme_states_the_quora_caveat_with_the_model_cards_figures():
 
     readme = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
     assert "103,663 Quora Question Triplets among the 1,170,060,424 pairs" in readme
+
+
+def test_the_runs_table_gives_an_ensemble_no_best_epoch_and_a_run_without_a_study_row_a_dash():
+    from minbert.report.tables import multitask_table, page_html
+
+    scores = {"sst_acc": 0.45, "qqp_acc": 0.8, "sts_pearson": 0.86}
+    run = RunRecord("final-seed1", scores, 2, [{"seconds": 10}])
+    ensemble = RunRecord("final", scores, 0, [{"seconds": 20}])  # an ensemble's record: no one epoch
+    table = multitask_table([run, ensemble], {"final": "BERT-Final"}, key="name")
+    assert table.loc["final-seed1", "best epoch"] == 2 and pd.isna(table.loc["final", "best epoch"])
+    assert table.loc["final", "study SST"] == 0.512 and pd.isna(table.loc["final-seed1", "study SST"])
+    cells = re.findall(r"<td [^>]*>([^<]*)</td>", page_html(table))
+    width = len(table.columns)
+    first, second = cells[:width], cells[width:]
+    assert first[list(table.columns).index("best epoch")] == "2"
+    assert second[list(table.columns).index("best epoch")] == "–"
+    assert first[list(table.columns).index("study row (theirs)")] == "–"

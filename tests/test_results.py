@@ -138,6 +138,7 @@ def test_the_headline_is_the_best_arm_over_its_seeds_and_the_table_has_a_row_per
     assert list(table.index) == [("02_sbert_baseline", "a"), ("02_sbert_baseline", "b")]
     row = table.loc[("02_sbert_baseline", "b")]
     assert row["SST acc"] == pytest.approx(0.46) and row["seeds"] == "2" and row["held-out mean"] == 0.7
+    assert list(table["headline"]) == ["", "yes"]  # a page reads "yes" and a blank, not True and False
     assert list(tables.headline_runs(table).index) == [("02_sbert_baseline", "b")]
 
 

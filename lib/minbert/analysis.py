@@ -203,13 +203,14 @@ EXAMPLE_INPUTS: tuple[tuple[str, str, str | None], ...] = (
 
 def example_predictions(predictor: Predictor,
                         inputs: tuple[tuple[str, str, str | None], ...] = EXAMPLE_INPUTS) -> pd.DataFrame:
-    """The model's answers to a few typed inputs, one row each: the panel's output as a static table."""
+    """The model's answers to a few typed inputs, one row per task and input: the panel's output as a
+    static table."""
     rows = []
     for task, a, b in inputs:
         answer = predictor.predict(task, a, b)
         shown = ", ".join(f"{k}: {v}" for k, v in answer.items() if k != "probabilities")
         rows.append({"task": task.upper(), "input": a if b is None else f"{a} ‖ {b}", "prediction": shown})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).set_index(["task", "input"])
 
 
 def prediction_panel(predictor: Predictor):

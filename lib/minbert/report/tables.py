@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 from minbert import tasks
 from minbert.arms import ARMS, Arm
@@ -63,6 +64,15 @@ def row_label(value: object) -> object:
 WRAP_LONGER_THAN = 30  # characters: longer text cells may wrap (05's study rows, the skipped rows)
 
 
+def wrapping(styler: Styler, columns: list) -> Styler:
+    """Let these columns' cells wrap: a page keeps cells on one line (for mean ± spread), so long text
+    would otherwise push the columns after it off a 1280-px page."""
+    if not columns:
+        return styler
+    return styler.set_properties(subset=columns, **{"white-space": "normal", "overflow-wrap": "anywhere",
+                                                    "min-width": "10em"})
+
+
 def page_html(table: pd.DataFrame) -> str:
     """A table as a report page shows it: numbers at three decimals, row labels alike (durations and
     counts as whole numbers, values too small for three decimals in scientific notation), a dash where
@@ -80,9 +90,7 @@ def page_html(table: pd.DataFrame) -> str:
     styler = styler.format_index(row_label, axis=0)
     prose = [c for c in shown.columns if (shown[c].dtype == object or pd.api.types.is_string_dtype(shown[c]))
              and shown[c].map(lambda v: len(v) if isinstance(v, str) else 0).max() > WRAP_LONGER_THAN]
-    if prose:  # the page keeps cells on one line; long text wraps instead of pushing columns off the page
-        styler = styler.set_properties(subset=prose, **{"white-space": "normal", "overflow-wrap": "anywhere",
-                                                        "min-width": "10em"})
+    styler = wrapping(styler, prose)
     if caption:
         styler = styler.set_caption(f"all rows: {caption}")
     return styler.to_html()
@@ -110,15 +118,17 @@ def data_table(summaries: dict[str, dict], splits: tuple[str, ...] | None = None
 def multitask_table(runs: list[RunRecord], study_rows: dict[str, str | None],
                     key: str = "arm") -> pd.DataFrame:
     """Our dev scores per run beside the study's figure for the same idea (labelled as theirs);
-    `study_rows` maps each run's `key` attribute (its arm by default, or its name) to the study's row."""
+    `study_rows` maps each run's `key` attribute (its arm by default, or its name) to the study's row.
+    An ensemble has no best epoch of its own (its record says 0): a dash there."""
     rows = []
     for run in runs:
-        study_row = study_rows.get(getattr(run, key) or run.name) or "-"
+        study_row = study_rows.get(getattr(run, key) or run.name)
         theirs = STUDY_FIGURES.get(study_row, (None, None, None))
         sizes = run.train_sizes or {}
         scores = {label: run.dev.get(metric) for metric, label in metric_labels().items()}
         rows.append({"run": run.name, **scores,
-                     "mean": run.mean, "held-out mean": run.heldout_mean, "best epoch": run.best_epoch,
+                     "mean": run.mean, "held-out mean": run.heldout_mean,
+                     "best epoch": run.best_epoch or None,
                      "seconds": round(run.seconds),
                      "train sst/qqp/sts": "/".join(str(sizes.get(t, "?")) for t in tasks.MULTITASK),
                      "parameters": run.parameters, "study row (theirs)": study_row,
@@ -153,10 +163,11 @@ def overfitting_table(runs: list[RunRecord], names: tuple[str, ...] | None = Non
 
 def examples_view(table: pd.DataFrame):
     """An examples table (`analysis.examples_table` rows) as a page shows it: sentences read left to
-    right (pandas right-aligns every cell), scores to 3 digits, no row numbers."""
+    right (pandas right-aligns every cell) and wrap, ids stay whole, scores to 3 digits, no row numbers."""
     text = list(table.select_dtypes(exclude=["number", "bool"]).columns)
-    return (table.style.hide(axis="index").format(precision=3)
-            .set_properties(subset=text, **{"text-align": "left"}))
+    styler = (table.style.hide(axis="index").format(precision=3)
+              .set_properties(subset=text, **{"text-align": "left"}))
+    return wrapping(styler, [c for c in text if c != "id"])
 
 
 def comparison_table(comparison: Comparison, study_rows: dict[str, str | None] | None = None) -> pd.DataFrame:
@@ -260,7 +271,8 @@ def blend_table(blend: dict) -> pd.DataFrame:
 def runs_table(results: list[Results]) -> pd.DataFrame:
     """One row per arm (the runs of one `group`, its seeds; a run without a group is its own row) of
     every notebook and profile: its mean dev scores over the seeds (blank where a task was not run),
-    the mean of those it has, the held-out mean, how many seeds, and its profile. Where a notebook has
+    the mean of those it has, the held-out mean, how many seeds, its profile, and "yes" where it is its
+    file's headline run (`Results.headline`). Where a notebook has
     results of several profiles, each row's name carries its profile. The device and commit are the
     same for every row of one results file, so `stamps_table` gives them once per file: as columns here
     they varied between profiles and pushed the table past the page."""
@@ -282,7 +294,7 @@ def runs_table(results: list[Results]) -> pd.DataFrame:
                          "mean": _mean_or_none([r.mean if r.dev else None for r in runs]),
                          "held-out mean": _mean_or_none([r.heldout_mean for r in runs]),
                          "seeds": _seeds(runs), "dev rows": dev_rows(runs[0]), "profile": result.profile,
-                         "headline": any(r is top for r in runs)})
+                         "headline": "yes" if any(r is top for r in runs) else ""})
     columns = ["notebook", "run", *metric_labels().values(), "mean", "held-out mean", "seeds", "dev rows",
                "profile", "headline"]
     return pd.DataFrame(rows, columns=columns).set_index(["notebook", "run"])  # columns even when empty
@@ -324,7 +336,7 @@ def study_table() -> pd.DataFrame:
 
 def headline_runs(table: pd.DataFrame) -> pd.DataFrame:
     """Each results file's headline run (`records.headline`), without the marker column."""
-    return table.loc[table["headline"].astype(bool)].drop(columns="headline")
+    return table.loc[table["headline"] == "yes"].drop(columns="headline")
 
 
 def _epoch_mean(runs: list[RunRecord], read: Callable[[Epoch], float | None]) -> float | None:
