@@ -15,19 +15,27 @@ from minbert.runner import notebook_names
 FETCHED = re.compile(r"<(?:script|link|img)\b[^>]*\b(?:src|href)=[\"'](?:https?:)?//", re.IGNORECASE)
 
 
+# A table cell or row label printed at five or more decimals: pandas' default (0.003000), which a page's
+# tables never show (minbert.report.tables: three decimals, or scientific notation below them).
+LONG_DECIMALS = re.compile(r"<t[dh]\b[^>]*>\s*[-+]?\d+\.\d{5,}\s*</t[dh]>")
+
+
 def check_clean_report(page) -> None:
-    """A rendered report holds no stderr output (warnings, logs), fetches nothing from the network, and
-    shows no saved widget state (offline it would render as nothing)."""
+    """A rendered report holds no stderr output (warnings, logs), fetches nothing from the network,
+    shows no saved widget state (offline it would render as nothing) and prints no number at pandas'
+    six decimals (a Styler of its own bypasses the page's formatter: 04's probe table did)."""
     text = page.read_text()
     assert 'data-mime-type="application/vnd.jupyter.stderr"' not in text, page.name
     assert not FETCHED.search(text), f"{page.name} fetches {FETCHED.search(text).group(0)}"
     assert "application/vnd.jupyter.widget-state+json" not in text, page.name
     assert "step/s]" not in text and "VBox(children=" not in text, page.name  # no widget's text stand-in
+    long = LONG_DECIMALS.findall(text)
+    assert not long, f"{page.name} prints {long[:3]}"
 
 
 def test_every_committed_report_is_clean():
     """The reports in the repository, as readers get them: no stderr, nothing fetched from the network,
-    no saved widget state; the index fetches nothing either."""
+    no saved widget state, no six-decimal numbers; the index fetches nothing either."""
     pages = sorted((PROJECT_ROOT / "reports").glob("*.html"))
     assert any(p.name == "index.html" for p in pages) and len(pages) > 1
     for page in pages:
@@ -37,24 +45,15 @@ def test_every_committed_report_is_clean():
             check_clean_report(page)
 
 
-# A table cell or row label printed at five or more decimals: pandas' default (0.003000), which a page's
-# tables never show (minbert.report.tables: three decimals, or scientific notation below them).
-LONG_DECIMALS = re.compile(r"<t[dh]\b[^>]*>\s*[-+]?\d+\.\d{5,}\s*</t[dh]>")
-
-
 @pytest.fixture
 def report_dirs(tmp_path, monkeypatch, data_dir):
-    """Reports and runs in a temporary folder; afterwards, every report the test rendered must be clean
-    and its tables print no number at pandas' six decimals (a Styler of its own bypasses the page's
-    formatter: 04's probe table did)."""
+    """Reports and runs in a temporary folder; afterwards, every report the test rendered must be clean."""
     monkeypatch.setenv("MINBERT_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("MINBERT_RUNS_DIR", str(tmp_path / "runs"))
     yield tmp_path / "reports"
     for page in (tmp_path / "reports").glob("*.html"):
         if page.name != "index.html":
             check_clean_report(page)
-            long = LONG_DECIMALS.findall(page.read_text())
-            assert not long, f"{page.name} prints {long[:3]}"
 
 
 def test_part1_smoke_run_writes_report_results_and_predictions_that_07_gathers(report_dirs):
