@@ -45,6 +45,23 @@ def test_every_committed_report_is_clean():
             check_clean_report(page)
 
 
+def test_the_committed_reports_of_a_profile_come_from_one_clean_commit():
+    """A profile is rendered at one commit of a clean tree, so its pages compare like with like: every
+    results file of the profile carries that commit, and every page of the profile (07's too) shows it.
+    Archived results (reports/results/archive/) are older runs a page cites on purpose."""
+    folder = PROJECT_ROOT / "reports"
+    commits: dict[str, set[str]] = {}
+    for path in (folder / "results").glob("*.json"):
+        stamp = json.loads(path.read_text())["stamp"]
+        assert not stamp["dirty"], f"{path.name} was run on a changed tree"
+        commits.setdefault(path.stem.rsplit(".", 1)[1], set()).add(stamp["commit"])
+    assert commits
+    for profile, seen in commits.items():
+        assert len(seen) == 1, f"the {profile} profile's results come from {sorted(c[:7] for c in seen)}"
+        for page in folder.glob(f"*.{profile}.html"):
+            assert next(iter(seen)) in page.read_text(), f"{page.name} is not from the {profile} commit"
+
+
 @pytest.fixture
 def report_dirs(tmp_path, monkeypatch, data_dir):
     """Reports and runs in a temporary folder; afterwards, every report the test rendered must be clean."""
