@@ -16,8 +16,11 @@ Prints:
 
 K runs trained together are `benchmarks/parallel_runs.py`.
 
-Two kinds of batch: `full` (every position a real token: pure compute) and `sst`
-(real SST sentences padded to the fixed length, as `padding="max_length"` does).
+Three kinds of batch: `full` (every position a real token: pure compute), `sst` (real SST
+sentences padded to the fixed length, as `padding="max_length"` does) and, for training,
+`sst-batch` (the same sentences padded to the batch's longest, as a trainer pads them).
+transformers trains with torch's fused AdamW (`optim="adamw_torch_fused"` in a Trainer), ours with
+our AdamW.
 Runs on the CPU, and on the GPU too when there is one.
 
     .venv/bin/python benchmarks/throughput.py [--repeats 7] [--sst-limit 2048] [--skip-epochs]
@@ -41,7 +44,7 @@ from minbert.bert import BertModel, default_checkpoint, load_tokenizer
 from minbert.data import batch_indices, encode, load_split, pad_batch
 from minbert.models import SentenceClassifier
 from minbert.optim import AdamW
-from minbert.runtime import Runtime, cpu_has_bfloat16, resolve_precision
+from minbert.runtime import Runtime, cpu_has_bfloat16, keep_freed_memory, resolve_precision
 
 
 def parse_args() -> argparse.Namespace:
@@ -77,7 +80,8 @@ def median_seconds(fn, warmup: int, repeats: int, device: torch.device) -> float
 
 
 def make_batch(kind: str, batch: int, length: int, sst_tokens: list[list[int]], seed: int = 0) -> dict:
-    """`full`: random real tokens everywhere; `sst`: real sentences padded to `length`."""
+    """`full`: random real tokens everywhere; `sst`: real sentences padded to `length`; `sst-batch`: the
+    same sentences padded to the batch's longest (cut at `length`), as a trainer pads them."""
     g = torch.Generator().manual_seed(seed)
     if kind == "full":
         ids = torch.randint(1000, 29000, (batch, length), generator=g)
@@ -86,6 +90,8 @@ def make_batch(kind: str, batch: int, length: int, sst_tokens: list[list[int]], 
     else:
         chosen = random.Random(seed).sample(sst_tokens, batch)
         padded = pad_batch([t[:length - 1] + [102] if len(t) > length else t for t in chosen])
+        if kind == "sst-batch":
+            length = padded["input_ids"].shape[1]
         ids = torch.zeros(batch, length, dtype=torch.long)
         mask = torch.zeros(batch, length, dtype=torch.long)
         ids[:, : padded["input_ids"].shape[1]] = padded["input_ids"]
@@ -108,7 +114,8 @@ class Candidate:
                 warnings.simplefilter("ignore")
                 self.bert = transformers.BertModel.from_pretrained(  # float32 as ours, whatever the file's
                     str(folder), attn_implementation=name.removeprefix("transformers-"), dtype=torch.float32)
-            self.optimizer_cls = torch.optim.AdamW
+            # torch's one-kernel AdamW: what a Trainer user gets with optim="adamw_torch_fused"
+            self.optimizer_cls = functools.partial(torch.optim.AdamW, fused=True)
         self.name = name
         self.head = torch.nn.Linear(self.bert.config.hidden_size, 5)
         self.bert.to(device)
@@ -165,11 +172,12 @@ def step_table(args: argparse.Namespace, device: torch.device, sst_tokens: list[
         precisions.append(torch.bfloat16)
     rows = []
     for work, (batch_size, length) in (("train", args.train_batch), ("infer", args.infer_batch)):
-        for kind in ("full", "sst"):
+        for kind in ("full", "sst", "sst-batch") if work == "train" else ("full", "sst"):
             batch = {k: v.to(device) for k, v in
                      make_batch(kind, batch_size, length, sst_tokens).items()}
             real_tokens = int(batch["attention_mask"].sum())
-            flops = flops_per_token(config, length) * (3 if work == "train" else 1)
+            padded = batch["input_ids"].shape[1]
+            flops = flops_per_token(config, padded) * (3 if work == "train" else 1)
             for dtype in precisions:
                 peak = matmul_peak(device, dtype, batch_size * length, config.hidden_size,
                                    config.intermediate_size)
@@ -178,7 +186,7 @@ def step_table(args: argparse.Namespace, device: torch.device, sst_tokens: list[
                     fn = functools.partial(method, batch, device, dtype)
                     seconds = median_seconds(fn, args.warmup, args.repeats, device)
                     rows.append({"device": device.type, "work": work,
-                                 "batch": f"{kind} {batch_size}x{length}",
+                                 "batch": f"{kind} {batch_size}x{padded}",
                                  "precision": str(dtype).removeprefix("torch."), "model": name,
                                  "samples/s": batch_size / seconds, "real tokens/s": real_tokens / seconds,
                                  "useful GFLOP/s": flops * real_tokens / seconds / 1e9,
@@ -304,6 +312,7 @@ def epoch_table(args: argparse.Namespace, device: torch.device) -> pd.DataFrame:
 
 def main() -> None:
     args = parse_args()
+    keep_freed_memory()  # as our trainers do; set before either side runs, so both have it
     devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 20)

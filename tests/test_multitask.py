@@ -387,3 +387,29 @@ def test_attention_variant_parameters_get_their_own_learning_rate(tiny_checkpoin
         moved[variant_lr] = max(layer["center"] for layer in variant_movement(model))
     assert moved[1e-2] > 10 * moved[None] > 0
     assert variant_movement(make_model(tiny_checkpoint)) == []  # standard attention has nothing to move
+
+
+def test_a_profiled_step_is_labelled_by_region(tiny_checkpoint, tasks):
+    """What `benchmarks/step_profile.py` groups a step's time by: under torch.profiler every region of
+    the step shows, once a step (the forward once a task batch), and evaluation once an epoch plus
+    once for dev; each region holds the ops it names (the optimizer's update, the backward's)."""
+    from minbert.training import REGIONS
+
+    train, dev = tasks
+    run = MultitaskSettings(epochs=1, lr=1e-3, batch_size=8, max_grad_norm=1.0)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        trained = train_multitask(make_model(tiny_checkpoint), train, dev, run, heldout=dev, runtime=CPU)
+    events = prof.events()
+    counts = {region: sum(e.name == f"minbert::{region}" for e in events) for region in REGIONS}
+    steps = trained.history[0].steps
+    assert counts == {"data": steps, "forward": 2 * steps, "smart": 0, "backward": steps, "clip": steps,
+                      "optimizer": steps, "evaluate": 2}
+
+    def inside(event, region: str) -> bool:
+        parent = event.cpu_parent
+        while parent is not None and parent.name != f"minbert::{region}":
+            parent = parent.cpu_parent
+        return parent is not None
+
+    assert any(inside(e, "optimizer") for e in events if e.name.startswith("Optimizer.step#AdamW"))
+    assert any(inside(e, "backward") for e in events if e.name == "aten::embedding_dense_backward")

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from minbert import optim, optim_kernels
 from minbert.optim import AdamW, SophiaG
 
 
@@ -34,16 +35,98 @@ def train(model, optimizer, x, y, steps):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_thousand_steps_match_torch_adamw(dtype):
+    """The multi-tensor update computes torch's operations in torch's order: a thousand steps agree. (In
+    float32 on the CPU our default is the one-pass kernel, whose sqrt is rounded correctly where torch's
+    is not always; its own tests are below.)"""
     x, y, ours = regression_problem(dtype)
     theirs = copy.deepcopy(ours)
-    train(ours, AdamW(param_groups(ours), lr=1e-2, betas=(0.9, 0.98), eps=1e-7, weight_decay=0.01),
-          x, y, 1000)
+    train(ours, AdamW(param_groups(ours), lr=1e-2, betas=(0.9, 0.98), eps=1e-7, weight_decay=0.01,
+                      foreach=True), x, y, 1000)
     train(theirs, torch.optim.AdamW(param_groups(theirs), lr=1e-2, betas=(0.9, 0.98), eps=1e-7,
                                     weight_decay=0.01), x, y, 1000)
     for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
     final = torch.nn.functional.mse_loss(ours(x), y).item()
     assert final < 0.05  # it did learn the regression
+
+
+def _adamw_state(n: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, generator=generator), torch.randn(n, generator=generator),
+            0.1 * torch.randn(n, generator=generator), 0.01 * torch.rand(n, generator=generator))
+
+
+def test_the_one_pass_kernel_builds_here_and_is_the_cpu_default():
+    assert optim_kernels.available()
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.ones(3)
+    assert optim.one_pass(None, [p, p.grad])  # what the trainer's AdamW takes on this machine
+    assert not optim.one_pass(None, [p.double()])  # float64 goes the multi-tensor way
+
+
+def test_the_one_pass_adamw_step_is_the_update_rounded_as_torch_rounds_it_but_for_sqrt():
+    """One step over 200,003 coordinates, two tensors at different step counts. Against the update
+    written out in float64: within float32 rounding everywhere. Against the multi-tensor path (torch's
+    kernels): the moments identical, and the weights identical wherever torch's sqrt of the second
+    moment is the correctly rounded one (torch's CPU sqrt of a long tensor is not always; the kernel's
+    is)."""
+    lr, (b1, b2), eps, wd = 1e-2, (0.9, 0.98), 1e-7, 0.1
+    starts = [_adamw_state(150_000, seed=1), _adamw_state(50_003, seed=2)]
+    steps = [5, 1]
+    results = {}
+    for foreach in (False, True):
+        params = [torch.nn.Parameter(w.clone()) for w, *_ in starts]
+        opt = AdamW(params, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, foreach=foreach)
+        for p, (_, g, m, v), t in zip(params, starts, steps, strict=True):
+            p.grad = g.clone()
+            opt.state[p] = {"step": t, "exp_avg": m.clone(), "exp_avg_sq": v.clone()}
+        opt.step()
+        results[foreach] = [(p.detach(), opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"]) for p in params]
+    for (w0, g, m0, v0), t, (w, m, v), (w_torch, m_torch, v_torch) in zip(
+            starts, steps, results[False], results[True], strict=True):
+        t += 1
+        m64 = 0.9 * m0.double() + 0.1 * g.double()
+        v64 = b2 * v0.double() + (1 - b2) * g.double() ** 2
+        denominator = v64.sqrt() / math.sqrt(1 - b2 ** t) + eps
+        w64 = w0.double() * (1 - lr * wd) - lr / (1 - b1 ** t) * m64 / denominator
+        torch.testing.assert_close(w.double(), w64, atol=1e-7, rtol=1e-6)
+        assert torch.equal(m, m_torch) and torch.equal(v, v_torch)
+        exact_sqrt = torch.sqrt(v) == v.double().sqrt().float()
+        assert 0.9 < exact_sqrt.float().mean() < 1.0  # the case occurs, and is the exception
+        assert torch.equal(w[exact_sqrt], w_torch[exact_sqrt])
+        assert (w[~exact_sqrt] - w_torch[~exact_sqrt]).abs().max() < 1e-7
+
+
+def test_the_kernel_splits_the_work_between_threads_exactly():
+    """Each coordinate in exactly one share, the shares about equal and starting on a cache line; the
+    same step with three threads and with one is the same to the bit."""
+    sizes = [7, 100_000, 3, 65_537, 0, 40]
+    runs = optim_kernels.shares(sizes, 3)
+    assert len(runs) == 3
+    covered = [torch.zeros(n, dtype=torch.int) for n in sizes]
+    for run in runs:
+        assert run[0][1] % optim_kernels.ALIGN == 0
+        for t, start, stop in run:
+            covered[t][start:stop] += 1
+    assert all(bool((c == 1).all()) for c in covered)
+    lengths = [sum(stop - start for _, start, stop in run) for run in runs]
+    assert max(lengths) - min(lengths) <= 2 * optim_kernels.ALIGN
+    assert optim_kernels.shares([1000], 4) == [[(0, 0, 1000)]]  # too small to share out
+    results = []
+    threads = torch.get_num_threads()
+    for count in (1, 3):
+        torch.set_num_threads(count)
+        try:
+            params = [torch.nn.Parameter(w.clone()) for w, *_ in map(_adamw_state, sizes)]
+            for p, (_, g, _, _) in zip(params, map(_adamw_state, sizes), strict=True):
+                p.grad = g
+            opt = AdamW(params, lr=1e-2, weight_decay=0.1)
+            opt.step()
+            opt.step()
+            results.append(torch.cat([p.detach() for p in params]))
+        finally:
+            torch.set_num_threads(threads)
+    assert torch.equal(results[0], results[1])
 
 
 def test_single_step_by_hand_with_and_without_bias_correction():
@@ -273,7 +356,7 @@ def test_sophia_names_the_rho_at_which_a_share_of_its_coordinates_step_unclipped
 
 
 def _two_paths(make, steps: int = 60, hessian_every: int = 0):
-    """The same training run with the cache-sized pieces and with the multi-tensor (GPU) kernels, on
+    """The same training run with the one-pass CPU kernel and with the multi-tensor (GPU) kernels, on
     the CPU; a weight that joins late and one that misses some steps, as a task head does."""
     x, y, start = regression_problem()
     runs = []
@@ -298,14 +381,17 @@ def _two_paths(make, steps: int = 60, hessian_every: int = 0):
     return runs
 
 
-def test_adamw_multi_tensor_kernels_give_the_pieces_update_and_torchs():
+def test_adamw_multi_tensor_kernels_give_the_one_pass_update_and_torchs():
+    """Sixty steps of both paths agree, a lagging weight's bias correction included (a kernel that gave it
+    its group's step count fails by far more). Not to the bit: torch's sqrt rounds otherwise (see above),
+    and on this small problem those last-place differences grow to about 1e-5 in sixty steps."""
     for correct_bias in (True, False):
-        (pieces, _), (fused, optimizer) = _two_paths(
+        (one_pass, _), (fused, optimizer) = _two_paths(
             lambda groups, foreach, bias=correct_bias: AdamW(groups, lr=1e-2, weight_decay=0.01,
                                                              correct_bias=bias, foreach=foreach))
         assert optimizer.state[fused[0].bias]["step"] < optimizer.state[fused[0].weight]["step"]
-        for a, b in zip(pieces.parameters(), fused.parameters(), strict=True):
-            torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-6)
+        for a, b in zip(one_pass.parameters(), fused.parameters(), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
     x, y, ours = regression_problem()
     theirs = copy.deepcopy(ours)
     train(ours, AdamW(param_groups(ours), lr=1e-2, weight_decay=0.01, foreach=True), x, y, 300)
@@ -315,12 +401,13 @@ def test_adamw_multi_tensor_kernels_give_the_pieces_update_and_torchs():
 
 
 @pytest.mark.parametrize("bias_correction", [False, True])
-def test_sophia_multi_tensor_kernels_give_the_pieces_update_and_its_clipped_counts(bias_correction):
-    (pieces, slow), (fused, fast) = _two_paths(
+def test_sophia_multi_tensor_kernels_give_the_one_pass_update_and_its_clipped_counts(bias_correction):
+    """No sqrt in Sophia's step: the two paths agree bit for bit, counts included."""
+    (one_pass, slow), (fused, fast) = _two_paths(
         lambda groups, foreach: SophiaG(groups, lr=1e-3, rho=0.05, bias_correction=bias_correction,
                                         foreach=foreach), hessian_every=5)
-    for a, b in zip(pieces.parameters(), fused.parameters(), strict=True):
-        torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-6)
+    for a, b in zip(one_pass.parameters(), fused.parameters(), strict=True):
+        assert torch.equal(a, b)
     shares = [(o.clipped_share(reset=False, estimated_only=True), o.clipped_share()) for o in (slow, fast)]
     assert shares[0] == shares[1]
     assert 0.0 < shares[0][1] < 1.0  # both regimes occurred: the counts are tested, not trivially 0 or 1

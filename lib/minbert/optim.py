@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch.optim import Optimizer
 
+from minbert import optim_kernels
+
 
 class AdamW(Optimizer):
     """Adam with bias correction and weight decay applied to the weights, not the gradient.
@@ -56,21 +58,40 @@ class AdamW(Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
                 stepped.append(p)
-            if _use_foreach(self.foreach, stepped):
+            if one_pass(self.foreach, self._group_tensors(stepped, "exp_avg", "exp_avg_sq")):
+                self._update_one_pass(stepped, group)
+            elif stepped:
                 self._update_foreach(stepped, group)
-            else:
-                for p in stepped:
-                    self._update(p, self.state[p], group)
         return loss
 
+    def _group_tensors(self, params: list[torch.Tensor], *state_keys: str) -> list[torch.Tensor]:
+        return [*params, *(p.grad for p in params), *(self.state[p][k] for p in params for k in state_keys)]
+
+    def _bias_corrections(self, params: list[torch.Tensor], group: dict) -> tuple[list[float], list[float]]:
+        """Each tensor's step size lr / (1 - b1^t) and sqrt(1 - b2^t) at its own step t (1 and lr
+        without bias correction)."""
+        lr, (beta1, beta2) = group["lr"], group["betas"]
+        steps = [self.state[p]["step"] for p in params]  # a head without a gradient last step lags
+        if not group["correct_bias"]:
+            return [lr] * len(params), [1.0] * len(params)
+        return [lr / (1.0 - beta1 ** t) for t in steps], [math.sqrt(1.0 - beta2 ** t) for t in steps]
+
+    def _update_one_pass(self, params: list[torch.Tensor], group: dict) -> None:
+        """The update below, each element read and written once (`minbert.optim_kernels`)."""
+        step_sizes, bias2_sqrts = self._bias_corrections(params, group)
+        optim_kernels.adamw(params, [p.grad for p in params], [self.state[p]["exp_avg"] for p in params],
+                            [self.state[p]["exp_avg_sq"] for p in params], step_sizes, bias2_sqrts,
+                            1.0 - group["lr"] * group["weight_decay"], *group["betas"], group["eps"])
+
     def _update_foreach(self, params: list[torch.Tensor], group: dict) -> None:
-        """The same step for a group's tensors at once, each operation one multi-tensor kernel: on a GPU
-        a handful of launches a step instead of several per tensor (the update of `_update`, op for op)."""
+        """The step for a group's tensors at once, each operation one multi-tensor kernel: on a GPU a
+        handful of launches a step instead of several per tensor; on a CPU, the path for what the one-pass
+        kernel does not take (float64, say)."""
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
         grads = [p.grad for p in params]
         means = [self.state[p]["exp_avg"] for p in params]
         squares = [self.state[p]["exp_avg_sq"] for p in params]
-        steps = [self.state[p]["step"] for p in params]  # a head without a gradient last step lags
+        step_sizes, bias2_sqrts = self._bias_corrections(params, group)
         if group["weight_decay"]:
             torch._foreach_mul_(params, 1.0 - lr * group["weight_decay"])
         torch._foreach_lerp_(means, grads, 1.0 - beta1)
@@ -78,62 +99,25 @@ class AdamW(Optimizer):
         torch._foreach_addcmul_(squares, grads, grads, value=1.0 - beta2)
         denominators = torch._foreach_sqrt(squares)
         if group["correct_bias"]:
-            torch._foreach_div_(denominators, [math.sqrt(1.0 - beta2 ** t) for t in steps])
-            step_sizes = [-lr / (1.0 - beta1 ** t) for t in steps]
-        else:
-            step_sizes = [-lr] * len(params)
+            torch._foreach_div_(denominators, bias2_sqrts)
         torch._foreach_add_(denominators, eps)
-        torch._foreach_addcdiv_(params, means, denominators, step_sizes)
+        torch._foreach_addcdiv_(params, means, denominators, [-s for s in step_sizes])
 
-    def _update(self, p: torch.Tensor, state: dict, group: dict) -> None:
-        """One AdamW step of one tensor, in cache-sized pieces.
-
-        All operations run on one piece while it sits in cache, instead of one sweep
-        through main memory per operation: on 2 CPU cores this halves the time of a
-        step over MiniLM's 22.7M weights (the word embeddings alone are 11.7M).
-        """
-        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        step = state["step"]
-        if group["correct_bias"]:
-            step_size = lr / (1.0 - beta1 ** step)
-            bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** step)
-        else:
-            step_size, bias_correction2_sqrt = lr, 1.0
-        for w, g, m, v in _pieces(p, p.grad, state["exp_avg"], state["exp_avg_sq"]):
-            if group["weight_decay"]:
-                w.mul_(1.0 - lr * group["weight_decay"])
-            m.lerp_(g, 1.0 - beta1)
-            v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-            denom = torch.sqrt(v, out=self._scratch(v))
-            if group["correct_bias"]:
-                denom.div_(bias_correction2_sqrt)
-            w.addcdiv_(m, denom.add_(eps), value=-step_size)
-
-    def _scratch(self, like: torch.Tensor) -> torch.Tensor:
-        """A reused buffer shaped like `like` (one per device and dtype; not part of the state)."""
-        buffers = self.__dict__.setdefault("_scratch_buffers", {})
-        key = (like.device, like.dtype)
-        if key not in buffers or buffers[key].numel() < like.numel():
-            buffers[key] = torch.empty(like.numel(), device=like.device, dtype=like.dtype)
-        return buffers[key][: like.numel()].view_as(like)
-
-
-PIECE = 1 << 19  # elements: a piece of weight, gradient and both moments (8 MB in float32) fits in L3
-
-
-def _use_foreach(foreach: bool | None, params: list[torch.Tensor]) -> bool:
-    """Multi-tensor kernels where asked, or by default off the CPU: there one pass per operation over
-    the whole group is what a GPU wants, while on a CPU the cache-sized pieces are twice as fast."""
-    if foreach is not None:
-        return foreach and bool(params)
-    return bool(params) and params[0].device.type != "cpu"
-
-
-def _pieces(*tensors: torch.Tensor):
-    """Matching flat pieces of same-shaped tensors (the whole tensors if one is not contiguous)."""
-    if all(t.is_contiguous() for t in tensors):
-        return zip(*(t.view(-1).split(PIECE) for t in tensors), strict=True)
-    return [tensors]
+def one_pass(foreach: bool | None, tensors: list[torch.Tensor]) -> bool:
+    """Whether a group's step takes the one-pass CPU kernel: by default wherever it can (float32 tensors
+    on the CPU, the kernel built), the multi-tensor kernels elsewhere (a GPU; float64); `foreach=True`
+    asks for the multi-tensor kernels, `foreach=False` for the one-pass kernel."""
+    if not tensors:
+        return False
+    if foreach is None:
+        return optim_kernels.eligible(tensors) and optim_kernels.available()
+    if foreach:
+        return False
+    if not optim_kernels.eligible(tensors):
+        raise ValueError("foreach=False asks for the one-pass CPU kernel: float32 CPU tensors only")
+    if not optim_kernels.available():
+        raise RuntimeError("foreach=False asks for the one-pass CPU kernel, which could not be built here")
+    return True
 
 
 class SophiaG(Optimizer):
@@ -269,7 +253,6 @@ class SophiaG(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, beta1 = group["lr"], group["betas"][0]
             stepped = []
             for p in group["params"]:
                 if p.grad is None:
@@ -278,37 +261,40 @@ class SophiaG(Optimizer):
                     raise RuntimeError("SophiaG does not support sparse gradients")
                 self._state(p)["step"] += 1
                 stepped.append(p)
-            if _use_foreach(self.foreach, stepped):
+            tensors = [*stepped, *(p.grad for p in stepped),
+                       *(self.state[p][k] for p in stepped for k in ("exp_avg", "hessian"))]
+            if one_pass(self.foreach, tensors):
+                self._update_one_pass(stepped, group, bs)
+            elif stepped:
                 self._update_foreach(stepped, group, bs)
-                continue
-            for p in stepped:
-                state = self.state[p]
-                scale = group["rho"] * bs * self._hessian_scale(state, group)
-                for w, g, m, h in _pieces(p, p.grad, state["exp_avg"], state["hessian"]):
-                    if group["weight_decay"]:
-                        w.mul_(1.0 - lr * group["weight_decay"])
-                    m.lerp_(g, 1.0 - beta1)
-                    ratio = torch.mul(h, scale, out=self._scratch(h)).add_(1e-15)
-                    ratio = torch.div(m.abs(), ratio, out=ratio).clamp_(max=1.0)
-                    clipped, estimated = ratio == 1.0, h > 0
-                    self._clipped = self._clipped + clipped.sum()  # tensors: no device sync per step
-                    self._counted += ratio.numel()
-                    self._clipped_estimated = self._clipped_estimated + (clipped & estimated).sum()
-                    self._estimated = self._estimated + estimated.sum()
-                    w.addcmul_(m.sign(), ratio, value=-lr)
         return loss
 
+    def _scales(self, params: list[torch.Tensor], group: dict, bs: int) -> list[float]:
+        """What each tensor's Hessian estimate is multiplied by in the step: rho * bs (bias-corrected)."""
+        return [group["rho"] * bs * self._hessian_scale(self.state[p], group) for p in params]
+
+    def _update_one_pass(self, params: list[torch.Tensor], group: dict, bs: int) -> None:
+        """The update below, each element read and written once (`minbert.optim_kernels`)."""
+        clipped, estimated, both = optim_kernels.sophia(
+            params, [p.grad for p in params], [self.state[p]["exp_avg"] for p in params],
+            [self.state[p]["hessian"] for p in params], self._scales(params, group, bs),
+            1.0 - group["lr"] * group["weight_decay"], group["betas"][0], group["lr"])
+        self._clipped += clipped
+        self._estimated += estimated
+        self._clipped_estimated += both
+        self._counted += sum(p.numel() for p in params)
+
     def _update_foreach(self, params: list[torch.Tensor], group: dict, bs: int) -> None:
-        """The same step for a group's tensors in multi-tensor kernels (the update above, op for op).
-        The clipped coordinates are counted without a comparison kernel per tensor: after the clamp a
-        clipped ratio is exactly 1 and every other lies in [0, 1), so floor(ratio) marks the clipped ones
-        and sign(h) those with an estimate (h >= 0); their L1 norms are the counts, exact in float32
-        below 2^24 coordinates a tensor."""
+        """The step for a group's tensors in multi-tensor kernels: the GPU's path, and the CPU's for what
+        the one-pass kernel does not take. The clipped coordinates are counted without a comparison
+        kernel per tensor: after the clamp a clipped ratio is exactly 1 and every other lies in [0, 1),
+        so floor(ratio) marks the clipped ones and sign(h) those with an estimate (h >= 0); their L1
+        norms are the counts, exact in float32 below 2^24 coordinates a tensor."""
         lr, beta1 = group["lr"], group["betas"][0]
         grads = [p.grad for p in params]
         means = [self.state[p]["exp_avg"] for p in params]
         hessians = [self.state[p]["hessian"] for p in params]
-        scales = [group["rho"] * bs * self._hessian_scale(self.state[p], group) for p in params]
+        scales = self._scales(params, group, bs)
         if group["weight_decay"]:
             torch._foreach_mul_(params, 1.0 - lr * group["weight_decay"])
         torch._foreach_lerp_(means, grads, 1.0 - beta1)
@@ -325,5 +311,3 @@ class SophiaG(Optimizer):
         self._clipped_estimated = self._clipped_estimated + torch.stack(torch._foreach_norm(clipped, 1)).sum()
         self._counted += sum(r.numel() for r in ratios)
         torch._foreach_addcmul_(params, torch._foreach_sign(means), ratios, value=-lr)
-
-    _scratch = AdamW._scratch

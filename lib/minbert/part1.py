@@ -26,7 +26,7 @@ from minbert.models import SentenceClassifier
 from minbert.notebook_settings import Part1Config
 from minbert.optim import AdamW
 from minbert.records import RunRecord, predictions_dir
-from minbert.runtime import CPU, Runtime, seed_everything
+from minbert.runtime import CPU, Runtime, keep_freed_memory, seed_everything
 from minbert.training import check_finite, clip_gradients, lr_scheduler
 
 
@@ -49,6 +49,7 @@ def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[
     """
     device = runtime.device
     seed_everything(seed)
+    keep_freed_memory()
     model.to(device)
     train_y = torch.as_tensor(list(train_labels), dtype=torch.long)
     dev_y = torch.as_tensor(list(dev_labels), dtype=torch.long)

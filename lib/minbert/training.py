@@ -34,10 +34,18 @@ from minbert.files import atomic_path, remove_partials
 from minbert.models import MultitaskBert
 from minbert.optim import AdamW, SophiaG
 from minbert.pcgrad import pcgrad_backward
-from minbert.runtime import CPU, Runtime
+from minbert.runtime import CPU, Runtime, keep_freed_memory
 from minbert.schedules import annealed_exponent, batch_sizes, epoch_plan
 from minbert.smart import SmartSettings
 from minbert.smart_probe import smart_terms
+
+# Regions of a training step, named for `torch.profiler` (`benchmarks/step_profile.py` groups a step's
+# time by them); a region costs nothing measurable when no profiler is on.
+REGIONS = ("data", "forward", "smart", "backward", "clip", "optimizer", "evaluate")
+
+
+def region(name: str) -> torch.profiler.record_function:
+    return torch.profiler.record_function(f"minbert::{name}")
 
 
 class TrainingError(RuntimeError):
@@ -270,6 +278,7 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     each epoch's record as it ends (a tuning trial's pruner). Returns the run's `Trained`.
     """
     device = runtime.device
+    keep_freed_memory()
     model.to(device)
     optimizers = make_optimizers(model, settings)
     steps = optimizer_steps(train, settings)
@@ -306,10 +315,11 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
         for epoch in range(start_epoch, settings.epochs + 1):
             record = _train_epoch(model, optimizers, schedulers, train, settings, name, epoch, weights,
                                   runtime)
-            if heldout:
-                record.set_heldout(dev_metrics(model, heldout, settings.eval_batch_size, runtime))
-            else:
-                record.set_dev(dev_metrics(model, dev, settings.eval_batch_size, runtime))
+            with region("evaluate"):
+                if heldout:
+                    record.set_heldout(dev_metrics(model, heldout, settings.eval_batch_size, runtime))
+                else:
+                    record.set_dev(dev_metrics(model, dev, settings.eval_batch_size, runtime))
             history.append(record)
             kept = best_epoch(history) is record
             if (kept and checkpoint_dir is None) or keep_snapshots:
@@ -350,8 +360,9 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     elif kept_state is not None:
         model.load_state_dict(kept_state)
     found = Trained(history, snapshots=snapshots)
-    scores = dev_metrics(model, dev, settings.eval_batch_size, runtime, found.dev_predictions,
-                         found.dev_outputs)
+    with region("evaluate"):
+        scores = dev_metrics(model, dev, settings.eval_batch_size, runtime, found.dev_predictions,
+                             found.dev_outputs)
     if heldout:  # dev, once, for the kept weights: reported, never chosen on
         best_epoch(history).set_dev(scores)
     return found
@@ -417,19 +428,22 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
             watch.check()
         losses, step_batches = [], []
         for task in step_tasks:
-            idx = next(streams[task])
-            batch = train[task].batch(idx, device)
+            with region("data"):
+                idx = next(streams[task])
+                batch = train[task].batch(idx, device)
             step_batches.append((task, batch))
-            with runtime.autocast():
+            with region("forward"), runtime.autocast():
                 embedded = model.embed_inputs(batch)
                 outputs = model.outputs_from_embedded(task, embedded)
-            loss = tasks.get(task).loss(outputs, batch["labels"], weights.get(task))
+            with region("forward"):
+                loss = tasks.get(task).loss(outputs, batch["labels"], weights.get(task))
             where = f"{name}, epoch {epoch}, step {step}, task {task}"
             watch.watch(loss, where)
             sums[task] = sums[task] + _summed(loss, len(idx))
             seen[task] += len(idx)
             if task in smart:
-                adversarial, control = smart_terms(model, task, embedded, outputs, smart[task], runtime)
+                with region("smart"):
+                    adversarial, control = smart_terms(model, task, embedded, outputs, smart[task], runtime)
                 watch.watch(adversarial, f"{where} (SMART term)")
                 adv_sums[task] = adv_sums[task] + _summed(adversarial, len(idx))
                 control_sums[task] = control_sums[task] + _summed(control, len(idx))
@@ -442,17 +456,20 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
         key = step_tasks[0] if settings.task_optimizers else "all"
         optimizer = optimizers[key]
         optimizer.zero_grad(set_to_none=True)
-        if settings.schedule == "pcgrad" and len(losses) > 1:
-            pcgrad_backward(losses, params)
-        else:
-            sum(losses).backward()
-        clip_gradients(optimizer, settings.max_grad_norm)
-        if isinstance(optimizer, SophiaG):
-            optimizer.step(bs=sum(len(b["labels"]) for _, b in step_batches))
-            if steps_taken[key] % settings.hessian_interval == settings.hessian_interval - 1:
-                _refresh_hessian(model, optimizer, step_batches, runtime)
-        else:
-            optimizer.step()
+        with region("backward"):
+            if settings.schedule == "pcgrad" and len(losses) > 1:
+                pcgrad_backward(losses, params)
+            else:
+                sum(losses).backward()
+        with region("clip"):
+            clip_gradients(optimizer, settings.max_grad_norm)
+        with region("optimizer"):
+            if isinstance(optimizer, SophiaG):
+                optimizer.step(bs=sum(len(b["labels"]) for _, b in step_batches))
+                if steps_taken[key] % settings.hessian_interval == settings.hessian_interval - 1:
+                    _refresh_hessian(model, optimizer, step_batches, runtime)
+            else:
+                optimizer.step()
         schedulers[key].step()
         steps_taken[key] += 1
     watch.check()
