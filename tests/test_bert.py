@@ -123,6 +123,19 @@ def _checkpoint_with(tmp_path, tiny_checkpoint, edit):
     return tmp_path
 
 
+def test_damaged_values_are_refused_at_load_naming_the_file_and_tensor(tiny_checkpoint, tmp_path):
+    """Bytes damaged in the middle of a file can decode as NaN or infinity: refused when the checkpoint
+    is read, not later as a NaN loss blamed on the learning rate."""
+    def damage(state):
+        inf = float("inf")
+        state["encoder.layer.0.attention.self.value.weight"][3, :3] = torch.tensor([float("nan"), inf, -inf])
+
+    folder = _checkpoint_with(tmp_path, tiny_checkpoint, damage)
+    with pytest.raises(CheckpointError, match=r"model.safetensors: the tensor encoder.layer.0.attention."
+                                              r"self.value.weight holds 3 non-finite"):
+        BertModel.from_pretrained(folder)
+
+
 def test_missing_weight_is_named(tiny_checkpoint, tmp_path):
     folder = _checkpoint_with(tmp_path, tiny_checkpoint,
                               lambda s: s.pop("encoder.layer.2.output.dense.weight"))

@@ -116,6 +116,17 @@ def test_profile_files_list_only_what_they_change(notebook, profile):
     assert {k: v for k, v in values.items() if defaults.get(k) == v} == {}, path
 
 
+def test_a_key_given_twice_in_a_params_file_is_refused_with_its_line(tmp_path, monkeypatch):
+    (tmp_path / "smoke").mkdir()
+    (tmp_path / "smoke" / "02_sbert_baseline.yaml").write_text("seeds: 1\nlr: 1.0e-4\nseeds: 3\n")
+    monkeypatch.setattr(paths, "params_dir", lambda: tmp_path)
+    with pytest.raises(ConfigError, match=r"02_sbert_baseline.yaml: not valid YAML .*the key 'seeds' is "
+                                          r"given twice.*line 3"):
+        load_config("02_sbert_baseline", "smoke")
+    with pytest.raises(yaml.YAMLError, match="given twice"):
+        read_yaml("train_limits: {sst: 5, sst: 6}")
+
+
 def test_overrides_and_profile_files_read_numbers_as_numbers():
     assert parse_override("0.001") == 0.001
     assert parse_override("null") is None

@@ -142,6 +142,27 @@ def test_unknown_parameter_stops_before_running(report_dirs, capsys):
     assert not report_dirs.exists()
 
 
+def test_a_profile_given_with_p_is_refused_naming_the_profile_flag(report_dirs, tmp_path):
+    """`-p profile smoke` would run the default profile under its lock and over its committed reports:
+    refused in a second, pointing at --profile, before any lock is taken."""
+    for command in (["run", "05_attention"], ["peer"]):
+        with pytest.raises(SystemExit, match="-p profile smoke: the profile is chosen with --profile .* "
+                                             "use --profile smoke"):
+            cli.main([*command, "-p", "profile", "smoke"])
+    assert not (tmp_path / "runs" / "locks").exists() and not report_dirs.exists()
+
+
+def test_a_negative_number_is_a_value_and_the_peer_is_no_notebook(report_dirs):
+    """`-p lr -1e-5` reaches validation as the number it is (and is refused there, by name); `run
+    peer_transformers` says the peer has a command of its own, in one line."""
+    with pytest.raises(SystemExit, match=r"lr.*greater than or equal to 0|lr.*-1e-05"):
+        cli.main(["run", "02_sbert_baseline", "--profile", "smoke", "-p", "lr", "-1e-5"])
+    with pytest.raises(SystemExit, match=r"unknown notebook 'peer_transformers' \(the peer is no notebook: "
+                                         r"`minbert peer --profile P` runs it\)"):
+        cli.main(["run", "peer_transformers", "--profile", "smoke"])
+    assert not report_dirs.exists()
+
+
 def test_fetch_data_command(tmp_path, data_dir, capsys):
     cli.main(["fetch-data", "--dest", str(tmp_path), "--mirror", str(data_dir), "--url-base", ""])
     assert "11 data files ready" in capsys.readouterr().out

@@ -340,25 +340,38 @@ def resolve_checkpoint(name_or_path: str | Path | None) -> Path:
 
 
 def read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    """Tensors from model.safetensors, or pytorch_model.bin read with weights_only=True."""
+    """Tensors from model.safetensors, or pytorch_model.bin read with weights_only=True; a file whose
+    values are damaged (NaN or infinite weights) is refused, naming the file and the tensor."""
     safetensors_file = folder / "model.safetensors"
     if safetensors_file.is_file():
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(safetensors_file))
+            return _finite(load_file(str(safetensors_file)), safetensors_file)
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"{safetensors_file}: cannot be read ({exc}); the file is damaged or "
                                   "truncated: download or copy the checkpoint again") from None
     bin_file = folder / "pytorch_model.bin"
     if bin_file.is_file():
         try:
-            return torch.load(bin_file, map_location="cpu", weights_only=True)
+            state = torch.load(bin_file, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise CheckpointError(f"{bin_file}: cannot be read as tensors only ({exc})") from exc
+        return _finite(state, bin_file)
     raise CheckpointError(f"{folder}: neither model.safetensors nor pytorch_model.bin found "
                           f"(folder holds {sorted(p.name for p in folder.iterdir())})")
+
+
+def _finite(state: dict[str, torch.Tensor], source: Path) -> dict[str, torch.Tensor]:
+    """The state, if every floating-point value in it is finite: a pretrained weight is never NaN or
+    infinite, so one that is marks damaged bytes (a run would only stop later, at a NaN loss)."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"{source}: the tensor {name} holds {bad} non-finite value(s) (NaN or "
+                                  "infinity); the file is damaged: download or copy the checkpoint again")
+    return state
 
 
 def convert_hf_state_dict(state: dict[str, torch.Tensor], num_layers: int,

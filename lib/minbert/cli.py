@@ -4,6 +4,7 @@ results section."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -23,7 +24,14 @@ def _fetch(args: argparse.Namespace) -> None:
 
 
 def _overrides(args: argparse.Namespace, notebook: str) -> dict:
-    """-p values over, with --dry-run, the smoke profile's budgets (`params.dry_run_overrides`)."""
+    """-p values over, with --dry-run, the smoke profile's budgets (`params.dry_run_overrides`). The
+    profile is not one of them: it picks the params file, the lock and where the outputs go, so it is
+    chosen with --profile alone (papermill's `-p profile smoke` is the notebook's way)."""
+    given = [key for key, _ in args.param]
+    if "profile" in given:
+        value = dict(args.param)["profile"]
+        raise ConfigError(f"-p profile {value}: the profile is chosen with --profile (it picks the params "
+                          f"file, the lock and the reports a run writes); use --profile {value}")
     dry = dry_run_overrides(notebook) if args.dry_run else {}
     return {**dry, **{key: parse_override(value) for key, value in args.param}}
 
@@ -73,6 +81,11 @@ DRY_RUN_HELP = ("the profile's recipe on the smoke profile's budgets (rows, seed
                 "to check a long run before it is sent")
 
 
+# A value that starts with a minus sign (`-p lr -1e-5`) is a value, not an option: argparse's own pattern
+# knows -1 and -0.5 but not numbers with an exponent.
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minbert", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     readme.add_argument("--readme", type=Path, default=paths.PROJECT_ROOT / "README.md")
     readme.add_argument("--results", type=Path, default=None, help="default: reports/results/")
     readme.set_defaults(func=_readme)
+    for command in sub.choices.values():
+        command._negative_number_matcher = NEGATIVE_NUMBER  # argparse reads it; no public setting
     return parser
 
 

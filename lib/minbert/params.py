@@ -25,7 +25,18 @@ PROFILES = ("smoke", "quick", "cpu", "full")
 
 
 class _YamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading `5e-05` as the number it is (YAML 1.2), not as a string."""
+    """PyYAML's safe loader, reading `5e-05` as the number it is (YAML 1.2), not as a string, and refusing
+    a key given twice in one mapping (PyYAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _YamlLoader.add_implicit_resolver(
@@ -54,7 +65,7 @@ def profile_values(notebook: str, profile: str) -> dict[str, Any]:
     try:
         values = read_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of parameter names to values")
     return values

@@ -132,6 +132,10 @@ def run_notebook(name: str, profile: str = "quick", overrides: dict[str, Any] | 
                  timeout_s: int | None = None, render: bool = True) -> Path:
     """Run notebooks/<name>.ipynb with the profile's parameters; return the HTML report path, or with
     `render=False` (a machine without nbconvert) the executed notebook's, to render later."""
+    if name not in notebook_names():
+        peer = name == "peer_transformers"
+        hint = " (the peer is no notebook: `minbert peer --profile P` runs it)" if peer else ""
+        raise NotebookRunError(f"unknown notebook {name!r}{hint}; the notebooks: {notebook_names()}")
     load_config(name, profile, overrides)  # fails here, in a second, on a bad parameter
     params = {**(overrides or {}), "profile": profile}  # the notebook reads the profile's file itself
     source = paths.notebooks_dir() / f"{name}.ipynb"
