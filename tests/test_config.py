@@ -116,6 +116,23 @@ def test_profile_files_list_only_what_they_change(notebook, profile):
     assert {k: v for k, v in values.items() if defaults.get(k) == v} == {}, path
 
 
+def test_per_task_sizes_are_checked_by_name_and_an_override_keeps_the_tasks_it_does_not_name():
+    """`-p dev_limits '{sst: 0}'` and `-p train_limits '{sst: -5}'` are refused when the config is read,
+    before any data, naming the knob and the task; `-p heldout_sizes '{sst: 200}'` keeps QQP's and STS's
+    held-out rows (the profile's), where it used to replace the whole dict and leave them none."""
+    for key, value in (("dev_limits", 0), ("train_limits", -5), ("heldout_sizes", 0)):
+        with pytest.raises(ConfigError, match=rf"parameter '{key}': .*at least 1, got {{'sst': {value}}}"):
+            load_config("02_sbert_baseline", "smoke", {key: {"sst": value}})
+    cfg = load_config("02_sbert_baseline", "cpu",
+                      {"heldout_sizes": {"sst": 200}, "train_limits": {"qqp": 99}})
+    profile = read_yaml((paths.params_dir() / "cpu" / "02_sbert_baseline.yaml").read_text())
+    assert cfg.heldout_sizes == {**profile["heldout_sizes"], "sst": 200}
+    assert cfg.train_limits == {**profile["train_limits"], "qqp": 99}
+    defaults = config_class("02_sbert_baseline")().heldout_sizes  # no profile value: over the defaults
+    assert load_config("02_sbert_baseline", "full", {"heldout_sizes": {"sts": 50}}).heldout_sizes == {
+        **load_config("02_sbert_baseline", "full").heldout_sizes, "sts": 50} != defaults
+
+
 def test_a_key_given_twice_in_a_params_file_is_refused_with_its_line(tmp_path, monkeypatch):
     (tmp_path / "smoke").mkdir()
     (tmp_path / "smoke" / "02_sbert_baseline.yaml").write_text("seeds: 1\nlr: 1.0e-4\nseeds: 3\n")

@@ -163,6 +163,28 @@ def test_a_negative_number_is_a_value_and_the_peer_is_no_notebook(report_dirs):
     assert not report_dirs.exists()
 
 
+def test_a_failed_run_keeps_its_executed_notebook_and_says_where(report_dirs, tmp_path, tiny_checkpoint):
+    """A notebook that fails in a cell (here: a checkpoint with a damaged value) leaves the executed
+    notebook, traceback and all, where the one-line error says; the report is not written."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "damaged"
+    shutil.copytree(tiny_checkpoint, folder)
+    state = load_file(str(folder / "model.safetensors"))
+    state["pooler.dense.weight"][0, 0] = float("nan")
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["run", "01_part1_sst", "--profile", "smoke", "-p", "checkpoint", str(folder)])
+    message = str(stopped.value)
+    assert "failed in cell" in message and "CheckpointError" in message and "pooler.dense.weight" in message
+    kept = tmp_path / "runs" / "executed" / "01_part1_sst.smoke.failed.ipynb"
+    assert f"traceback and all: {kept})" in message
+    assert "CheckpointError" in kept.read_text()
+    assert not (report_dirs / "01_part1_sst.smoke.html").exists()
+
+
 def test_fetch_data_command(tmp_path, data_dir, capsys):
     cli.main(["fetch-data", "--dest", str(tmp_path), "--mirror", str(data_dir), "--url-base", ""])
     assert "11 data files ready" in capsys.readouterr().out

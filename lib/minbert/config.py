@@ -188,6 +188,16 @@ class MultitaskSettings(NotebookConfig):
 
         return canonical_variant(variant)
 
+    @field_validator("train_limits", "dev_limits", "heldout_sizes")
+    @classmethod
+    def _positive_sizes(cls, sizes: dict[str, int]) -> dict[str, int]:
+        """Row counts are at least 1 (a limit above a file's rows keeps them all); a task left out of
+        train_limits or dev_limits keeps all its rows."""
+        bad = {task: n for task, n in sizes.items() if n < 1}
+        if bad:
+            raise ValueError(f"every row count must be at least 1, got {bad}")
+        return sizes
+
     @field_validator("dropout", "loss_weights")
     @classmethod
     def _one_value_per_task(cls, values: dict[str, float]) -> dict[str, float]:

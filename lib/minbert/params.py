@@ -71,11 +71,22 @@ def profile_values(notebook: str, profile: str) -> dict[str, Any]:
     return values
 
 
+PER_TASK_SIZES = ("train_limits", "dev_limits", "heldout_sizes")  # an override changes the tasks it names
+
+
 def load_config(notebook: str, profile: str = "quick", overrides: dict[str, Any] | None = None) -> Settings:
-    """Defaults, then the profile's file, then the overrides, validated."""
+    """Defaults, then the profile's file, then the overrides, validated. A per-task size given as an
+    override (`-p heldout_sizes '{sst: 200}'`) changes the tasks it names and keeps the others' sizes
+    (the profile's, else the defaults): a run does not lose QQP's held-out rows for naming SST's."""
     overrides = dict(overrides or {})
     overrides.pop("profile", None)
-    return validate(notebook, {**profile_values(notebook, profile), **overrides, "profile": profile})
+    values = profile_values(notebook, profile)
+    defaults = config_class(notebook).model_fields
+    for key in PER_TASK_SIZES:
+        if isinstance(overrides.get(key), dict) and key in defaults:
+            base = values.get(key, defaults[key].get_default(call_default_factory=True))
+            overrides[key] = {**base, **overrides[key]}
+    return validate(notebook, {**values, **overrides, "profile": profile})
 
 
 BUDGET_SUFFIXES = ("_limit", "_limits", "_sizes")  # how many rows

@@ -117,6 +117,12 @@ def executed_path(notebook: str, profile: str) -> Path:
     return paths.runs_dir() / "executed" / f"{notebook}.{profile}.ipynb"
 
 
+def failed_path(notebook: str, profile: str) -> Path:
+    """Where a failed run leaves its executed notebook (replaced by the next failure, removed by the next
+    success): the error's cell and traceback are in it."""
+    return executed_path(notebook, profile).with_suffix(".failed.ipynb")
+
+
 def render_executed(executed: Path) -> Path:
     """The report of a notebook executed elsewhere (the GPU run): <notebook>.<profile>.ipynb rendered to
     reports/<notebook>.<profile>.html, and the index rewritten."""
@@ -154,9 +160,13 @@ def run_notebook(name: str, profile: str = "quick", overrides: dict[str, Any] | 
                 str(source), str(executed), parameters=params, cwd=str(paths.PROJECT_ROOT),
                 kernel_name="python3", progress_bar=False, execution_timeout=timeout_s)
         except papermill.PapermillExecutionError as exc:
+            kept = failed_path(name, profile)
+            os.replace(executed, kept)  # the traceback and every output up to it, for reading
             raise NotebookRunError(
-                f"notebook {name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+                f"notebook {name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} (the executed "
+                f"notebook, traceback and all: {kept})"
             ) from None
+        failed_path(name, profile).unlink(missing_ok=True)  # an earlier failure's notebook is out of date
         if not render:
             print(f"{name}: executed in {time.perf_counter() - started:.0f} s (not rendered)")
             return executed_path(name, profile)
