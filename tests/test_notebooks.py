@@ -499,3 +499,33 @@ def test_a_report_drops_widget_outputs_and_keeps_the_rest():
     (shown,) = [c for c in for_reading(notebook).cells if c.cell_type == "code"]
     assert [o.get("text") or o["data"]["text/plain"] for o in shown.outputs] == ["trained\n", "a table"]
     assert len(cell.outputs) == 3  # the executed notebook itself is left alone
+
+
+def test_render_reads_the_profile_from_the_executed_notebook_and_refuses_a_mismatch(report_dirs, tmp_path):
+    """`minbert render /tmp/out.ipynb` (the documented papermill line's output) renders to the profile the
+    notebook ran; a smoke run renamed to look like a quick one, a run that stopped at an error and a
+    notebook run outside papermill are refused, and no committed-profile page is written."""
+    import nbformat
+
+    from minbert import paths
+
+    def executed(name: str, **record):
+        notebook = nbformat.read(paths.notebooks_dir() / "01_part1_sst.ipynb", as_version=4)
+        notebook.metadata["papermill"] = {"input_path": "notebooks/01_part1_sst.ipynb", "exception": None,
+                                          "parameters": {"profile": "smoke"}, **record}
+        path = tmp_path / name
+        nbformat.write(notebook, path)
+        return path
+
+    cli.main(["render", str(executed("out.ipynb"))])
+    assert (report_dirs / "01_part1_sst.smoke.html").is_file()
+    refused = [(executed("01_part1_sst.quick.ipynb"), "name says profile 'quick', but it ran the 'smoke'"),
+               (executed("failed.ipynb", exception=True), "did not run to the end"),
+               (executed("elsewhere.ipynb", input_path="/tmp/mine.ipynb"), "not one of the numbered")]
+    plain = nbformat.read(paths.notebooks_dir() / "01_part1_sst.ipynb", as_version=4)
+    nbformat.write(plain, tmp_path / "lab.ipynb")
+    refused.append((tmp_path / "lab.ipynb", "no papermill record"))
+    for path, reason in refused:
+        with pytest.raises(SystemExit, match=reason):
+            cli.main(["render", str(path)])
+    assert sorted(p.name for p in report_dirs.glob("*.html")) == ["01_part1_sst.smoke.html", "index.html"]

@@ -123,12 +123,40 @@ def failed_path(notebook: str, profile: str) -> Path:
     return executed_path(notebook, profile).with_suffix(".failed.ipynb")
 
 
+def executed_identity(executed: Path) -> tuple[str, str]:
+    """The numbered notebook and the profile an executed notebook ran, read from papermill's record in
+    it (not from its file name, which anyone can give it); refused with the reason where it was not run
+    by papermill, is not a numbered notebook, or did not run to the end."""
+    try:
+        notebook = nbformat.read(executed, as_version=4)
+    except (OSError, ValueError) as exc:
+        raise NotebookRunError(f"{executed}: cannot be read as a notebook ({exc})") from None
+    record = notebook.metadata.get("papermill")
+    if not record:
+        raise NotebookRunError(f"{executed}: no papermill record of how it ran (a notebook run in "
+                               "JupyterLab?); run it with `minbert run` or papermill to render it")
+    name = Path(record.get("input_path") or "").stem
+    if name not in notebook_names():
+        raise NotebookRunError(f"{executed}: ran {record.get('input_path')!r}, not one of the numbered "
+                               f"notebooks {notebook_names()}")
+    unfinished = [c for c in notebook.cells if c.cell_type == "code"
+                  and c.metadata.get("papermill", {}).get("status", "completed") != "completed"]
+    if record.get("exception") or unfinished:
+        raise NotebookRunError(f"{executed}: {name} did not run to the end (it stopped at an error or was "
+                               "stopped); there is no report to render")
+    profile = (record.get("parameters") or {}).get("profile", "quick")  # the notebooks' own default
+    claimed = executed.name.removesuffix(".ipynb")
+    if claimed.startswith(f"{name}.") and claimed != f"{name}.{profile}":
+        raise NotebookRunError(f"{executed}: its name says profile {claimed.removeprefix(name + '.')!r}, but "
+                               f"it ran the {profile!r} profile; its report would replace another's")
+    return name, profile
+
+
 def render_executed(executed: Path) -> Path:
-    """The report of a notebook executed elsewhere (the GPU run): <notebook>.<profile>.ipynb rendered to
-    reports/<notebook>.<profile>.html, and the index rewritten."""
-    notebook, _, profile = executed.name.removesuffix(".ipynb").rpartition(".")
-    if notebook not in notebook_names() or not profile:
-        raise NotebookRunError(f"{executed}: not an executed numbered notebook (<notebook>.<profile>.ipynb)")
+    """The report of a notebook executed elsewhere (`run --no-render`, the GPU run, papermill): rendered
+    to the reports of the profile it ran (`executed_identity`) as <notebook>.<profile>.html, and the
+    index rewritten."""
+    notebook, profile = executed_identity(executed)
     html = render_html(executed, report_path(notebook, profile))
     write_index(ensure_reports_writable(profile))
     return html

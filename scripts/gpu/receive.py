@@ -67,8 +67,9 @@ def receive(archive: Path, any_commit: bool = False) -> list[Path]:
         if finished:
             print(f"kept {len(finished)} finished runs under {paths.runs_dir() / 'finished'}")
         executed = sorted((unpacked / "runs" / "executed").glob("*.ipynb"))
-        killed = [nb for nb in executed if nb.name.startswith(".") or ".part" in nb.name]
-        for nb in killed:  # what a notebook killed mid-run left (files.atomic_path): nothing to render
+        killed = [nb for nb in executed if nb.name.startswith(".") or ".part" in nb.name
+                  or nb.name.endswith(".failed.ipynb")]
+        for nb in killed:  # what a notebook killed mid-run or failed left: nothing to render
             print(f"skipped {nb.name}: a notebook stopped before it finished")
         rendered = [render_executed(nb) for nb in executed if nb not in killed]
     print(f"{len(results)} results files and {len(rendered)} reports from {archive.name}")
