@@ -529,3 +529,38 @@ def test_render_reads_the_profile_from_the_executed_notebook_and_refuses_a_misma
         with pytest.raises(SystemExit, match=reason):
             cli.main(["render", str(path)])
     assert sorted(p.name for p in report_dirs.glob("*.html")) == ["01_part1_sst.smoke.html", "index.html"]
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_stopped_run_says_in_one_line_what_was_kept_and_how_to_continue(tmp_path, data_dir, stop):
+    """Ctrl-C (SIGINT to the whole process group, kernel included) or `kill` (SIGTERM to the command)
+    in the middle of a run: one line naming the command that continues it, no traceback (the kernel's
+    own messages go to its log), no partial file; exit 128 + the signal."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "MINBERT_RUNS_DIR": str(tmp_path / "runs"),
+           "MINBERT_REPORTS_DIR": str(tmp_path / "reports")}
+    command = [sys.executable, "-m", "minbert", "run", "02_sbert_baseline", "--profile", "smoke"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    executed = tmp_path / "runs" / "executed"
+    started = time.monotonic()
+    while not list(executed.glob(".*.part*")) and time.monotonic() - started < 120:
+        time.sleep(0.2)
+    time.sleep(5)  # the kernel is running the notebook's cells
+    signum = getattr(signal, stop)
+    if stop == "SIGINT":
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum
+    assert "Traceback" not in out + err and len(err.strip().splitlines()) == 1, err
+    assert err.strip() == ("stopped: the runs that had finished are kept under runs/; continue with: "
+                           "python -m minbert run 02_sbert_baseline --profile smoke -p resume true")
+    assert [p.name for p in executed.iterdir()] == ["02_sbert_baseline.smoke.log"]
+    assert not (tmp_path / "reports" / "02_sbert_baseline.smoke.html").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -138,13 +139,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_signals: list[int] = []  # the signal that stopped this process, if one did
+
+
+def _on_sigterm(signum: int, frame) -> None:
+    """`kill` (SIGTERM) stops a run as Ctrl-C does: every `finally` runs, so no partial file is left."""
+    _signals.append(signum)
+    raise KeyboardInterrupt
+
+
+def _stopped(args: argparse.Namespace) -> str:
+    """The one line a stopped command prints: what was kept, and the exact command that continues."""
+    again = " ".join(["python -m minbert", *(sys.argv[1:] if sys.argv[1:] else [args.command])])
+    if args.command == "run":
+        from minbert.notebook_settings import config_class
+
+        if "resume" in config_class(args.notebook).model_fields:
+            resume = "" if ["resume", "true"] in [list(p) for p in args.param] else " -p resume true"
+            return (f"stopped: the runs that had finished are kept under runs/; continue with: "
+                    f"{again}{resume}")
+    if args.command == "report":
+        return f"stopped: the notebooks that had finished kept their reports; run again with: {again}"
+    return f"stopped: nothing of this run is kept; run it again with: {again}"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args.func(args)
     except (ConfigError, DataError, NotebookRunError, RunLockedError, OutputError,
             ReadmeSectionError) as exc:
         raise SystemExit(f"error: {exc}") from None
+    except KeyboardInterrupt:
+        print(_stopped(args), file=sys.stderr)
+        raise SystemExit(128 + (_signals[-1] if _signals else signal.SIGINT)) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -112,6 +112,25 @@ def kernel_environment(**values: str) -> Iterator[None]:
                 os.environ[key] = old
 
 
+@contextmanager
+def kernel_log(path: Path) -> Iterator[None]:
+    """The kernel's own messages (its start-up warning on every run, a socket error when it is stopped)
+    to a log beside the executed notebook instead of the terminal: the kernel inherits this process's
+    standard error when it starts. A cell's errors and output are in the notebook either way."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "w", encoding="utf-8") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def executed_path(notebook: str, profile: str) -> Path:
     """Where a run leaves the executed notebook (outputs and all) that its report is rendered from."""
     return paths.runs_dir() / "executed" / f"{notebook}.{profile}.ipynb"
@@ -184,9 +203,10 @@ def run_notebook(name: str, profile: str = "quick", overrides: dict[str, Any] | 
             kernel_environment(MINBERT_REPORTS_DIR=str(reports), TQDM_DISABLE="1", **claimed), \
             atomic_path(executed_path(name, profile)) as executed:
         try:
-            papermill.execute_notebook(
-                str(source), str(executed), parameters=params, cwd=str(paths.PROJECT_ROOT),
-                kernel_name="python3", progress_bar=False, execution_timeout=timeout_s)
+            with kernel_log(executed_path(name, profile).with_suffix(".log")):
+                papermill.execute_notebook(
+                    str(source), str(executed), parameters=params, cwd=str(paths.PROJECT_ROOT),
+                    kernel_name="python3", progress_bar=False, execution_timeout=timeout_s)
         except papermill.PapermillExecutionError as exc:
             kept = failed_path(name, profile)
             os.replace(executed, kept)  # the traceback and every output up to it, for reading
