@@ -251,3 +251,18 @@ def test_no_profile_asks_for_more_train_rows_than_are_left_after_the_held_out_ro
                 assert limit <= left, f"{notebook}.{profile} {knob}[{task}] = {limit} > {left} rows left"
         for size in getattr(cfg, "curve_sizes", []):
             assert all(size <= rows[t] - held.get(t, 0) for t in rows), f"{notebook}.{profile} curve {size}"
+
+
+def test_a_run_by_hand_says_first_that_it_replaces_the_committed_results(monkeypatch):
+    """JupyterLab's Run All (no papermill cell in the input history) on the quick profile writes the
+    committed results file: the notebook says so, naming it; a papermill run and a smoke run do not."""
+    from minbert.notebook import overwrite_warning
+
+    monkeypatch.delenv("MINBERT_REPORTS_DIR", raising=False)
+    by_hand = {"In": ["from minbert.notebook import start_notebook", "seeds = 1"]}
+    warning = overwrite_warning("02_sbert_baseline", "quick", by_hand)
+    assert warning and "replaces the committed reports/results/02_sbert_baseline.quick.json" in warning
+    assert 'profile = "smoke"' in warning
+    injected = {"In": ["import x", '# Parameters\nprofile = "quick"\n']}
+    assert overwrite_warning("02_sbert_baseline", "quick", injected) is None
+    assert overwrite_warning("02_sbert_baseline", "smoke", by_hand) is None

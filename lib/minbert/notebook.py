@@ -15,7 +15,7 @@ import nbformat
 
 from minbert import paths
 from minbert.config import Settings
-from minbert.params import notebook_config, parameters_cell
+from minbert.params import injected_names, notebook_config, parameters_cell
 from minbert.records import RunStamp, start_run
 from minbert.runtime import Runtime
 
@@ -33,6 +33,9 @@ def start_notebook(notebook: str, namespace: dict[str, Any]) -> tuple[Settings, 
 
     show_tables_as_pages()
     cfg = notebook_config(notebook, namespace)
+    warning = overwrite_warning(notebook, cfg.profile, namespace)
+    if warning:
+        print(warning)
     if notebook in GATHERS_ONLY:
         runtime, stamp = None, RunStamp.of(cfg, Runtime())
         display(report_links(notebook, cfg.profile, outputs=False))
@@ -42,6 +45,20 @@ def start_notebook(notebook: str, namespace: dict[str, Any]) -> tuple[Settings, 
         display(report_links(notebook, cfg.profile, predictions=notebook in WRITES_PREDICTIONS))
     display(stamp.table())
     return cfg, runtime, stamp
+
+
+def overwrite_warning(notebook: str, profile: str, namespace: dict[str, Any]) -> str | None:
+    """What a run started by hand (JupyterLab's Run All: no papermill cell) says first when it will
+    replace the committed results of its profile; None for a papermill run (`minbert run` chose its
+    profile on purpose) and for the smoke profile (its outputs go to runs/)."""
+    if injected_names(namespace.get("In", [])) is not None or profile == "smoke":
+        return None
+    results = paths.reports_dir(profile) / "results" / f"{notebook}.{profile}.json"
+    if paths.PROJECT_ROOT not in results.parents:
+        return None
+    return (f"Note: run by hand on the {profile!r} profile, this notebook replaces the committed "
+            f"{results.relative_to(paths.PROJECT_ROOT)} and its report's figures when it finishes. For a "
+            "scratch run set profile = \"smoke\" in the parameters cell; `git checkout reports/` undoes it.")
 
 
 def show_tables_as_pages() -> None:
