@@ -564,3 +564,49 @@ def test_a_stopped_run_says_in_one_line_what_was_kept_and_how_to_continue(tmp_pa
                            "python -m minbert run 02_sbert_baseline --profile smoke -p resume true")
     assert [p.name for p in executed.iterdir()] == ["02_sbert_baseline.smoke.log"]
     assert not (tmp_path / "reports" / "02_sbert_baseline.smoke.html").exists()
+
+
+def documented_commands() -> list[str]:
+    """Every `.venv/bin/...` command line in the README's and docs/running.md's code blocks."""
+    from minbert import paths
+
+    lines = []
+    for doc in (paths.PROJECT_ROOT / "README.md", paths.PROJECT_ROOT / "docs" / "running.md"):
+        blocks = re.findall(r"```bash\n(.*?)```", doc.read_text(), flags=re.S)
+        lines += [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()
+                  if line.startswith(".venv/bin/")]
+    return lines
+
+
+def test_every_documented_command_line_works_in_smoke_form():
+    """Each command the README and docs/running.md show, in smoke form (its profile made smoke, /tmp/out
+    a temporary file): `minbert run` lines parse and their parameters validate, as a run checks them
+    before it starts; papermill's lines list the knobs and take the -p values (a papermill run and
+    `minbert render` of its output are the smoke runs and `test_render_reads_the_profile_...`). A
+    command whose flags or keys went stale fails here."""
+    import shlex
+    import subprocess
+
+    from minbert import paths
+    from minbert.params import load_config, parse_override
+
+    commands = documented_commands()
+    assert len(commands) >= 6
+    for line in commands:
+        words = shlex.split(re.sub(r"--profile \w+", "--profile smoke", line))
+        if words[:3] == [".venv/bin/python", "-m", "minbert"]:
+            args = cli.build_parser().parse_args(words[3:])
+            if args.command == "run":
+                overrides = {key: parse_override(value) for key, value in args.param}
+                assert "profile" not in overrides, line
+                load_config(args.notebook, args.profile, overrides)
+            else:
+                assert args.command == "render" and args.executed, line
+        elif words[1] == "--help-notebook":
+            shown = subprocess.run([str(paths.PROJECT_ROOT / words[0]), *words[1:]], capture_output=True,
+                                   text=True, cwd=paths.PROJECT_ROOT, check=True).stdout
+            assert "lr: float" in shown and "seeds: int" in shown, line
+        else:  # papermill NOTEBOOK OUT -p key value ...: the values a run of that notebook takes
+            assert words[0] == ".venv/bin/papermill" and words[2].startswith("/tmp/"), line
+            values = dict(zip(words[4::3], map(parse_override, words[5::3]), strict=True))
+            load_config(words[1].rsplit("/", 1)[-1].removesuffix(".ipynb"), values.pop("profile"), values)
