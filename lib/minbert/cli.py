@@ -4,6 +4,7 @@ results section."""
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import signal
 import sys
@@ -172,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
             ReadmeSectionError) as exc:
         raise SystemExit(f"error: {exc}") from None
     except KeyboardInterrupt:
+        # the notebook client's tasks die with the kernel; asyncio would log each as it is collected
+        logging.getLogger("asyncio").disabled = True
         print(_stopped(args), file=sys.stderr)
         raise SystemExit(128 + (_signals[-1] if _signals else signal.SIGINT)) from None
     finally:
