@@ -8,6 +8,7 @@ import logging
 import re
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from minbert import paths
@@ -149,13 +150,13 @@ def _on_sigterm(signum: int, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _stopped(args: argparse.Namespace) -> str:
+def _stopped(args: argparse.Namespace, argv: list[str]) -> str:
     """The one line a stopped command prints: what was kept, and the exact command that continues."""
-    again = " ".join(["python -m minbert", *(sys.argv[1:] if sys.argv[1:] else [args.command])])
+    again = " ".join(["python -m minbert", *argv])
     if args.command == "run":
-        from minbert.notebook_settings import config_class
+        from minbert.notebook_settings import NOTEBOOK_CONFIGS
 
-        if "resume" in config_class(args.notebook).model_fields:
+        if "resume" in getattr(NOTEBOOK_CONFIGS.get(args.notebook), "model_fields", {}):
             resume = "" if ["resume", "true"] in [list(p) for p in args.param] else " -p resume true"
             return (f"stopped: the runs that had finished are kept under runs/; continue with: "
                     f"{again}{resume}")
@@ -165,8 +166,10 @@ def _stopped(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where signals can be caught
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         args.func(args)
     except (ConfigError, DataError, NotebookRunError, RunLockedError, OutputError,
@@ -175,10 +178,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         # the notebook client's tasks die with the kernel; asyncio would log each as it is collected
         logging.getLogger("asyncio").disabled = True
-        print(_stopped(args), file=sys.stderr)
+        print(_stopped(args, argv), file=sys.stderr)
         raise SystemExit(128 + (_signals[-1] if _signals else signal.SIGINT)) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
