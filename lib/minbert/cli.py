@@ -30,8 +30,7 @@ def _overrides(args: argparse.Namespace, notebook: str) -> dict:
     """-p values over, with --dry-run, the smoke profile's budgets (`params.dry_run_overrides`). The
     profile is not one of them: it picks the params file, the lock and where the outputs go, so it is
     chosen with --profile alone (papermill's `-p profile smoke` is the notebook's way)."""
-    given = [key for key, _ in args.param]
-    if "profile" in given:
+    if "profile" in dict(args.param):
         value = dict(args.param)["profile"]
         raise ConfigError(f"-p profile {value}: the profile is chosen with --profile (it picks the params "
                           f"file, the lock and the reports a run writes); use --profile {value}")

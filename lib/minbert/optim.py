@@ -58,14 +58,11 @@ class AdamW(Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
                 stepped.append(p)
-            if one_pass(self.foreach, self._group_tensors(stepped, "exp_avg", "exp_avg_sq")):
+            if one_pass(self.foreach, _step_tensors(self, stepped, ("exp_avg", "exp_avg_sq"))):
                 self._update_one_pass(stepped, group)
             elif stepped:
                 self._update_foreach(stepped, group)
         return loss
-
-    def _group_tensors(self, params: list[torch.Tensor], *state_keys: str) -> list[torch.Tensor]:
-        return [*params, *(p.grad for p in params), *(self.state[p][k] for p in params for k in state_keys)]
 
     def _bias_corrections(self, params: list[torch.Tensor], group: dict) -> tuple[list[float], list[float]]:
         """Each tensor's step size lr / (1 - b1^t) and sqrt(1 - b2^t) at its own step t (1 and lr
@@ -102,6 +99,12 @@ class AdamW(Optimizer):
             torch._foreach_div_(denominators, bias2_sqrts)
         torch._foreach_add_(denominators, eps)
         torch._foreach_addcdiv_(params, means, denominators, [-s for s in step_sizes])
+
+
+def _step_tensors(optimizer: Optimizer, params: list[torch.Tensor], state_keys: tuple[str, ...]) -> list:
+    """Every tensor a step writes or reads: the weights, their gradients and the named state."""
+    return [*params, *(p.grad for p in params), *(optimizer.state[p][k] for p in params for k in state_keys)]
+
 
 def one_pass(foreach: bool | None, tensors: list[torch.Tensor]) -> bool:
     """Whether a group's step takes the one-pass CPU kernel: by default wherever it can (float32 tensors
@@ -261,9 +264,7 @@ class SophiaG(Optimizer):
                     raise RuntimeError("SophiaG does not support sparse gradients")
                 self._state(p)["step"] += 1
                 stepped.append(p)
-            tensors = [*stepped, *(p.grad for p in stepped),
-                       *(self.state[p][k] for p in stepped for k in ("exp_avg", "hessian"))]
-            if one_pass(self.foreach, tensors):
+            if one_pass(self.foreach, _step_tensors(self, stepped, ("exp_avg", "hessian"))):
                 self._update_one_pass(stepped, group, bs)
             elif stepped:
                 self._update_foreach(stepped, group, bs)

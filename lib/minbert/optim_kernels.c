@@ -4,9 +4,10 @@
    gradient and the optimizer's state are read once and written once, element by element, where
    the same update written as tensor operations sweeps memory once per operation. The arithmetic is
    the tensor operations', in their order and roundings: compiled without contracting a * b + c into
-   one rounding, except where torch's own CPU kernels do (lerp_ and addcmul_ use a fused multiply-add),
-   so the result is bit for bit the multi-tensor path's. minbert/optim_kernels.py compiles this file and
-   splits the segments between threads. */
+   one rounding, except where torch's own CPU kernels do (lerp_ and addcmul_ use a fused multiply-add).
+   So SophiaG's result is bit for bit the multi-tensor path's, and AdamW's too but where torch's CPU
+   sqrt of a long tensor is not correctly rounded (sqrtf here is). minbert/optim_kernels.py compiles
+   this file and splits the segments between threads. */
 
 #include <math.h>
 #include <stdint.h>

@@ -137,15 +137,17 @@ def shares(sizes: Sequence[int], parts: int) -> list[list[tuple[int, int, int]]]
 
 
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 
 
 def _in_parallel(work: Callable[[Any], None], runs: list) -> None:
     """`work` on every run, the first in this thread and the rest in pool threads (a ctypes call releases
     the GIL, so they run at once)."""
-    global _pool
-    if len(runs) > 1 and (_pool is None or _pool._max_workers < len(runs) - 1):
-        _pool = ThreadPoolExecutor(max_workers=len(runs) - 1, thread_name_prefix="minbert-optim")
-    futures = [_pool.submit(work, run) for run in runs[1:]] if len(runs) > 1 else []
+    global _pool, _pool_size
+    if len(runs) - 1 > _pool_size:
+        _pool_size = len(runs) - 1
+        _pool = ThreadPoolExecutor(_pool_size, thread_name_prefix="minbert-optim")
+    futures = [_pool.submit(work, run) for run in runs[1:]]
     work(runs[0])
     for future in futures:
         future.result()

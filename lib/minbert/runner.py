@@ -10,6 +10,7 @@ network: it reads the same from a file with the network off.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,8 +118,6 @@ def kernel_log(path: Path) -> Iterator[None]:
     """The kernel's own messages (its start-up warning on every run, a socket error when it is stopped)
     to a log beside the executed notebook instead of the terminal: the kernel inherits this process's
     standard error when it starts. A cell's errors and output are in the notebook either way."""
-    import sys
-
     sys.stderr.flush()
     saved = os.dup(2)
     with open(path, "w", encoding="utf-8") as log:
