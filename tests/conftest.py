@@ -26,7 +26,8 @@ def pytest_configure(config) -> None:
 # The long tests (1 to 3 minutes each at 1c0335e), longest first; every other test takes seconds.
 LONG_TESTS = ("test_smart_smoke_run", "test_sophia_smoke_run", "test_final_model_smoke_run",
               "test_sbert_smoke_run", "test_two_runs_at_once", "test_part1_smoke_run",
-              "test_attention_smoke_run", "test_a_fourth_task_trains", "test_the_gpu_smoke_script")
+              "test_attention_smoke_run", "test_a_fourth_task_trains", "test_the_gpu_smoke_script",
+              "test_every_path_of_the_gpu_smoke_script_runs_on_the_stand_in")
 
 
 def pytest_collection_modifyitems(config, items) -> None:

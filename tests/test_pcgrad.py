@@ -55,7 +55,7 @@ def test_pcgrad_backward_writes_the_summed_projection_to_grad():
     loss_b = torch.dot(w, torch.tensor([-1.0, 1.0]))    # gradient [-1, 1]: conflicts
     stats = pcgrad_backward([loss_a, loss_b], [w])
     torch.testing.assert_close(w.grad, torch.tensor([0.5, 0.5]) + torch.tensor([0.0, 1.0]))
-    assert stats == {"conflicting_pairs": 1, "pairs": 1}
+    assert int(stats["conflicting_pairs"]) == 1 and stats["pairs"] == 1
     with pytest.raises(ValueError, match="unknown reduction"):
         pcgrad_backward([loss_a], [w], reduction="max")
 
@@ -69,7 +69,7 @@ def test_without_conflict_pcgrad_equals_plain_backward_of_the_sum():
     expected = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     stats = pcgrad_backward(losses(), list(model.parameters()))
-    assert stats["conflicting_pairs"] == 0  # the two outputs use disjoint weights
+    assert int(stats["conflicting_pairs"]) == 0  # the two outputs use disjoint weights
     for p, e in zip(model.parameters(), expected, strict=True):
         torch.testing.assert_close(p.grad, e)
 

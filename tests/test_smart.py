@@ -150,7 +150,7 @@ def test_relative_sizes_are_multiples_of_the_embedding_scale(sst_setup):
     model, batch = sst_setup
     settings = SmartSettings(epsilon=0.05, step_size=0.1, noise_var=1e-3, norm="l2", relative=True)
     inputs, deltas = perturbation_of(model, batch, settings)
-    scale = embedding_scale(inputs, "l2")
+    scale = float(embedding_scale(inputs, "l2"))
     by_hand = torch.cat([token_norms(x.detach(), "l2").flatten() for x in inputs]).mean()
     assert scale == pytest.approx(float(by_hand)) and scale > 1.0
     for delta in deltas:  # one step of twice epsilon from small noise: every token on the ball's edge

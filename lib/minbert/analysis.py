@@ -242,7 +242,7 @@ def sentence_attention(model: MultitaskBert, tokenizer, sentence: str, runtime: 
                        layer: int = -1, head: int = 0) -> tuple[list[str], np.ndarray]:
     """One sentence's tokens and the attention weights of one layer and head, (query, key)."""
     ids = tokenizer(sentence)["input_ids"]
-    model.eval()
+    model.to(runtime.device).eval()
     maps = model.bert.attention_maps(torch.tensor([ids], device=runtime.device))
     return tokenizer.convert_ids_to_tokens(ids), maps[layer][0, head].float().cpu().numpy()
 

@@ -198,8 +198,9 @@ class BertModel(nn.Module):
             nn.init.zeros_(module.bias)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        return self.encode(self.embed(input_ids, attention_mask, token_type_ids))
+                token_type_ids: torch.Tensor | None = None,
+                packing: Packing | None = None) -> dict[str, torch.Tensor]:
+        return self.encode(self.embed(input_ids, attention_mask, token_type_ids, packing))
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
               token_type_ids: torch.Tensor | None = None, packing: Packing | None = None) -> Embedded:

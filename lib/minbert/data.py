@@ -392,16 +392,18 @@ class TaskTensors:
         """The rows `idx` padded to their longest, on `device`, each sentence with its token packing
         (`Packing`, found here on the host: on a GPU, finding it there would wait for the device)."""
         starts = None if self.second_starts is None else [self.second_starts[i] for i in idx]
-        out = {"a": _on_device(pad_batch([self.a[i] for i in idx], second_starts=starts), device)}
+        out = {"a": on_device(pad_batch([self.a[i] for i in idx], second_starts=starts), device)}
         if self.b is not None:
-            out["b"] = _on_device(pad_batch([self.b[i] for i in idx]), device)
+            out["b"] = on_device(pad_batch([self.b[i] for i in idx]), device)
         if self.labels is not None:
             dtype = tasks.get(self.task).label_dtype
             out["labels"] = to_device(torch.tensor([self.labels[i] for i in idx], dtype=dtype), device)
         return out
 
 
-def _on_device(padded: dict[str, torch.Tensor], device: torch.device) -> dict:
+def on_device(padded: dict[str, torch.Tensor], device: torch.device) -> dict:
+    """A padded batch (`pad_batch`) on `device` with its token packing, found on the host first: found
+    on a GPU, it would read the device."""
     moved: dict = {k: to_device(v, device) for k, v in padded.items()}
     moved["packing"] = Packing.from_mask(padded["attention_mask"]).to(device)
     return moved

@@ -15,7 +15,7 @@ import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from minbert import tasks
-from minbert.data import TaskTensors, batch_indices, pad_batch
+from minbert.data import TaskTensors, batch_indices, on_device, pad_batch
 from minbert.files import atomic_write_text
 from minbert.models import MultitaskBert, SentenceClassifier
 from minbert.runtime import CPU, Runtime
@@ -65,27 +65,33 @@ def write_predictions(path: Path, ids: Sequence[str], predictions: Sequence, col
 def outputs_in_order(lengths: Sequence[int], batch_size: int,
                      compute: Callable[[list[int]], torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
     """Run `compute` on batches of similar length (least padding) and return its outputs,
-    as float32 on the CPU, in the original order."""
-    out = torch.empty(shape)
+    as float32 on the CPU, in the original order. The outputs stay on the device until the last batch
+    and come to the host in one copy: a copy per batch would make a GPU wait for each."""
+    order: list[int] = []
+    parts = []
     for idx in batch_indices(lengths, batch_size, shuffle=False):
-        out[idx] = compute(idx).float().cpu()
+        order.extend(idx)
+        parts.append(compute(idx).float())
+    out = torch.empty(shape)
+    if parts:
+        out[torch.tensor(order)] = torch.cat(parts).cpu()
     return out
 
 
-def _padded(sequences: Sequence[Sequence[int]], runtime: Runtime) -> dict[str, torch.Tensor]:
-    return {k: v.to(runtime.device) for k, v in pad_batch(sequences).items()}
+def _padded(sequences: Sequence[Sequence[int]], runtime: Runtime) -> dict:
+    return on_device(pad_batch(sequences), runtime.device)
 
 
 @torch.no_grad()
 def sentence_embeddings(model: SentenceClassifier, tokens: Sequence[Sequence[int]], batch_size: int,
                         runtime: Runtime = CPU) -> torch.Tensor:
     """Embeddings of every sentence in input order (model in eval mode, no dropout)."""
-    model.eval()
+    model.to(runtime.device).eval()
 
     def embed(idx: list[int]) -> torch.Tensor:
         batch = _padded([tokens[i] for i in idx], runtime)
         with runtime.autocast():
-            return model.embed(batch["input_ids"], batch["attention_mask"])
+            return model.embed(batch["input_ids"], batch["attention_mask"], batch["packing"])
 
     return outputs_in_order([len(t) for t in tokens], batch_size, embed,
                             (len(tokens), model.bert.config.hidden_size))
@@ -95,14 +101,14 @@ def sentence_embeddings(model: SentenceClassifier, tokens: Sequence[Sequence[int
 def predict_logits(model: SentenceClassifier, tokens: Sequence[Sequence[int]], batch_size: int,
                    runtime: Runtime = CPU, features: torch.Tensor | None = None) -> torch.Tensor:
     """Class logits in input order; from cached `features` when BERT is frozen."""
-    model.eval()
+    model.to(runtime.device).eval()
     if features is not None:
         return model.classify(features.to(runtime.device)).float().cpu()
 
     def logits(idx: list[int]) -> torch.Tensor:
         batch = _padded([tokens[i] for i in idx], runtime)
         with runtime.autocast():
-            return model(batch["input_ids"], batch["attention_mask"])
+            return model(batch["input_ids"], batch["attention_mask"], batch["packing"])
 
     return outputs_in_order([len(t) for t in tokens], batch_size, logits,
                             (len(tokens), model.head.out_features))
@@ -111,8 +117,9 @@ def predict_logits(model: SentenceClassifier, tokens: Sequence[Sequence[int]], b
 @torch.no_grad()
 def predict(model: MultitaskBert, data: TaskTensors, batch_size: int,
             runtime: Runtime = CPU) -> torch.Tensor:
-    """Raw outputs in input order: SST logits (N, 5), QQP logits (N,), STS scores (N,)."""
-    model.eval()
+    """Raw outputs in input order: SST logits (N, 5), QQP logits (N,), STS scores (N,). The model is
+    moved to the runtime's device first (a no-op where it is there): the batches go there."""
+    model.to(runtime.device).eval()
 
     def outputs(idx: list[int]) -> torch.Tensor:
         with runtime.autocast():

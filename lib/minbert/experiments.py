@@ -83,8 +83,8 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
     `keep_snapshots` keeps every epoch's weights (CPU copies) for a checkpoint ensemble.
     A run with checkpoints leaves its finished-run file as it ends (`minbert.finished`); with
     `resume`, a run that has one with the same settings is taken from it, not trained again: with its
-    kept weights where they are on this machine, or without them (model None) where the caller does
-    not `need_model`.
+    kept weights on the runtime's device where they are on this machine, or without them (model None)
+    where the caller does not `need_model` (then nothing is loaded).
     """
     name = name or arm
     settings = arm_settings(cfg, arm, updates)
@@ -93,7 +93,8 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
         found = load_finished(notebook, settings, name)
         weights = checkpoint_dir / "best.pt"
         if found is not None and (weights.is_file() or not need_model):
-            return ArmRun(found[0], _with_weights(settings, weights) if weights.is_file() else None, found[1])
+            model = _with_weights(settings, weights, runtime.device) if need_model else None
+            return ArmRun(found[0], model, found[1])
     model = build_model(settings)
     if checkpoint_dir is not None and not settings.resume and checkpoint_dir.exists():
         shutil.rmtree(checkpoint_dir)
@@ -192,24 +193,27 @@ MODEL_KNOBS = ("mode", "attention", "pooling", "head_hidden", "dropout", "shared
 def load_kept_model(cfg: MultitaskSettings, record: RunRecord, notebook: str, data: TaskData | None = None,
                     runtime: Runtime | None = None) -> MultitaskBert:
     """A finished run's kept weights (its best epoch) from runs/<notebook>/<profile>/<name>/best.pt,
-    in a model built as the run's record says. Where they are missing (the run was taken from its
-    finished-run file on another machine) and `data` is given, the run is trained again as its record
-    says (the same weights on a CPU; on a GPU, up to its kernels' nondeterminism)."""
+    in a model built as the run's record says, on the runtime's device. Where they are missing (the run
+    was taken from its finished-run file on another machine) and `data` is given, the run is trained
+    again as its record says (the same weights on a CPU; on a GPU, up to its kernels' nondeterminism)."""
+    runtime = runtime or Runtime()
     path = paths.runs_dir() / notebook / cfg.profile / record.name / "best.pt"
     if not path.is_file() and data is not None:
         knobs = {k: v for k, v in record.config.items() if k in MultitaskSettings.model_fields}
-        return run_arm(cfg, record.arm, data, runtime or Runtime(), notebook=notebook, name=record.name,
+        return run_arm(cfg, record.arm, data, runtime, notebook=notebook, name=record.name,
                        updates={**knobs, "resume": False}).model
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no kept weights of run {record.name!r}; run the notebook again")
-    return _with_weights(arm_settings(cfg, record.arm, {k: record.config[k] for k in MODEL_KNOBS}), path)
+    settings = arm_settings(cfg, record.arm, {k: record.config[k] for k in MODEL_KNOBS})
+    return _with_weights(settings, path, runtime.device)
 
 
-def _with_weights(settings: MultitaskSettings, path) -> MultitaskBert:
-    """The model the settings describe, with the weights saved at `path` (a run's best.pt)."""
+def _with_weights(settings: MultitaskSettings, path, device: torch.device) -> MultitaskBert:
+    """The model the settings describe, with the weights saved at `path` (a run's best.pt), on `device`
+    (read on the host first: a checkpoint loaded straight onto a GPU would hold a second copy there)."""
     model = build_model(settings)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
-    return model
+    return model.to(device)
 
 
 def save_run_predictions(model: MultitaskBert, data: TaskData, name: str, notebook: str,

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minbert import tasks
+from minbert.attention import Packing
 from minbert.bert import BertModel, Embedded
 
 POOLINGS = ("cls", "mean", "cls+mean")
@@ -52,14 +53,17 @@ class SentenceClassifier(nn.Module):
         for p in bert.parameters():
             p.requires_grad = not freeze_bert
 
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return pool(self.bert(input_ids, attention_mask), attention_mask, self.pooling)
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+              packing: Packing | None = None) -> torch.Tensor:
+        """Pooled sentence vectors; `packing` the mask's, found on the host (`minbert.data.on_device`)."""
+        return pool(self.bert(input_ids, attention_mask, packing=packing), attention_mask, self.pooling)
 
     def classify(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(embedding))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.embed(input_ids, attention_mask))
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                packing: Packing | None = None) -> torch.Tensor:
+        return self.classify(self.embed(input_ids, attention_mask, packing))
 
 
 def make_head(in_features: int, out_features: int, hidden: int | None, dropout: float) -> nn.Sequential:

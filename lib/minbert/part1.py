@@ -19,15 +19,15 @@ from tqdm.auto import tqdm
 
 from minbert import tasks
 from minbert.bert import BertModel, count_parameters
-from minbert.data import TaskData, batch_indices, load_tasks, pad_batch
+from minbert.data import TaskData, batch_indices, load_tasks, on_device, pad_batch
 from minbert.epochs import selected_on
 from minbert.evaluation import predict_logits, sentence_embeddings, write_predictions
 from minbert.models import SentenceClassifier
 from minbert.notebook_settings import Part1Config
 from minbert.optim import AdamW
 from minbert.records import RunRecord, predictions_dir
-from minbert.runtime import CPU, Runtime, keep_freed_memory, seed_everything
-from minbert.training import check_finite, clip_gradients, lr_scheduler
+from minbert.runtime import CPU, Runtime, keep_freed_memory, seed_everything, to_device
+from minbert.training import FiniteWatch, clip_gradients, lr_scheduler
 
 
 def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[int]],
@@ -69,28 +69,32 @@ def train_classifier(model: SentenceClassifier, train_tokens: Sequence[Sequence[
     for epoch in tqdm(range(1, epochs + 1), desc=desc, unit="epoch"):
         started = time.perf_counter()
         model.train()
-        total, count = 0.0, 0
+        total, count = torch.zeros((), dtype=torch.float64, device=device), 0  # summed on the device
+        watch = FiniteWatch(device)  # read every `runtime.read_every` steps: a GPU step waits for nothing
         batches = list(batch_indices(lengths, batch_size, shuffle=True, seed=seed + epoch,
                                      bucket=bucket))
         for step, idx in enumerate(tqdm(batches, desc=f"epoch {epoch}", leave=False, unit="batch")):
+            if step % runtime.read_every == 0:
+                watch.check()
             with runtime.autocast():
                 if train_features is not None:
-                    logits = model.classify(train_features[idx].to(device))
+                    logits = model.classify(to_device(train_features[idx], device))
                 else:
-                    batch = {k: v.to(device) for k, v in pad_batch([train_tokens[i] for i in idx]).items()}
-                    logits = model(batch["input_ids"], batch["attention_mask"])
-            loss = F.cross_entropy(logits.float(), train_y[idx].to(device))
-            check_finite(loss, f"{desc}, epoch {epoch}, batch {step}")
+                    batch = on_device(pad_batch([train_tokens[i] for i in idx]), device)
+                    logits = model(batch["input_ids"], batch["attention_mask"], batch["packing"])
+            loss = F.cross_entropy(logits.float(), to_device(train_y[idx], device))
+            watch.watch(loss, f"{desc}, epoch {epoch}, batch {step}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             clip_gradients(optimizer, max_grad_norm)
             optimizer.step()
             scheduler.step()
-            total += loss.item() * len(idx)
+            total += loss.detach().double() * len(idx)
             count += len(idx)
+        watch.check()
         dev_logits = predict_logits(model, dev_tokens, eval_batch_size, runtime, dev_features)
         dev_acc = float((dev_logits.argmax(-1) == dev_y).float().mean())
-        record = {"epoch": epoch, "train_loss": total / count,
+        record = {"epoch": epoch, "train_loss": float(total) / count,
                   "dev_loss": float(F.cross_entropy(dev_logits, dev_y)), "dev_acc": dev_acc,
                   "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started,
                   "steps": len(batches), "examples": count}

@@ -26,9 +26,11 @@ from minbert import tasks
 from minbert.comparison import Difference, paired_difference
 from minbert.data import TaskSplit, batch_indices
 from minbert.epochs import Epoch
+from minbert.evaluation import outputs_in_order
 from minbert.notebook_settings import PeerConfig
 from minbert.records import RunRecord
-from minbert.runtime import Runtime
+from minbert.runtime import Runtime, to_device
+from minbert.training import FiniteWatch
 
 # The peer's recipe: these knobs of `notebook_settings.PeerConfig`, recorded with each of its runs.
 RECIPE = ("lr", "epochs", "batch_size", "eval_batch_size", "warmup_ratio", "weight_decay", "max_grad_norm",
@@ -58,21 +60,21 @@ def _lengths(rows: list[dict[str, list[int]]]) -> list[int]:
 def _batch(tokenizer, rows: list[dict[str, list[int]]], idx: list[int],
            device: torch.device) -> dict[str, torch.Tensor]:
     padded = tokenizer.pad([rows[i] for i in idx], return_tensors="pt")
-    return {k: v.to(device) for k, v in padded.items()}
+    return {k: to_device(v, device) for k, v in padded.items()}
 
 
 def peer_outputs(model, tokenizer, ids: list[dict[str, list[int]]], batch_size: int,
                  runtime: Runtime) -> np.ndarray:
     """The head's outputs in input order: logits (N, labels), or scores (N,) for one label."""
     model.eval()
-    outputs: list[np.ndarray | None] = [None] * len(ids)
+
+    def logits(idx: list[int]) -> torch.Tensor:
+        with runtime.autocast():
+            return model(**_batch(tokenizer, ids, idx, runtime.device)).logits
+
     with torch.no_grad():
-        for idx in batch_indices(_lengths(ids), batch_size, shuffle=False):
-            with runtime.autocast():
-                logits = model(**_batch(tokenizer, ids, idx, runtime.device)).logits.float().cpu().numpy()
-            for row, i in enumerate(idx):
-                outputs[i] = logits[row]
-    stacked = np.stack(outputs)
+        shape = (len(ids), model.config.num_labels)
+        stacked = outputs_in_order(_lengths(ids), batch_size, logits, shape).numpy()
     return stacked[:, 0] if stacked.shape[1] == 1 else stacked
 
 
@@ -132,23 +134,28 @@ def fine_tune(task: str, train: TaskSplit, heldout: TaskSplit, dev: TaskSplit, c
     best_score, kept = -np.inf, None
     for epoch in range(1, recipe.epochs + 1):
         model.train()
-        started, total_loss, batches = time.perf_counter(), 0.0, 0
-        for idx in batch_indices(lengths, recipe.batch_size, shuffle=True, seed=seed + epoch):
+        started, batches = time.perf_counter(), 0
+        total_loss = torch.zeros((), dtype=torch.float64, device=runtime.device)  # read once an epoch
+        watch = FiniteWatch(runtime.device)  # read every `runtime.read_every` steps, as our trainer does
+        order = batch_indices(lengths, recipe.batch_size, shuffle=True, seed=seed + epoch)
+        for step, idx in enumerate(order):
+            if step % runtime.read_every == 0:
+                watch.check()
             batch = _batch(tokenizer, encoded["train"], idx, runtime.device)
             with runtime.autocast():
-                loss = model(**batch, labels=labels[idx].to(runtime.device)).loss
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"peer {task}, epoch {epoch}: the loss is {loss.item()}")
+                loss = model(**batch, labels=to_device(labels[idx], runtime.device)).loss
+            watch.watch(loss, f"peer {task}, epoch {epoch}, step {step}")
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            total_loss, batches = total_loss + loss.item(), batches + 1
+            total_loss, batches = total_loss + loss.detach().double(), batches + 1
+        watch.check()
         seconds = time.perf_counter() - started
         heldout_score, _ = score("heldout", heldout)
         history.append(Epoch(epoch, seconds=seconds, steps=batches, examples=len(lengths),
-                             train_loss={task: total_loss / max(batches, 1)},
+                             train_loss={task: float(total_loss) / max(batches, 1)},
                              heldout={spec.metric: heldout_score}))
         if heldout_score >= best_score:  # the latest of equals, as our trainer keeps
             best_score, kept = heldout_score, copy.deepcopy(model.state_dict())

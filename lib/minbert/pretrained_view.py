@@ -24,7 +24,7 @@ from torch import nn
 
 from minbert import tasks
 from minbert.bert import BertModel
-from minbert.data import TaskTensors, pad_batch
+from minbert.data import TaskTensors, on_device, pad_batch
 from minbert.ensemble import from_probabilities, scores, to_probabilities
 from minbert.evaluation import outputs_in_order
 from minbert.models import pool
@@ -50,7 +50,7 @@ def sentence_inputs(task: str, batch: dict) -> list[dict[str, torch.Tensor]]:
     for row in range(ids.shape[0]):
         firsts.append(ids[row][real[row] & (types[row] == 0)].tolist())
         seconds.append([int(ids[row, 0]), *ids[row][real[row] & (types[row] == 1)].tolist()])
-    return [{k: v.to(ids.device) for k, v in pad_batch(sentences).items()} for sentences in (firsts, seconds)]
+    return [on_device(pad_batch(sentences), ids.device) for sentences in (firsts, seconds)]
 
 
 class PretrainedView(nn.Module):
@@ -72,7 +72,7 @@ class PretrainedView(nn.Module):
     def embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Sentence embeddings as the checkpoint was trained to give them: the mean of the token
         states over the real tokens, normalised to length 1."""
-        outputs = self.bert(inputs["input_ids"], inputs["attention_mask"])
+        outputs = self.bert(inputs["input_ids"], inputs["attention_mask"], packing=inputs.get("packing"))
         return F.normalize(pool(outputs, inputs["attention_mask"], "mean").float(), dim=-1)
 
     @torch.no_grad()

@@ -50,15 +50,15 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
-    """`auto` picks bfloat16 on a GPU or CPU that supports it, float32 elsewhere."""
+    """`auto` picks bfloat16 on a GPU or CPU that computes it natively, float32 elsewhere."""
     if name not in PRECISIONS:
         raise ValueError(f"unknown precision {name!r}; known: {list(PRECISIONS)}")
     if name == "float32":
         return torch.float32
     if name == "bfloat16":
         return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == "cuda":  # native only: a T4's or V100's emulated bfloat16 is slower than float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float32
     return torch.bfloat16 if cpu_has_bfloat16() else torch.float32
 
 
@@ -66,6 +66,24 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """What a resumed run must draw on from: the CPU generator's state, and the GPU's own where the run
+    computes on one (its dropout masks and Sophia's sampled labels are drawn there). On the host."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor] | torch.Tensor, device: torch.device) -> None:
+    """Restore what `rng_state` saved (a bare tensor: the CPU state alone, as older checkpoints kept)."""
+    if isinstance(state, torch.Tensor):
+        state = {"cpu": state}
+    torch.set_rng_state(state["cpu"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
 @dataclass(frozen=True)

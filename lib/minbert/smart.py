@@ -97,11 +97,13 @@ def token_norms(x: torch.Tensor, norm: str) -> torch.Tensor:
     return torch.linalg.vector_norm(x, ord=order, dim=-1, keepdim=True)
 
 
-def project(delta: torch.Tensor, epsilon: float, norm: str) -> torch.Tensor:
-    """Into the ball of radius epsilon, token by token: clipping for inf, rescaling for l2 and l1."""
+def project(delta: torch.Tensor, epsilon: float | torch.Tensor, norm: str) -> torch.Tensor:
+    """Into the ball of radius epsilon, token by token: clipping for inf, rescaling for l2 and l1.
+    (`reciprocal() * epsilon` is what `epsilon / norms` computes for a Python epsilon; written out, a
+    0-dim tensor epsilon rounds the same.)"""
     if norm == "inf":
         return delta.clamp(-epsilon, epsilon)
-    return delta * (epsilon / token_norms(delta, norm).clamp_min(1e-12)).clamp(max=1.0)
+    return delta * (token_norms(delta, norm).clamp_min(1e-12).reciprocal() * epsilon).clamp(max=1.0)
 
 
 def normalise(grad: torch.Tensor, norm: str) -> torch.Tensor:
@@ -109,10 +111,12 @@ def normalise(grad: torch.Tensor, norm: str) -> torch.Tensor:
     return grad / token_norms(grad, norm).clamp_min(1e-12)
 
 
-def embedding_scale(inputs: list[torch.Tensor], norm: str) -> float:
-    """The mean per-token norm of the embedding outputs: what `relative` sizes are multiples of."""
+def embedding_scale(inputs: list[torch.Tensor], norm: str) -> torch.Tensor:
+    """The mean per-token norm of the embedding outputs: what `relative` sizes are multiples of. A 0-dim
+    float64 tensor on the inputs' device (a host read here would wait for the step on a GPU; in float64,
+    the sizes it multiplies round as a Python float's did)."""
     norms = torch.cat([token_norms(x.detach().float(), norm).flatten() for x in inputs])
-    return float(norms.mean())
+    return norms.mean().double()
 
 
 def perturbation(forward: Callable[[list[torch.Tensor]], torch.Tensor], inputs: list[torch.Tensor],

@@ -19,10 +19,12 @@ from minbert.smart import SmartSettings, dropout_control, embedding_scale, smart
 
 
 def smart_terms(model: MultitaskBert, task: str, embedded: list[Embedded], outputs: torch.Tensor,
-                 settings: SmartSettings, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
-    """SMART's adversarial divergence for one task batch, perturbing the embedding output, and the same
-    divergence at zero perturbation (what dropout alone contributes; recorded, not trained on: a
-    detached tensor, left on the device)."""
+                 settings: SmartSettings, runtime: Runtime,
+                 control: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """SMART's adversarial divergence for one task batch, perturbing the embedding output, and, with
+    `control`, the same divergence at zero perturbation (what dropout alone contributes; recorded, not
+    trained on: a detached tensor, left on the device; one more forward pass, so the trainer measures it
+    on a sample of its steps)."""
     kind = tasks.get(task).kind
     if kind == "regression" and settings.naive_regression:
         kind = "regression-as-classification"
@@ -33,8 +35,8 @@ def smart_terms(model: MultitaskBert, task: str, embedded: list[Embedded], outpu
             return model.outputs_from_embedded(task, shifted)
 
     inputs = [e.hidden for e in embedded]
-    control = dropout_control(forward, inputs, outputs, kind).detach()
-    return smart_loss(forward, inputs, outputs, kind, settings), control
+    measured = dropout_control(forward, inputs, outputs, kind).detach() if control else None
+    return smart_loss(forward, inputs, outputs, kind, settings), measured
 
 
 def smart_scale_probe(model: MultitaskBert, train: dict[str, TaskTensors], epsilons: Sequence[float],
@@ -63,7 +65,8 @@ def smart_scale_probe(model: MultitaskBert, train: dict[str, TaskTensors], epsil
                     embedded = model.embed_inputs(batch)
                     outputs = model.outputs_from_embedded(task, embedded)
                 if mode == "eval":
-                    row["embedding scale"] = embedding_scale([e.hidden for e in embedded], settings.norm)
+                    scale = embedding_scale([e.hidden for e in embedded], settings.norm)
+                    row["embedding scale"] = float(scale)
                 term, control = smart_terms(model, task, embedded, outputs, settings, runtime)
                 row[f"{mode} term"] = float(term.detach())
                 if mode == "train":

@@ -27,6 +27,14 @@ Kind = Literal["multiclass", "binary", "regression"]
 KINDS = ("multiclass", "binary", "regression")
 
 
+def sample_classes(probabilities: torch.Tensor) -> torch.Tensor:
+    """One class per row drawn from its probabilities (rows of a softmax), by inverse transform: the
+    number of classes whose cumulative probability is at most one uniform draw. `torch.multinomial`
+    draws the same distribution but reads the device twice on a GPU; this waits for nothing."""
+    below = probabilities.cumsum(-1) <= torch.rand_like(probabilities[..., :1])
+    return below.sum(-1).clamp(max=probabilities.shape[-1] - 1)
+
+
 @dataclass(frozen=True)
 class Task:
     """One task: what its files hold and how its model output is scored and trained."""
@@ -119,14 +127,14 @@ class Task:
         The gradient g of this mean loss over bs predictions gives bs * g^2, whose
         expectation is the diagonal of the Gauss-Newton matrix of the real loss (the
         Gauss-Newton-Bartlett estimator). Classification: labels sampled from the
-        softmax or the sigmoid. Regression with squared error: the Gauss-Newton matrix
+        softmax (`sample_classes`) or the sigmoid. Regression with squared error: the Gauss-Newton matrix
         of (f - y)^2 is 2 J^T J, and a label y = f + e with e ~ N(0, 1/2) gives exactly
         that in expectation (a Gaussian likelihood in place of the softmax).
         """
         outputs = outputs.float()
         with torch.no_grad():
             if self.kind == "multiclass":
-                labels = torch.multinomial(outputs.softmax(-1), 1).squeeze(1)
+                labels = sample_classes(outputs.softmax(-1))
             elif self.kind == "binary":
                 labels = torch.bernoulli(torch.sigmoid(outputs)).long()
             else:

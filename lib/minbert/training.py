@@ -34,7 +34,7 @@ from minbert.files import atomic_path, remove_partials
 from minbert.models import MultitaskBert
 from minbert.optim import AdamW, SophiaG
 from minbert.pcgrad import pcgrad_backward
-from minbert.runtime import CPU, Runtime, keep_freed_memory
+from minbert.runtime import CPU, Runtime, keep_freed_memory, rng_state, set_rng_state
 from minbert.schedules import annealed_exponent, batch_sizes, epoch_plan
 from minbert.smart import SmartSettings
 from minbert.smart_probe import smart_terms
@@ -72,9 +72,10 @@ def clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float | None) -> 
                                         if p.grad is not None], max_norm)
 
 
-def check_finite(loss: torch.Tensor, where: str) -> None:
-    if not torch.isfinite(loss):
-        _stop(float(loss.detach()), where)
+# SMART's dropout-only control (what the term is at zero perturbation) costs one more forward pass; it is
+# logged, not trained on, so it is measured on every CONTROL_EVERY-th SMART step of a task (the first of
+# each epoch among them): the epoch's mean over those batches.
+CONTROL_EVERY = 8
 
 
 def _stop(value: float, where: str):
@@ -294,14 +295,14 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
     if checkpoint_dir is not None:
         remove_partials(checkpoint_dir)  # a checkpoint write a kill interrupted
     if resume and last is not None and last.is_file():
-        state = torch.load(last, map_location=device, weights_only=True)
+        state = torch.load(last, map_location="cpu", weights_only=True)  # the random state must stay here
         _check_resumable(last, state, settings)
         if not state.get("finished"):  # a finished run keeps only its history: nothing is left to train
             model.load_state_dict(state["model"])
             for key, optimizer in optimizers.items():
                 optimizer.load_state_dict(state["optimizers"][key])
                 schedulers[key].load_state_dict(state["schedulers"][key])
-            torch.set_rng_state(state["rng"])
+            set_rng_state(state["rng"], device)
         history = [Epoch.from_dict(h) for h in json.loads(state["history"])]
         start_epoch = int(state["epoch"]) + 1
     writer = None
@@ -339,7 +340,7 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
                 _save_checkpoint(last, {"epoch": epoch, "model": model.state_dict(),
                                         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
                                         "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
-                                        "rng": torch.get_rng_state(), "history": _history_json(history),
+                                        "rng": rng_state(device), "history": _history_json(history),
                                         "settings": settings.model_dump_json()})
             if on_epoch:
                 on_epoch(record)
@@ -356,7 +357,7 @@ def train_multitask(model: MultitaskBert, train: dict[str, TaskTensors], dev: di
         _save_checkpoint(last, {"epoch": settings.epochs, "finished": True, "history": _history_json(history),
                                 "settings": settings.model_dump_json()})
     if best is not None and best.is_file():
-        model.load_state_dict(torch.load(best, map_location=device, weights_only=True)["model"])
+        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["model"])
     elif kept_state is not None:
         model.load_state_dict(kept_state)
     found = Trained(history, snapshots=snapshots)
@@ -420,6 +421,7 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
     sums, seen = dict.fromkeys(train, 0.0), dict.fromkeys(train, 0)
     smart = {task: SmartSettings(**own) for task, own in settings.smart.items()}
     adv_sums, control_sums = dict.fromkeys(smart, 0.0), dict.fromkeys(smart, 0.0)
+    smart_steps, control_seen = dict.fromkeys(smart, 0), dict.fromkeys(smart, 0)
     params = [p for p in model.parameters() if p.requires_grad]
     steps_taken = dict.fromkeys(optimizers, 0)
     watch = FiniteWatch(device)
@@ -442,11 +444,16 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
             sums[task] = sums[task] + _summed(loss, len(idx))
             seen[task] += len(idx)
             if task in smart:
+                measure = smart_steps[task] % CONTROL_EVERY == 0
+                smart_steps[task] += 1
                 with region("smart"):
-                    adversarial, control = smart_terms(model, task, embedded, outputs, smart[task], runtime)
+                    adversarial, control = smart_terms(model, task, embedded, outputs, smart[task], runtime,
+                                                       control=measure)
                 watch.watch(adversarial, f"{where} (SMART term)")
                 adv_sums[task] = adv_sums[task] + _summed(adversarial, len(idx))
-                control_sums[task] = control_sums[task] + _summed(control, len(idx))
+                if control is not None:
+                    control_sums[task] = control_sums[task] + _summed(control, len(idx))
+                    control_seen[task] += len(idx)
                 loss = loss + smart[task].weight * adversarial
             losses.append(loss * settings.loss_weights[task] if len(step_tasks) > 1 else loss)
         # With BERT frozen, a head-less task (STS without a similarity layer) has nothing to train.
@@ -489,6 +496,7 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
         record.task_steps[task] = sum(task in step for step in plan)  # its share of the budget
         if task in smart:
             record.smart_loss[task] = adv_sums[task] / seen[task] if seen[task] else math.nan
-            record.smart_control[task] = control_sums[task] / seen[task] if seen[task] else math.nan
+            record.smart_control[task] = (control_sums[task] / control_seen[task] if control_seen[task]
+                                          else math.nan)
     record.seconds = time.perf_counter() - started
     return record
