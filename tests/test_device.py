@@ -258,17 +258,18 @@ def test_sampled_classes_follow_the_probabilities():
     assert (sample_classes(torch.tensor([[0.0, 0.0, 1.0]]).expand(1000, 3)) == 2).all()
 
 
-def test_smarts_dropout_control_is_measured_on_every_eighth_step_of_a_task(tiny_checkpoint, tasks_small,
-                                                                            monkeypatch):
-    """The control (one more forward pass, logged, not trained on) on a sample of the SMART steps: the
-    first of each CONTROL_EVERY, its epoch mean over those batches."""
+def test_smarts_dropout_control_is_measured_on_a_sample_of_a_long_epochs_steps(tiny_checkpoint, monkeypatch):
+    """The control (one more forward pass, logged, not trained on): every one of an epoch's first 32 SMART
+    steps of a task, then every 8th; its epoch mean over those batches."""
     from minbert import smart_probe
+    from tests.test_multitask import toy_tasks
 
     calls = []
     control = smart_probe.dropout_control
     monkeypatch.setattr(smart_probe, "dropout_control", lambda *a, **k: calls.append(1) or control(*a, **k))
-    train, dev = tasks_small
+    train = {"sst": toy_tasks(48, 0)["sst"]}
     settings = MultitaskSettings(epochs=1, lr=1e-3, batch_size=1, smart={"sst": {"steps": 1}})
-    record = train_multitask(make_model(tiny_checkpoint), train, dev, settings).history[0]
-    assert record.task_steps["sst"] == 16 and len(calls) == 16 // training.CONTROL_EVERY == 2
+    record = train_multitask(make_model(tiny_checkpoint), train, train, settings).history[0]
+    assert (training.CONTROL_ALL, training.CONTROL_EVERY) == (32, 8)
+    assert record.task_steps["sst"] == 48 and len(calls) == 32 + 2  # steps 0-31, 32 and 40
     assert record.smart_control["sst"] >= 0 and record.smart_loss["sst"] > 0

@@ -192,14 +192,28 @@ def test_the_peer_fine_tunes_with_transformers_and_keeps_its_best_held_out_epoch
     (the peer against itself differs by exactly 0)."""
     import pandas as pd
 
+    from minbert import peer
     from minbert.data import load_tasks
     from minbert.peer import record_peer, versus_peer
     from minbert.records import load_results, published_predictions_dir
 
     monkeypatch.setenv("MINBERT_REPORTS_DIR", str(tmp_path))
+    monkeypatch.setenv("MINBERT_RUNS_DIR", str(tmp_path / "runs"))
     record_peer("smoke", {"tasks": ["sst", "sts"], "epochs": 2})
     results = load_results("peer_transformers", "smoke")
     assert [r.name for r in results.runs] == ["peer-sst", "peer-sts"]
+    # a lease that ran out: the peer resumed takes its finished runs, the same records and predictions
+    folder = published_predictions_dir("peer_transformers", "smoke")
+    written = {p.name: p.read_bytes() for p in folder.iterdir()}
+    trained = []
+    monkeypatch.setattr(peer, "fine_tune", lambda *a, **k: trained.append(a[0]))
+    record_peer("smoke", {"tasks": ["sst", "sts"], "epochs": 2, "resume": True})
+    assert trained == []
+    assert [r.to_dict() for r in load_results("peer_transformers", "smoke").runs] == \
+        [r.to_dict() for r in results.runs]
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == written
+    monkeypatch.undo()
+    monkeypatch.setenv("MINBERT_REPORTS_DIR", str(tmp_path))
     cfg = load_config("peer_transformers", "smoke")
     from minbert.bert import load_tokenizer
 

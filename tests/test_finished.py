@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from minbert import experiments, paths
+from minbert import experiments, finished, paths
 from minbert.bert import load_tokenizer
 from minbert.experiments import load_kept_model, load_multitask, run_arm, run_comparison
 from minbert.finished import finished_path
@@ -61,7 +61,7 @@ def test_a_resumed_run_is_taken_from_its_file_with_the_same_record_and_outputs(s
     for task, predicted in first.trained.dev_predictions.items():
         np.testing.assert_array_equal(again.trained.dev_predictions[task], predicted)
         assert again.trained.dev_predictions[task].dtype == predicted.dtype
-        assert torch.equal(again.trained.dev_outputs[task], first.trained.dev_outputs[task])
+    assert again.trained.dev_outputs == {}  # kept only where asked (an ensemble's members)
     weights = zip(first.model.state_dict().values(), again.model.state_dict().values(), strict=True)
     for kept, loaded in weights:
         assert torch.equal(kept, loaded)  # the kept weights, from best.pt on this machine
@@ -70,11 +70,62 @@ def test_a_resumed_run_is_taken_from_its_file_with_the_same_record_and_outputs(s
         run_arm(cfg.with_updates({"resume": True, "lr": 2e-5}), "baseline", data, CPU,
                 notebook="02_sbert_baseline", name="b")
     assert trained == ["b"]
-    # another commit: not taken from its file (the code may train it otherwise); the trainer is called
+    # another commit (a README rewritten between two GPU leases) with the same training code: taken
     monkeypatch.setenv("MINBERT_COMMIT", "0" * 40)
     trained.clear()
     run_arm(cfg.with_updates({"resume": True}), "baseline", data, CPU, notebook="02_sbert_baseline", name="b")
+    assert trained == []
+    # other training code: not taken from its file (it may train it otherwise); the trainer is called
+    monkeypatch.setattr(finished, "sources_fingerprint", lambda root=finished.LIBRARY: "another trainer")
+    run_arm(cfg.with_updates({"resume": True}), "baseline", data, CPU, notebook="02_sbert_baseline", name="b")
     assert trained == ["b"]
+
+
+def test_a_kept_ensemble_member_keeps_its_raw_outputs(setup):
+    cfg, data = setup
+    first = run_arm(cfg, "baseline", data, CPU, notebook="06_final_bert", name="m", keep_outputs=True)
+    again = run_arm(cfg.with_updates({"resume": True}), "baseline", data, CPU, notebook="06_final_bert",
+                    name="m")
+    for task, outputs in first.trained.dev_outputs.items():
+        assert torch.equal(again.trained.dev_outputs[task], outputs)
+
+
+def test_the_training_code_is_what_keys_a_finished_run(tmp_path):
+    """A commit that changes pages, scripts or the README keeps the runs; one that changes the trainer
+    does not."""
+    root = tmp_path / "minbert"
+    (root / "report").mkdir(parents=True)
+    (root / "training.py").write_text("lr = 1e-4\n")
+    (root / "report" / "pages.py").write_text("title = 'a'\n")
+    before = finished.sources_fingerprint(root)
+    (root / "report" / "pages.py").write_text("title = 'b'\n")
+    assert finished.sources_fingerprint.__wrapped__(root) == before
+    (root / "training.py").write_text("lr = 2e-4\n")
+    assert finished.sources_fingerprint.__wrapped__(root) != before
+    names = [p.relative_to(finished.LIBRARY).as_posix() for p in finished.training_sources()]
+    assert {"training.py", "optim_kernels.c", "checksums.sha256"} <= set(names)
+    assert not [n for n in names if n.startswith("report/")]
+
+
+def test_a_multitask_run_file_with_all_of_qqps_dev_pairs_is_small(tmp_path, monkeypatch):
+    """What lets a full notebook's runs travel in a GPU call's 64 MiB: labels in a byte each, compressed."""
+    from minbert.config import MultitaskSettings
+    from minbert.records import RunRecord
+    from minbert.training import Trained
+
+    monkeypatch.setenv("MINBERT_RUNS_DIR", str(tmp_path))
+    rng = np.random.default_rng(0)
+    predictions = {"sst": rng.integers(0, 5, 1_101), "qqp": rng.integers(0, 2, 40_429),
+                   "sts": rng.uniform(0, 5, 1_500).astype(np.float32)}
+    record = RunRecord("r", {"sst_acc": 0.5}, 1, [], {})
+    settings = MultitaskSettings(profile="full")
+    path = finished.save_finished("02_sbert_baseline", settings, record,
+                                  Trained([], dev_predictions=predictions))
+    assert path.stat().st_size < 20_000
+    _, loaded = finished.load_finished("02_sbert_baseline", settings, "r")
+    for task, values in predictions.items():
+        np.testing.assert_array_equal(loaded.dev_predictions[task], values)
+        assert loaded.dev_predictions[task].dtype == values.dtype
 
 
 def test_a_killed_comparison_resumed_elsewhere_trains_only_what_it_had_not_finished(setup, monkeypatch):
@@ -91,8 +142,8 @@ def test_a_killed_comparison_resumed_elsewhere_trains_only_what_it_had_not_finis
     with pytest.raises(KeyboardInterrupt):
         run_comparison(cfg, data, CPU, notebook="02_sbert_baseline")
     folder = paths.runs_dir() / "finished" / "02_sbert_baseline.smoke"
-    finished = sorted(p.stem for p in folder.glob("*.json"))
-    assert finished == ["baseline-seed11711", "baseline-seed11712", "round-robin-seed11711"]
+    kept = sorted(p.stem for p in folder.glob("*.npz"))
+    assert kept == ["baseline-seed11711", "baseline-seed11712", "round-robin-seed11711"]
     # another machine: the finished-run files came with it, the checkpoints did not
     shutil.rmtree(paths.runs_dir() / "02_sbert_baseline")
     trained.clear()
@@ -172,3 +223,30 @@ if __name__ == "__main__":
     while Path(f"/proc/{worker}").exists() and time.time() < deadline:
         time.sleep(0.2)
     assert not Path(f"/proc/{worker}").exists() or "Z" in Path(f"/proc/{worker}/stat").read_text().split()[2]
+
+
+def test_a_resumed_part_1_run_is_taken_from_its_file_with_its_logits(tiny_checkpoint, data_dir, tmp_path,
+                                                                      monkeypatch):
+    """Notebook 01 on a second lease: its finished runs come back with their record and their dev and test
+    logits (what its comparison and prediction files read), not trained again."""
+    from minbert import part1
+
+    monkeypatch.setenv("MINBERT_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("MINBERT_REPORTS_DIR", str(tmp_path / "reports"))
+    cfg = load_config("01_part1_sst", "smoke", {"checkpoint": str(tiny_checkpoint), "train_limit": 16,
+                                                "dev_limit": 12, "heldout_size": 8, "finetune_epochs": 1})
+    data = part1.load_sentence_task("sst", cfg, load_tokenizer(cfg.checkpoint))
+    first = part1.run_sst_mode(cfg, "finetune", data, CPU, seed=3, notebook="01_part1_sst")
+    assert first.model is not None and first.logits["test"].shape == (12, 5)
+    monkeypatch.setattr(part1, "train_classifier", lambda *a, **k: pytest.fail("trained again"))
+    again = part1.run_sst_mode(cfg.with_updates({"resume": True}), "finetune", data, CPU, seed=3,
+                               notebook="01_part1_sst")
+    assert again.model is None and again.record.to_dict() == first.record.to_dict()
+    for split in ("dev", "test"):
+        np.testing.assert_array_equal(again.logits[split], first.logits[split])
+        np.testing.assert_array_equal(again.predictions(split), first.predictions(split))
+    written = part1.save_sst_predictions(again, data, "01_part1_sst", cfg.profile)
+    assert written["dev"] == first.predictions("dev").tolist()
+    with pytest.raises(pytest.fail.Exception, match="trained again"):  # another seed: not in the files
+        part1.run_sst_mode(cfg.with_updates({"resume": True}), "finetune", data, CPU, seed=4,
+                           notebook="01_part1_sst")

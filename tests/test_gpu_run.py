@@ -65,6 +65,34 @@ def test_default_checkpoint_follows_the_environment(tiny_checkpoint, tmp_path, m
         default_checkpoint()
 
 
+def test_a_readme_rewritten_by_receiving_a_lease_leaves_the_source_clean(tmp_path, monkeypatch):
+    """receive.py rewrites the README's results section: the next bundle is not refused for it (nor the
+    stamps called dirty), while a change to the source still is."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "reports").mkdir()
+    for name in ("README.md", "lib/trainer.py", "reports/index.html"):
+        (tmp_path / name).write_text("one\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "one")
+    monkeypatch.setattr(bundle, "ROOT", tmp_path)
+    (tmp_path / "README.md").write_text("results\n")
+    (tmp_path / "reports" / "index.html").write_text("two\n")
+    assert records.git_state(tmp_path)[1] is False
+    bundle.record_commit(tmp_path / "commit", allow_dirty=False)
+    assert (tmp_path / "commit").read_text().endswith("\nclean\n")
+    (tmp_path / "lib" / "trainer.py").write_text("two\n")
+    assert records.git_state(tmp_path)[1] is True
+    with pytest.raises(bundle.BundleError, match="uncommitted changes"):
+        bundle.record_commit(tmp_path / "commit", allow_dirty=False)
+
+
 def test_the_commit_a_copy_names(monkeypatch):
     monkeypatch.setenv("MINBERT_COMMIT", "abc123")
     assert records.git_state() == ("abc123", None)
@@ -134,12 +162,16 @@ def test_a_notebook_executed_without_rendering_is_rendered_back_home(tmp_path, m
     executed = away / "runs" / "executed" / "01_part1_sst.smoke.ipynb"
     assert json.loads(executed.read_text())["cells"]
     (executed.parent / ".02_sbert_baseline.smoke.ipynb.x1y2.part.ipynb").write_text("{")  # a killed run's
-    kept = away / "runs" / "finished" / "02_sbert_baseline.smoke" / "baseline-seed11711.json"
+    kept = away / "runs" / "finished" / "02_sbert_baseline.smoke" / "baseline-seed11711.npz"
     kept.parent.mkdir(parents=True)
-    kept.write_text('{"record": {}}')  # what the killed notebook finished before it was stopped
+    kept.write_bytes(b"a finished run")  # what the killed notebook finished before it was stopped
+    note = away / "runs" / "gpu-state" / "smoke-abc123"
+    note.parent.mkdir(parents=True)
+    note.touch()  # the lease's smoke step passed at this commit
     archive = tmp_path / "minbert-smoke.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        for part in ("reports/results", "reports/predictions", "runs/executed", "runs/finished"):
+        for part in ("reports/results", "reports/predictions", "runs/executed", "runs/finished",
+                     "runs/gpu-state"):
             tar.add(away / part, arcname=part)
     monkeypatch.setenv("MINBERT_REPORTS_DIR", str(home / "reports"))
     monkeypatch.setenv("MINBERT_RUNS_DIR", str(home / "runs"))
@@ -151,8 +183,13 @@ def test_a_notebook_executed_without_rendering_is_rendered_back_home(tmp_path, m
     assert (reports / "results" / "01_part1_sst.smoke.json").read_bytes() == \
         (away / "reports" / "results" / "01_part1_sst.smoke.json").read_bytes()
     assert (reports / "predictions" / "01_part1_sst.smoke" / "finetune-seed11711-sst-dev.csv").is_file()
-    # the finished runs are kept where the next bundle takes them from, for the next lease to resume
-    assert (home / "runs" / "finished" / kept.parent.name / kept.name).read_text() == kept.read_text()
+    # the finished runs and the lease's notes are kept where the next bundle takes them from
+    assert (home / "runs" / "finished" / kept.parent.name / kept.name).read_bytes() == kept.read_bytes()
+    assert (home / "runs" / "gpu-state" / note.name).is_file()
+    staging = tmp_path / "staging"
+    bundle.copy_home_state(home / "runs", staging)
+    assert (staging / "finished" / kept.parent.name / kept.name).read_bytes() == kept.read_bytes()
+    assert [p.name for p in (staging / "state").iterdir()] == [note.name]
     with pytest.raises(SystemExit, match="dry run"):
         receive.receive(archive.rename(tmp_path / "minbert-smoke-dry-run.tar.gz"))
     monkeypatch.setenv("MINBERT_COMMIT", "0" * 40)  # the archive's runs name another commit than here

@@ -96,6 +96,11 @@ def warmup_ratio_field() -> Any:
     return Field(0.1, ge=0.0, lt=1.0, description="share of the steps spent warming up")
 
 
+def resume_field() -> Any:
+    return Field(False, description="take the runs that finished earlier with the same settings and code "
+                 "(runs/finished/) instead of training them again")
+
+
 def max_grad_norm_field() -> Any:
     return Field(1.0, gt=0.0, description="gradient-norm clipping, AdamW and Sophia alike; null for none")
 

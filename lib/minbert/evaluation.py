@@ -128,6 +128,15 @@ def predict(model: MultitaskBert, data: TaskTensors, batch_size: int,
     return outputs_in_order(data.lengths(), batch_size, outputs, tasks.get(data.task).output_shape(len(data)))
 
 
+def predictions_from_outputs(task: str, outputs: torch.Tensor) -> np.ndarray:
+    """What a comparison resamples: class labels from raw outputs, or the raw scores of a regression
+    (unrounded, unlike the prediction files)."""
+    spec = tasks.get(task)
+    if spec.kind == "regression":
+        return outputs.float().numpy()
+    return np.asarray(spec.predicted_labels(outputs))
+
+
 def dev_metrics(model: MultitaskBert, dev: dict[str, TaskTensors], batch_size: int,
                 runtime: Runtime = CPU, predictions: dict[str, np.ndarray] | None = None,
                 raw: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
@@ -143,10 +152,10 @@ def dev_metrics(model: MultitaskBert, dev: dict[str, TaskTensors], batch_size: i
             raw[name] = outputs
         gold = torch.tensor(data.labels, dtype=task.label_dtype)
         metrics[f"{name}_dev_loss"] = float(task.loss(outputs, gold))
-        predicted = outputs.float().numpy() if task.kind == "regression" else task.predicted_labels(outputs)
+        predicted = predictions_from_outputs(name, outputs)
         metrics[task.metric] = task.score(predicted, gold)
         if predictions is not None:
-            predictions[name] = np.asarray(predicted)
+            predictions[name] = predicted
     return metrics
 
 

@@ -73,7 +73,7 @@ def epoch_checkpoints() -> bool:
 def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, *, notebook: str,
             name: str | None = None, updates: dict[str, Any] | None = None, checkpoints: bool = True,
             keep_snapshots: bool = False, on_epoch: Callable[[Epoch], None] | None = None,
-            need_model: bool = True) -> ArmRun:
+            need_model: bool = True, keep_outputs: bool = False) -> ArmRun:
     """Train one arm from the pretrained checkpoint.
 
     `updates` change knobs over the arm's (an attention variant, a tuned optimizer, a run seed...);
@@ -84,7 +84,8 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
     A run with checkpoints leaves its finished-run file as it ends (`minbert.finished`); with
     `resume`, a run that has one with the same settings is taken from it, not trained again: with its
     kept weights on the runtime's device where they are on this machine, or without them (model None)
-    where the caller does not `need_model` (then nothing is loaded).
+    where the caller does not `need_model` (then nothing is loaded). The file keeps the dev predictions
+    (what a comparison resamples) and, with `keep_outputs`, the raw dev outputs (what an ensemble averages).
     """
     name = name or arm
     settings = arm_settings(cfg, arm, updates)
@@ -115,7 +116,7 @@ def run_arm(cfg: MultitaskSettings, arm: str, data: TaskData, runtime: Runtime, 
                        dev_sizes={task: len(t) for task, t in data.dev.items()},
                        parameters=count_parameters(model), variant_movement=variant_movement(model) or None)
     if checkpoint_dir is not None:
-        save_finished(notebook, settings, record, trained)
+        save_finished(notebook, settings, record, trained, keep_outputs)
     return ArmRun(record, model, trained)
 
 

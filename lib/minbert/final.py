@@ -216,7 +216,7 @@ def final_model(cfg: FinalConfig, runtime: Runtime, notebook: str = "06_final_be
     for seed in seeds:
         name = "final" if cfg.ensemble_size == cfg.ensemble_epochs == 1 else f"final-seed{seed}"
         run = run_arm(cfg, cfg.arm, data, runtime, notebook=notebook, name=name, updates={"seed": seed},
-                      keep_snapshots=cfg.ensemble_epochs > 1)
+                      keep_snapshots=cfg.ensemble_epochs > 1, keep_outputs=True)
         members.append(run.record)
         models.append(run.model)
         member_dev.append(run.trained.dev_outputs)

@@ -25,6 +25,7 @@ from minbert.config import (
     every_task,
     lr_schedule_field,
     max_grad_norm_field,
+    resume_field,
     warmup_ratio_field,
 )
 from minbert.tasks import TaskName
@@ -52,6 +53,7 @@ class Part1Config(ComparisonConfig):
                                      "null to choose on dev")
     train_limit: int | None = Field(None, gt=0, description="seeded subsample of train; null for all")
     dev_limit: int | None = Field(None, gt=0, description="seeded subsample of dev and test; null for all")
+    resume: bool = resume_field()
 
 
 def _known(name: str | None, table: dict[str, Arm]) -> str | None:
@@ -291,6 +293,7 @@ class PeerConfig(NotebookConfig):
     heldout_sizes: dict[TaskName, int] = Field(default_factory=MultitaskSettings.model_fields["heldout_sizes"]
                                                .default_factory,
                                                description="as notebook 06's")
+    resume: bool = resume_field()
 
 
 NOTEBOOK_CONFIGS: dict[str, type[Settings]] = {

@@ -11,6 +11,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,7 +22,13 @@ from minbert import tasks
 from minbert.bert import BertModel, count_parameters
 from minbert.data import TaskData, batch_indices, load_tasks, on_device, pad_batch
 from minbert.epochs import selected_on
-from minbert.evaluation import predict_logits, sentence_embeddings, write_predictions
+from minbert.evaluation import (
+    predict_logits,
+    predictions_from_outputs,
+    sentence_embeddings,
+    write_predictions,
+)
+from minbert.finished import load_run, save_run
 from minbert.models import SentenceClassifier
 from minbert.notebook_settings import Part1Config
 from minbert.optim import AdamW
@@ -122,12 +129,34 @@ def load_sentence_task(task: str, cfg: Part1Config, tokenizer) -> TaskData:
                       strict=cfg.strict_data, heldout_sizes=heldout)
 
 
-def run_sst_mode(cfg: Part1Config, mode: str, data: TaskData, runtime: Runtime,
-                 seed: int | None = None) -> tuple[RunRecord, SentenceClassifier]:
-    """Train one Part 1 classifier (`pretrain` or `finetune`) with a run seed (default: the config's);
-    its record (`<mode>-seed<seed>`: dev accuracy of the best epoch, per-epoch history) and the
-    trained model (the kept epoch's weights)."""
+@dataclass
+class Part1Run:
+    """One Part 1 run: its record, its raw SST logits on dev and test (what the comparison resamples and
+    the prediction files hold) and its model, or None where the run was taken from its finished-run
+    file (`minbert.finished`)."""
+
+    record: RunRecord
+    logits: dict[str, np.ndarray]
+    model: SentenceClassifier | None = None
+
+    def predictions(self, split: str) -> np.ndarray:
+        return predictions_from_outputs("sst", torch.from_numpy(self.logits[split]))
+
+
+def run_sst_mode(cfg: Part1Config, mode: str, data: TaskData, runtime: Runtime, seed: int | None = None,
+                 notebook: str | None = None) -> Part1Run:
+    """Train one Part 1 classifier (`pretrain` or `finetune`) with a run seed (default: the config's):
+    its record (`<mode>-seed<seed>`: dev accuracy of the best epoch, per-epoch history), the kept
+    epoch's dev and test logits, and the model. With a `notebook`, the run leaves its finished-run file,
+    and with `cfg.resume` one trained with the same settings and code is taken from it instead."""
     seed = cfg.seed if seed is None else seed
+    name = f"{mode}-seed{seed}"
+    settings = {**cfg.model_dump(mode="json", exclude={"device", "resume", "seeds", "modes"}),
+                "mode": mode, "run_seed": seed}
+    if notebook is not None and cfg.resume:
+        found = load_run(notebook, cfg.profile, name, settings)
+        if found is not None:
+            return Part1Run(found[0], found[1]["logits"])
     torch.manual_seed(seed)  # the head's start
     bert = BertModel.from_pretrained(cfg.checkpoint, hidden_dropout_prob=cfg.dropout)
     model = SentenceClassifier(bert, num_classes=tasks.get("sst").num_classes, dropout=cfg.dropout,
@@ -150,29 +179,24 @@ def run_sst_mode(cfg: Part1Config, mode: str, data: TaskData, runtime: Runtime,
               "precision": runtime.precision,
               "trainable_parameters": count_parameters(model, trainable_only=True)}
     heldout = {"sst_acc": best["heldout_acc"]} if held is not None else None
-    record = RunRecord(f"{mode}-seed{seed}", {"sst_acc": best["dev_acc"]}, best["epoch"], history, config,
+    record = RunRecord(name, {"sst_acc": best["dev_acc"]}, best["epoch"], history, config,
                        heldout=heldout, group=mode, dev_sizes={"sst": len(dev)},
                        train_sizes={"sst": len(train)})
-    return record, model
+    logits = {split: predict_logits(model, data.tensors[split]["sst"].a, cfg.eval_batch_size, runtime).numpy()
+              for split in ("dev", "test")}
+    if notebook is not None:
+        save_run(notebook, cfg.profile, name, settings, record, {"logits": logits})
+    return Part1Run(record, logits, model)
 
 
-def sst_dev_predictions(model: SentenceClassifier, data: TaskData, cfg: Part1Config,
-                        runtime: Runtime) -> dict[str, np.ndarray]:
-    """A Part 1 model's SST dev predictions in input order (what a paired comparison resamples)."""
-    logits = predict_logits(model, data.dev["sst"].a, cfg.eval_batch_size, runtime)
-    return {"sst": np.asarray(tasks.get("sst").predicted_labels(logits))}
-
-
-def save_sst_predictions(model: SentenceClassifier, data: TaskData, mode: str, notebook: str,
-                         cfg: Part1Config, runtime: Runtime) -> dict[str, list[int]]:
-    """Dev and test-student predictions of a Part 1 model as CSV (id, sentiment) under
-    reports/predictions/<notebook>.<profile>/; returns the dev and test labels."""
+def save_sst_predictions(run: Part1Run, data: TaskData, notebook: str, profile: str) -> dict[str, list[int]]:
+    """Dev and test-student predictions of a Part 1 run as CSV (id, sentiment) under
+    reports/predictions/<notebook>.<profile>/, named after the run; returns the dev and test labels."""
     task = tasks.get("sst")
     predicted = {}
     for split_name in ("dev", "test"):
-        tensors = data.tensors[split_name]["sst"]
-        labels = task.predicted_labels(predict_logits(model, tensors.a, cfg.eval_batch_size, runtime))
-        write_predictions(predictions_dir(notebook, cfg.profile) / f"{mode}-sst-{split_name}.csv",
-                          tensors.ids, labels, task.label_column)
+        labels = run.predictions(split_name).tolist()
+        write_predictions(predictions_dir(notebook, profile) / f"{run.record.name}-sst-{split_name}.csv",
+                          data.tensors[split_name]["sst"].ids, labels, task.label_column)
         predicted[split_name] = labels
     return predicted

@@ -27,6 +27,7 @@ from minbert.comparison import Difference, paired_difference
 from minbert.data import TaskSplit, batch_indices
 from minbert.epochs import Epoch
 from minbert.evaluation import outputs_in_order
+from minbert.finished import load_run, save_run
 from minbert.notebook_settings import PeerConfig
 from minbert.records import RunRecord
 from minbert.runtime import Runtime, to_device
@@ -186,8 +187,19 @@ def run_peer(cfg: PeerConfig, runtime: Runtime, tokenizer=None) -> tuple[list[Pe
                       train_limits=cfg.train_limits, dev_limits=cfg.dev_limits, seed=cfg.seed,
                       strict=cfg.strict_data, heldout_sizes=cfg.heldout_sizes)
     splits = data.splits
-    runs = [fine_tune(task, splits["train"][task], splits["heldout"][task], splits["dev"][task], checkpoint,
-                      cfg, runtime, cfg.seed) for task in cfg.tasks]
+    runs = []
+    for task in cfg.tasks:
+        settings = {**cfg.model_dump(mode="json", exclude={"device", "resume", "tasks"}), "task": task}
+        found = load_run(PEER, cfg.profile, f"peer-{task}", settings) if cfg.resume else None
+        if found is not None:  # finished earlier (a lease that ran out), with these settings and code
+            dev_ids = [e.id for e in splits["dev"][task].examples]
+            runs.append(PeerRun(found[0], found[1]["dev"]["predictions"], dev_ids))
+            continue
+        run = fine_tune(task, splits["train"][task], splits["heldout"][task], splits["dev"][task], checkpoint,
+                        cfg, runtime, cfg.seed)
+        save_run(PEER, cfg.profile, run.record.name, settings, run.record, {"dev": {"predictions":
+                                                                                  run.dev_predictions}})
+        runs.append(run)
     return runs, data.summary
 
 

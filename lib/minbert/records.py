@@ -41,8 +41,13 @@ VERSIONED_PACKAGES = ("minbert", "torch", "transformers", "tokenizers", "numpy",
                       "scikit-learn", "optuna", "papermill")
 
 
+# What is not source: the pages and results, and the README's results section that receiving a GPU run
+# rewrites (a git pathspec). A change there leaves a checkout clean.
+NOT_SOURCE = (".", ":!reports", ":!README.md")
+
+
 def git_state(root: Path = paths.PROJECT_ROOT) -> tuple[str | None, bool | None]:
-    """The commit checked out and whether the source (reports aside) has uncommitted changes.
+    """The commit checked out and whether the source (`NOT_SOURCE` aside) has uncommitted changes.
     A copy of the tree run elsewhere (a lent GPU machine) names its commit in MINBERT_COMMIT."""
     if os.environ.get("MINBERT_COMMIT"):  # the copy's own .git, if any, may be stale
         dirty = os.environ.get("MINBERT_DIRTY")
@@ -50,7 +55,7 @@ def git_state(root: Path = paths.PROJECT_ROOT) -> tuple[str | None, bool | None]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--", ".", ":!reports"],
+        status = subprocess.run(["git", "status", "--porcelain", "--", *NOT_SOURCE],
                                 cwd=root, capture_output=True, text=True, check=True).stdout
         return commit, bool(status.strip())
     except (OSError, subprocess.CalledProcessError):

@@ -73,9 +73,10 @@ def clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float | None) -> 
 
 
 # SMART's dropout-only control (what the term is at zero perturbation) costs one more forward pass; it is
-# logged, not trained on, so it is measured on every CONTROL_EVERY-th SMART step of a task (the first of
-# each epoch among them): the epoch's mean over those batches.
-CONTROL_EVERY = 8
+# logged, not trained on, so it is measured on each of a task's first CONTROL_ALL SMART steps of an epoch
+# and on every CONTROL_EVERY-th one after: a short epoch measures every step, a long one a sample of an
+# eighth (the epoch's mean over the batches measured).
+CONTROL_ALL, CONTROL_EVERY = 32, 8
 
 
 def _stop(value: float, where: str):
@@ -444,7 +445,7 @@ def _train_epoch(model: MultitaskBert, optimizers: dict, schedulers: dict, train
             sums[task] = sums[task] + _summed(loss, len(idx))
             seen[task] += len(idx)
             if task in smart:
-                measure = smart_steps[task] % CONTROL_EVERY == 0
+                measure = smart_steps[task] < CONTROL_ALL or smart_steps[task] % CONTROL_EVERY == 0
                 smart_steps[task] += 1
                 with region("smart"):
                     adversarial, control = smart_terms(model, task, embedded, outputs, smart[task], runtime,

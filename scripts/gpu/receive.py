@@ -1,7 +1,8 @@
 """Bring a GPU run home: unpack the archive scripts/gpu/run.sh left, put its results and predictions into
 reports/, render each executed notebook there with nbconvert, keep its finished-run files under
-runs/finished/ (the next `make gpu-bundle` sends them, and the next lease resumes from them), and rewrite
-the index and the README's results section.
+runs/finished/ and its notes under runs/gpu-state/ (the next `make gpu-bundle` sends them: the next lease
+resumes from the runs and skips the smoke step and benchmarks already done), and rewrite the index and the
+README's results section (a change the next bundle does not count as uncommitted source).
 
     .venv/bin/python scripts/gpu/receive.py FOLDER_OR_ARCHIVE        (or: make gpu-receive FROM=...)
 
@@ -59,13 +60,16 @@ def receive(archive: Path, any_commit: bool = False) -> list[Path]:
             target = reports / "predictions" / folder.name
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(folder, target)
-        finished = sorted((unpacked / "runs" / "finished").glob("*/*.json"))
+        finished = sorted((unpacked / "runs" / "finished").glob("*/*.npz"))
         for path in finished:
             target = paths.runs_dir() / "finished" / path.parent.name / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
         if finished:
             print(f"kept {len(finished)} finished runs under {paths.runs_dir() / 'finished'}")
+        for path in sorted((unpacked / "runs" / "gpu-state").glob("*")):  # what the next lease may skip
+            (paths.runs_dir() / "gpu-state").mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, paths.runs_dir() / "gpu-state" / path.name)
         executed = sorted((unpacked / "runs" / "executed").glob("*.ipynb"))
         killed = [nb for nb in executed if nb.name.startswith(".") or ".part" in nb.name
                   or nb.name.endswith(".failed.ipynb")]
