@@ -37,7 +37,8 @@ def smart_results(profile: str, estimate: float) -> Results:
 
 def test_each_question_is_answered_from_the_saved_differences_full_profile_first():
     table = study_summary([smart_results("quick", -0.30), smart_results("full", -0.05)])
-    row = table.set_index("question").loc["Does a classification divergence on the STS score collapse STS?"]
+    collapse = next(q.text for q in QUESTIONS if q.notebook == "04_smart" and q.ours is not None)
+    row = table.set_index("question").loc[collapse]
     assert row["ours (MiniLM)"] == (  # the naive divergence against the right one, with STS trained
         "Does not reproduce at this budget: with STS at 0.800 Pearson under the right divergence, the "
         "naive one moves it by -0.005 [-0.010, +0.010]; what SMART does to STS here, the divergence's form "
@@ -45,6 +46,7 @@ def test_each_question_is_answered_from_the_saved_differences_full_profile_first
     assert row["evidence"] == ('<a href="04_smart.full.html#What-our-numbers-say">04_smart.full (9 runs, '
                                '3 seeds per arm, commit abcdef1)</a>')  # a link to the section that shows it
     assert "0.847 to 0.438" in row["the study (theirs, BERT-base)"]  # BERT Baseline and BERT-SMART, STS
+    assert row["status of the study's claim"] == "contradicted"  # its collapse does not come from the form
     unanswered = table.set_index("question").loc["Does Sophia beat AdamW?"]
     assert unanswered["ours (MiniLM)"] == "not run yet" and unanswered["evidence"] == "-"
     smart = table.set_index("question").loc["Does SMART help?"]
@@ -73,7 +75,9 @@ def test_the_final_model_questions_read_the_ensemble_the_peer_and_the_ablation()
         "final (an ensemble of 2 runs, 46.6M parameters): SST acc 0.500, QQP acc 0.850, STS pearson 0.880 "
         "(dev rows as in the report); its best single run final-seed1: SST acc 0.490, QQP acc 0.850, STS "
         "pearson 0.880.")  # like for like: the ensemble and its best single run, each said to be what it is
-    beats = table["Does the multitask model beat a plain fine-tune of the same weights, one task at a time?"]
+    ensemble = next(q.text for q in QUESTIONS if q.checks_key == "peer_differences")
+    assert ensemble.startswith("Not like for like")
+    beats = table[ensemble]
     assert beats == "ours against peer: better on SST acc +0.020 [+0.005, +0.035]; negligible on QQP acc."
     levers = table["Which choices of the final recipe help (an ablation, each against the recipe)?"]
     assert levers == "layer-wise lr decay against recipe: worse on SST acc -0.030 [-0.050, -0.010]."
@@ -256,10 +260,10 @@ def test_the_studys_answers_are_its_own_figures():
     assert versus("sBERT-Sophia Baseline", "sBERT-Baseline_2") == (
         "above on QQP 0.808 vs 0.773, STS 0.447 vs 0.433; below on SST 0.367 vs 0.514")
     sophia = next(q for q in QUESTIONS if q.notebook == "03_sophia")
-    assert sophia.theirs.startswith("Mixed") and "above on QQP 0.808 vs 0.773" in sophia.theirs
+    assert sophia.theirs.startswith("One run each") and "above on QQP 0.808 vs 0.773" in sophia.theirs
 
 
-def test_the_short_answer_counts_the_arms_beyond_three_in_words():
+def test_the_short_answer_names_every_arm_it_counts():
     from minbert.report.study import short_answer
 
     question = next(q for q in QUESTIONS if q.notebook == "02_sbert_baseline")
@@ -269,4 +273,4 @@ def test_the_short_answer_counts_the_arms_beyond_three_in_words():
     runs = [RunRecord(f"{a}-seed1", {"qqp_acc": 0.8}, 1, [], group=a) for a in ("baseline", *arms)]
     result = Results("02_sbert_baseline", "cpu", {}, {}, runs, {"differences": found, "margins": margins})
     assert short_answer(question, result) == ("qqp-first better on QQP; round-robin better on QQP; combined "
-                                              "better on QQP; 1 more arm.")
+                                              "better on QQP; pcgrad better on QQP.")

@@ -46,10 +46,13 @@ def smallest_effect(task: str) -> float:
     return SMALLEST_EFFECT[tasks.get(task).metric.rsplit("_", 1)[-1]]
 
 
+DIGITS = 3  # what a difference is printed with, and what its verdict is decided on
+
+
 def signed(value: float) -> str:
     """A difference with its sign and three decimals, intervals alike (a bound that rounds to 0 keeps its
-    sign: "+0.000"); the verdict, not the digits, says whether it counts."""
-    return f"{value:+.3f}"
+    sign: "+0.000")."""
+    return f"{value:+.{DIGITS}f}"
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,8 @@ class Difference:
 
     @property
     def excludes_zero(self) -> bool:
-        return self.low > 0 or self.high < 0
+        """Whether the printed interval excludes 0 (a bound printed "+0.000" does not)."""
+        return round(self.low, DIGITS) > 0 or round(self.high, DIGITS) < 0
 
     @property
     def seeds_agree(self) -> bool:
@@ -79,10 +83,13 @@ class Difference:
 
     @property
     def verdict(self) -> str:
-        """better, worse, negligible or inconclusive (the module's docstring says when)."""
-        if self.excludes_zero and self.seeds_agree and abs(self.estimate) >= self.smallest:
-            return "better" if self.estimate > 0 else "worse"
-        if -self.smallest < self.low and self.high < self.smallest:
+        """better, worse, negligible or inconclusive (the module's docstring says when), decided on the
+        figures as printed (`DIGITS` decimals): a reader checking "+0.010 [+0.006, +0.014]" against the
+        smallest effect of 0.01 reaches the same verdict as the report."""
+        estimate, low, high = (round(v, DIGITS) for v in (self.estimate, self.low, self.high))
+        if self.excludes_zero and self.seeds_agree and abs(estimate) >= self.smallest:
+            return "better" if estimate > 0 else "worse"
+        if -self.smallest < low and high < self.smallest:
             return "negligible"
         return "inconclusive"
 

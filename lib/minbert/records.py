@@ -188,19 +188,26 @@ def run_selection_score(run: RunRecord) -> float:
     return selected_on(run.heldout_mean, run.mean)
 
 
-def headline(runs: list[RunRecord]) -> RunRecord:
+def _groups(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
+    groups: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault(run.group or run.name, []).append(run)
+    return groups
+
+
+def headline(runs: list[RunRecord], passed_over: set[str] | frozenset = frozenset()) -> RunRecord:
     """THE rule for a notebook's headline run: the arm (a run's `group`; a run without one is its own)
     with the highest mean held-out score (rows carved from train) over its seeds, then that arm's
-    run with the highest held-out score; dev is only reported. Runs recorded without held-out
+    run with the highest held-out score; dev is only reported. The arms `passed_over` (the reference's
+    results again: `Results.indistinct_arms`) are not candidates. Runs recorded without held-out
     scores (before the held-out split) are chosen by their mean dev score, as they were."""
     if not runs:
         raise ValueError("no runs to choose a headline run from")
     if not all(r.heldout for r in runs):
         return max(runs, key=lambda r: r.mean)
-    groups: dict[str, list[RunRecord]] = {}
-    for run in runs:
-        groups.setdefault(run.group or run.name, []).append(run)
-    best = max(groups.values(), key=lambda group: sum(map(run_selection_score, group)) / len(group))
+    groups = [group for arm, group in _groups(runs).items() if arm not in passed_over] or \
+        list(_groups(runs).values())
+    best = max(groups, key=lambda group: sum(map(run_selection_score, group)) / len(group))
     return max(best, key=run_selection_score)
 
 
@@ -283,7 +290,17 @@ class Results:
     checks: dict = field(default_factory=dict)
 
     def headline(self) -> RunRecord:
-        return headline(self.runs)
+        return headline(self.runs, self.indistinct_arms())
+
+    def indistinct_arms(self) -> set[str]:
+        """The arms whose every saved difference from the comparison's reference is negligible (a tuned
+        arm whose best trial landed on the defaults): the reference's result again, never a headline."""
+        from minbert.comparison import Difference
+
+        verdicts: dict[str, set[str]] = {}
+        for saved in self.checks.get("differences", []):
+            verdicts.setdefault(saved["arm"], set()).add(Difference.from_dict(saved).verdict)
+        return {arm for arm, found in verdicts.items() if found == {"negligible"}}
 
     def run(self, name: str) -> RunRecord:
         for run in self.runs:

@@ -16,7 +16,7 @@ from minbert.arms import ARMS, Arm
 from minbert.comparison import Comparison, Difference, cannot_answer, signed
 from minbert.epochs import Epoch
 from minbert.evaluation import margin_of_error
-from minbert.published import STATE_OF_THE_ART, STUDY_FIGURES
+from minbert.published import README_ROWS, STATE_OF_THE_ART, STUDY_FIGURES, SWAP_NOTE, SWAPPED
 from minbert.records import Results, RunRecord
 from minbert.report.study import wall_minutes
 
@@ -326,11 +326,14 @@ def _short_commit(stamp: dict) -> str:
 
 
 def study_table() -> pd.DataFrame:
-    """The study's published dev figures and the state of the art it cites (theirs)."""
-    rows = [{"model (theirs)": name, "SST acc": sst, "QQP acc": qqp, "STS pearson": sts}
+    """The study's published dev figures and the state of the art it cites (theirs), each row with its
+    label in the study's README and, where one of its tables swaps two columns, a note."""
+    rows = [{"model (theirs)": name, "SST acc": sst, "QQP acc": qqp, "STS pearson": sts,
+             "in its README": " / ".join(README_ROWS[name]), "note": SWAP_NOTE if name in SWAPPED else ""}
             for name, (sst, qqp, sts) in STUDY_FIGURES.items()]
     rows.append({"model (theirs)": "state of the art cited by the study", "SST acc": STATE_OF_THE_ART[0],
-                 "QQP acc": STATE_OF_THE_ART[1], "STS pearson": STATE_OF_THE_ART[2]})
+                 "QQP acc": STATE_OF_THE_ART[1], "STS pearson": STATE_OF_THE_ART[2],
+                 "in its README": "State-of-the-Art", "note": ""})
     return pd.DataFrame(rows).set_index("model (theirs)")
 
 
