@@ -9,6 +9,7 @@ import pytest
 
 from minbert import cli
 from minbert.paths import PROJECT_ROOT
+from minbert.published import REPOSITORY
 from minbert.runner import notebook_names
 
 # A script or style sheet a page would fetch from elsewhere (links a reader may follow are fine).
@@ -60,6 +61,26 @@ def test_the_committed_reports_of_a_profile_come_from_one_clean_commit():
         assert len(seen) == 1, f"the {profile} profile's results come from {sorted(c[:7] for c in seen)}"
         for page in folder.glob(f"*.{profile}.html"):
             assert next(iter(seen)) in page.read_text(), f"{page.name} is not from the {profile} commit"
+
+
+def dead_links(folder) -> list[str]:
+    """Every link of the pages in `folder` that points at nothing: a local file or folder that is not
+    there, or an anchor (#id) that no element of its page carries."""
+    import re
+    from pathlib import Path
+
+    dead = []
+    for page in sorted(Path(folder).glob("*.html")):
+        for href in re.findall(r'href="([^"]+)"', page.read_text(encoding="utf-8")):
+            if href.startswith(("http://", "https://", "mailto:", "data:")):
+                continue
+            target, _, anchor = href.partition("#")
+            path = page.parent / target if target else page
+            if not path.exists():
+                dead.append(f"{page.name}: {href}")
+            elif anchor and path.suffix == ".html" and f'id="{anchor}"' not in path.read_text("utf-8"):
+                dead.append(f"{page.name}: {href} (no such anchor)")
+    return dead
 
 
 @pytest.fixture
@@ -117,8 +138,8 @@ def test_part1_smoke_run_writes_report_results_and_predictions_that_07_gathers(r
     for link in ("index.html", "results/01_part1_sst.smoke.json", "predictions/01_part1_sst.smoke/"):
         assert f'<a href="{link}">' in html  # the report links back to the index and to its outputs
     nav = ('<nav class="minbert-nav"><a href="index.html">all reports</a>'
-           '<a href="02_sbert_baseline.smoke.html">')
-    assert html.count(nav) == 2  # top and bottom: the index and the next report (01 has no previous one)
+           '<a href="index.html#glossary">glossary</a></nav>')
+    assert html.count(nav) == 2  # top and bottom: the index; no other report of the profile exists yet
     assert '<details class="minbert-code"><summary>code</summary>' in html  # code folded, one click away
     assert ".jp-OutputArea-output pre { word-break: normal;" in html  # printed lines wrap between words
 
@@ -134,6 +155,17 @@ def test_part1_smoke_run_writes_report_results_and_predictions_that_07_gathers(r
     assert "The study's questions, its answers and ours" in index and any(w in index for w in worded)
     assert "Does fine-tuning all of BERT beat" in html
     assert html.index('id="Findings:-the-study') < html.index('id="Our-runs"')
+    # the links between reports follow what exists: 01 now links 07 as its next report, 07 links back
+    first = (report_dirs / "01_part1_sst.smoke.html").read_text()
+    assert first.count('<a href="07_results.smoke.html">07_results →</a></nav>') == 2
+    assert html.count('<nav class="minbert-nav"><a href="01_part1_sst.smoke.html">← 01_part1_sst</a>') == 2
+    assert "wrote index" not in html  # no stray output line
+    for section in ("In short:", "Where our runs differ from the study's", "What we did not attempt",
+                    'id="glossary"', "status of the study's claim", REPOSITORY):
+        assert section in index, section
+    assert index.index("In short:") < index.index("Where our runs differ") < index.index(
+        "The study's questions, its answers and ours")
+    assert dead_links(report_dirs) == []
 
 
 def test_unknown_parameter_stops_before_running(report_dirs, capsys):

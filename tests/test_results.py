@@ -163,3 +163,25 @@ def test_every_committed_prediction_file_belongs_to_its_folders_results_file():
             assert task in registry.TASKS and split in ("dev", "test"), csv.name
             # a single-task run is named after its task (the peer's `peer-sst` writes peer-sst-dev.csv)
             assert run in names or f"{run}-{task}" in names, f"{folder.name}/{csv.name}: not a run of it"
+
+
+def test_reports_link_only_the_neighbours_that_are_rendered(tmp_path):
+    """A profile rendered in part links what is there; a report rendered later gains its neighbours."""
+    from minbert.report.index import navigation, refresh_navigation
+
+    existing = {"01_part1_sst.cpu.html", "03_sophia.cpu.html", "06_final_bert.cpu.html"}
+    assert navigation("03_sophia", "cpu", existing) == [
+        ("← 01_part1_sst", "01_part1_sst.cpu.html"), ("all reports", "index.html"),
+        ("glossary", "index.html#glossary"), ("06_final_bert →", "06_final_bert.cpu.html")]
+    nav = '<nav class="minbert-nav"><a href="index.html">all reports</a></nav>'
+    for name in ("01_part1_sst.cpu.html", "06_final_bert.full.html"):
+        (tmp_path / name).write_text(f"<body>{nav}<p>report</p>{nav}</body>")
+    rewritten = [tmp_path / "01_part1_sst.cpu.html", tmp_path / "06_final_bert.full.html"]
+    assert refresh_navigation(tmp_path) == rewritten
+    first = (tmp_path / "01_part1_sst.cpu.html").read_text()
+    assert first.count('<a href="index.html#glossary">glossary</a></nav>') == 2 and "06_final" not in first
+    (tmp_path / "02_sbert_baseline.cpu.html").write_text(f"<body>{nav}</body>")
+    refresh_navigation(tmp_path)
+    first = (tmp_path / "01_part1_sst.cpu.html").read_text()
+    assert '<a href="02_sbert_baseline.cpu.html">02_sbert_baseline →</a>' in first
+    assert refresh_navigation(tmp_path) == []  # up to date: nothing rewritten

@@ -141,3 +141,27 @@ def test_a_claims_status_counts_our_verdicts_against_the_differences_its_figures
     against = [diff("round-robin", "sts", -0.02, -0.03, -0.01)]
     assert status(*against) == "contradicted (0 agree, 1 disagree, 0 open of the 1 differences it named)"
     assert status(diff("qqp-first", "sts", 0.01, -0.02, 0.04)).startswith("not settled at this budget")
+
+
+def test_the_deviations_table_reads_each_profiles_settings_from_its_results_file():
+    from minbert.comparison import ZERO_SHOT
+    from minbert.records import Results, RunRecord
+    from minbert.report.study import deviations
+
+    def result(profile, sizes, seeds):
+        config = {"lr": 1e-4, "epochs": 2, "batch_size": 32}
+        runs = [RunRecord(f"{arm}-seed{s}", {}, 1, [], config, train_sizes=sizes, group=arm,
+                          parameters=22_700_000) for arm in ("baseline", "qqp-first") for s in range(seeds)]
+        checks = {"floors": {ZERO_SHOT: {"sts": 0.838}}}
+        return Results("02_sbert_baseline", profile, {"device": f"cpu ({profile})"}, {}, runs, checks)
+
+    table = deviations([result("cpu", {"sst": 8000, "qqp": 12000, "sts": 5000}, 3),
+                        result("quick", {"sst": 300, "qqp": 300, "sts": 300}, 2)])
+    assert list(table.columns) == ["the study", "ours: cpu (02)", "ours: quick (02)", "what it can change"]
+    assert table.loc["train rows (SST / QQP / STS)", "ours: cpu (02)"] == "8,000 / 12,000 / 5,000"
+    assert table.loc["task proportions", "ours: cpu (02)"] == "QQP 1.5x SST, STS 0.6x SST"
+    assert table.loc["task proportions", "the study"] == "QQP 16.6x SST, STS 0.7x SST"
+    assert table.loc["seeds", "ours: cpu (02)"] == "3 a configuration"
+    assert table.loc["seeds", "ours: quick (02)"] == "2 a configuration"
+    assert "STS zero-shot 0.838" in table.loc["checkpoint training", "ours: cpu (02)"]
+    assert table.loc["hardware", "ours: quick (02)"] == "cpu (quick)"

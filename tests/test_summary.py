@@ -35,8 +35,9 @@ def smart_results(profile: str, estimate: float) -> Results:
                    {"differences": differences, "divergence_form": [form]})
 
 
-def test_each_question_is_answered_from_the_saved_differences_full_profile_first():
-    table = study_summary([smart_results("quick", -0.30), smart_results("full", -0.05)])
+def test_each_question_is_answered_from_the_saved_differences_full_profile_first(tmp_path):
+    (tmp_path / "04_smart.full.html").touch()  # its report is rendered: the evidence links to it
+    table = study_summary([smart_results("quick", -0.30), smart_results("full", -0.05)], reports=tmp_path)
     collapse = next(q.text for q in QUESTIONS if q.notebook == "04_smart" and q.ours is not None)
     row = table.set_index("question").loc[collapse]
     assert row["ours (MiniLM)"] == (  # the naive divergence against the right one, with STS trained
@@ -52,6 +53,9 @@ def test_each_question_is_answered_from_the_saved_differences_full_profile_first
     smart = table.set_index("question").loc["Does SMART help?"]
     assert smart["ours (MiniLM)"] == "none of these arms ran in this profile"
     assert len(table) == len(QUESTIONS)
+    unrendered = study_summary([smart_results("full", -0.05)], reports=tmp_path / "none")
+    assert unrendered.set_index("question").loc[collapse, "evidence"] == (
+        "04_smart.full (9 runs, 3 seeds per arm, commit abcdef1), no report rendered")  # no dead link
 
 
 def test_the_final_model_questions_read_the_ensemble_the_peer_and_the_ablation():

@@ -24,7 +24,7 @@ from minbert import paths, runlock
 from minbert.files import atomic_path, atomic_write_text, remove_partials
 from minbert.params import load_config
 from minbert.records import ensure_reports_writable
-from minbert.report.index import write_index
+from minbert.report.index import navigation, write_index
 
 
 class NotebookRunError(RuntimeError):
@@ -68,24 +68,11 @@ def for_reading(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return notebook
 
 
-def navigation(notebook: str, profile: str) -> list[tuple[str, str]]:
-    """The links at the top and bottom of a report: the previous and next numbered report of the same
-    profile, and the index (hrefs relative to the reports folder)."""
-    names = notebook_names()
-    links = [("all reports", "index.html")]
-    if notebook in names:
-        at = names.index(notebook)
-        if at > 0:
-            links.insert(0, (f"← {names[at - 1]}", f"{names[at - 1]}.{profile}.html"))
-        if at + 1 < len(names):
-            links.append((f"{names[at + 1]} →", f"{names[at + 1]}.{profile}.html"))
-    return links
-
-
 def render_html(notebook_path: Path, html_path: Path) -> Path:
     """nbconvert's HTML of an executed notebook (`for_reading`) in JupyterLab's look without any script
     from the network (templates/minbert_report): code folded under a "code" toggle, the previous and
-    next report linked (`navigation`, from the report's name `<notebook>.<profile>.html`), written
+    next report of its profile that exist linked (`report.index.navigation`, from the report's name
+    `<notebook>.<profile>.html`; `write_index` brings every report's links up to date), written
     atomically."""
     from nbconvert import HTMLExporter  # here, not above: a machine that only executes (the GPU) lacks it
 
@@ -93,8 +80,9 @@ def render_html(notebook_path: Path, html_path: Path) -> Path:
     # no In/Out prompts: the findings move to the top, and an Out[17] above In [1] only confuses
     exporter = HTMLExporter(template_name="minbert_report", extra_template_basedirs=[str(TEMPLATES)],
                             exclude_input_prompt=True, exclude_output_prompt=True)
+    existing = {p.name for p in html_path.parent.glob(f"*.{profile}.html")} | {html_path.name}
     body, _ = exporter.from_notebook_node(for_reading(nbformat.read(notebook_path, as_version=4)),
-                                          resources={"minbert_nav": navigation(notebook, profile)})
+                                          resources={"minbert_nav": navigation(notebook, profile, existing)})
     return atomic_write_text(html_path, body)
 
 

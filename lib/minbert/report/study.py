@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from minbert import tasks
+from minbert import paths, tasks
 from minbert.arms import LEVERS
 from minbert.comparison import ZERO_SHOT as ZERO_SHOT_FLOOR
 from minbert.comparison import Difference, learned, smallest_effect, verdict
@@ -283,6 +283,17 @@ def _differences(question: Question, result: Results) -> tuple[list[Difference],
     return found, answers
 
 
+def _blend_part(question: Question, result: Results) -> str:
+    """For the final model against the peer: what the blended pretrained view alone contributes (its
+    paired difference, with against without it), so that the lead is read for what it is."""
+    saved = result.checks.get("blend_differences") if question.checks_key == "peer_differences" else None
+    if not saved:
+        return ""
+    parts = [f"{tasks.get(d.task).metric_label} {d.span} ({d.verdict})"
+             for d in map(Difference.from_dict, saved)]
+    return "Of that, the blended pretrained view alone contributes: " + "; ".join(parts) + "."
+
+
 def answer(question: Question, result: Results | None) -> str:
     """Our answer to one question from a results file, in full sentences (`comparison.verdict`)."""
     if result is None:
@@ -298,7 +309,8 @@ def answer(question: Question, result: Results | None) -> str:
         return note or "none of these arms ran in this profile"
     if _unjudged(question, result):
         return UNJUDGED
-    return " ".join([verdict(found, arm, answers) for arm in arms] + ([note] if note else []))
+    extra = [text for text in (note, _blend_part(question, result)) if text]
+    return " ".join([verdict(found, arm, answers) for arm in arms] + extra)
 
 
 def short_answer(question: Question, result: Results | None) -> str:
@@ -330,7 +342,7 @@ def short_answer(question: Question, result: Results | None) -> str:
     if counts:
         text += f"{'; otherwise' if head else ':'} {counts} of {len(open_)} differences"
     text += f"; {', '.join(closed)} not answered (the reference did not learn)." if closed else "."
-    return f"{text} {note}" if note else text
+    return " ".join(t for t in (text, note, _blend_part(question, result)) if t)
 
 
 def anchor(heading: str) -> str:
@@ -338,8 +350,13 @@ def anchor(heading: str) -> str:
     return heading.replace("`", "").replace(" ", "-")
 
 
-def _evidence_link(question: Question, result: Results) -> str:
-    href = f"{result.notebook}.{result.profile}.html#{anchor(question.section)}"
+def _evidence_link(question: Question, result: Results, reports: Path | None = None) -> str:
+    """The results file behind an answer, as a link to the section of its report that shows it where that
+    report is rendered (in `reports`, default the reports folder), else as text."""
+    page = f"{result.notebook}.{result.profile}.html"
+    if not ((reports or paths.reports_dir()) / page).is_file():
+        return html.escape(f"{_evidence(result)}, no report rendered")
+    href = f"{page}#{anchor(question.section)}"
     return f'<a href="{html.escape(href)}">{html.escape(_evidence(result))}</a>'
 
 
@@ -396,7 +413,7 @@ def _answers_by_profile(question: Question, results: list[Results], short: bool)
     return [(r, (short_answer if short else answer)(question, r)) for r in evidence or mine[:1]]
 
 
-def study_summary(results: list[Results], short: bool = True) -> pd.DataFrame:
+def study_summary(results: list[Results], short: bool = True, reports: Path | None = None) -> pd.DataFrame:
     """One row per question: the study's answer, ours (in a line, or with `short=False` in full), the
     status of the study's claim on our evidence (`claim_status`), and the results file behind ours
     (`evidence_for`) as a link to the section of its report that shows it. Where two profiles answer
@@ -410,11 +427,11 @@ def study_summary(results: list[Results], short: bool = True) -> pd.DataFrame:
             ours = " ".join(f"[{r.profile}] {text}" for r, text in answered)
             statuses = question.status or " / ".join(f"{claim_status(question, r)} ({r.profile})"
                                                      for r, _ in answered)
-            links = " ".join(_evidence_link(question, r) for r, _ in answered)
+            links = " ".join(_evidence_link(question, r, reports) for r, _ in answered)
         else:
             ours = (short_answer if short else answer)(question, result)
             statuses = claim_status(question, result)
-            links = _evidence_link(question, result) if result else "-"
+            links = _evidence_link(question, result, reports) if result else "-"
         rows.append({"question": html.escape(question.text, quote=False),
                      "the study (theirs, BERT-base)": html.escape(question.theirs, quote=False),
                      "ours (MiniLM)": html.escape(ours, quote=False),

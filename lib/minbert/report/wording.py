@@ -100,7 +100,8 @@ def limits(comparison: Comparison, differences: list[Difference], profile: str) 
         lines.append(f"- This is the {profile} profile, a first look on a 2-core CPU (tens of minutes a "
                      "notebook): its reference arm may not learn at all (see its floors), and then it "
                      "answers nothing. "
-                     "The cpu profile and the full profile (all data, 5 seeds) are the evidence.")
+                     "The cpu profile is the evidence; the index says which notebooks also ran the full "
+                     "profile.")
     return "\n".join(lines)
 
 
