@@ -482,7 +482,7 @@ def test_figures_in_the_notebooks_prose_are_the_studys_own():
     assert quoted  # the test reads the intros' quotes
     strays = [(name, value) for name, value in quoted if value not in published | hyper_parameters]
     assert not strays, f"figures in prose that are not the study's: {strays}"
-    assert STUDY_FIGURES["BERT-Final"] == (0.512, 0.888, 0.822)  # the row 06 quotes, as the study gives it
+    assert STUDY_FIGURES["BERT-Final"] == (0.513, 0.889, 0.851)  # the row 06 quotes, as the study gives it
 
 
 def test_reports_open_with_findings_and_comparisons_end_with_their_limits():

@@ -112,7 +112,7 @@ STUDY_BASES: dict[str, Mapping[str, Any]] = {
 
 _DROPOUT_ONLY = {"epsilon": 0.0, "noise_var": 0.0, "steps": 0}
 
-# 04: SMART, its dropout-only control, the study's STS divergence, and tuned.
+# 04: SMART, its dropout-only control, a classification divergence on STS (our hypothesis), tuned.
 SMART_ARMS: dict[str, Arm] = _table(
     Arm("no-smart", "no SMART term (the reference)", {"smart": {}},
         {"bi-encoder": "sBERT-Baseline_2", "cross-encoder": "BERT Baseline"}),
@@ -120,7 +120,7 @@ SMART_ARMS: dict[str, Arm] = _table(
         smart={"each": _DROPOUT_ONLY}),
     Arm("smart", "SMART at a perturbation that moves the outputs", smart={"each": {}},
         study_row={"bi-encoder": "sBERT-SMART Baseline"}),
-    Arm("smart-naive-sts", "SMART with the study's STS divergence: the score read as class logits",
+    Arm("smart-naive-sts", "SMART with a classification divergence on STS (our hypothesis of the study's)",
         smart={"each": {}, "sts": {"naive_regression": True}}, study_row={"cross-encoder": "BERT-SMART"}),
     Arm("smart-tuned", "SMART at each task's study's best trial", smart={"each": {}},
         study_row={"bi-encoder": "sBERT-SMART Tuned"}, tuned="each"),

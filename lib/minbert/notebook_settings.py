@@ -180,7 +180,7 @@ class SophiaConfig(TuningConfig):
 
 class SmartConfig(TuningConfig):
     """04_smart: multitask training without SMART, with its dropout-only part, with SMART at a
-    perturbation that moves the outputs (and with the study's STS divergence there), and tuned."""
+    perturbation that moves the outputs (and with a classification divergence on STS there), and tuned."""
 
     mode: Literal["bi-encoder", "cross-encoder"] = Field(
         "cross-encoder", description="the study's STS collapse under SMART was in its cross-encoder")

@@ -27,9 +27,10 @@ Divergences by output kind:
 - `multiclass` (SST logits): symmetric KL between the two softmax distributions;
 - `binary` (QQP's one logit): symmetric KL between the two Bernoulli distributions;
 - `regression` (STS score): squared difference of the two scores. A distance on
-  the real line, which is what a score is; the study applied its classification
-  divergence here instead and its STS correlation collapsed. That naive version is
-  kept as `regression-as-classification` (softmax over the batch of scores) to show it.
+  the real line, which is what a score is. The study's STS correlation collapsed under
+  SMART (it blamed "MSE loss for its calculation of adverserial loss"); our hypothesis
+  is that a classification divergence was applied to the score, kept as
+  `regression-as-classification` (softmax over the batch of scores) to test it.
   (MT-DNN's symmetric KL over a (batch, 1) score is a softmax over one value: always 0.)
 """
 
