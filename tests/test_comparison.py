@@ -13,6 +13,7 @@ from minbert.comparison import (
     Comparison,
     Difference,
     findings,
+    holm,
     learned,
     learned_line,
     paired_difference,
@@ -63,11 +64,58 @@ def test_identical_arms_and_balanced_disagreements_are_not_findings():
 
 def test_seeds_that_disagree_block_a_finding():
     gold, arm, reference = two_arms()
-    # seed 2: the reference's better predictions and the arm's swap roles, by less
+    # seed 3: the reference's better predictions and the arm's swap roles, by less
     _, arm2, reference2 = two_arms(arm_only=200, reference_only=220)
     d = paired_difference("qqp", gold, np.vstack([arm, arm, arm2]),
                           np.vstack([reference, reference, reference2]))
-    assert d.low > 0 and d.seed_differences[2] < 0 and d.verdict == "inconclusive"
+    assert d.seed_differences == pytest.approx([0.05, 0.05, -0.01]) and d.verdict == "inconclusive"
+    # the interval counts the seeds: a draw of seed 3 three times (1 in 27) reaches below 0
+    assert d.low < 0 < d.high and d.p_value > 0.05
+
+
+def test_two_seeds_of_opposite_sign_give_an_interval_that_spans_zero_however_many_items():
+    """The old interval resampled dev items only: with 40,000 items and seeds at +0.04 and -0.01 it
+    excluded 0. Resampling the seeds too, a quarter of the replicates draw the negative seed twice."""
+    n = 40_000
+    gold = np.zeros(n)
+    up_arm, up_reference = gold.copy(), gold.copy()
+    up_reference[:2_000] = 1  # seed 1: the reference wrong on 2,000 items, the arm right: +0.05
+    down_arm = gold.copy()
+    down_arm[:400] = 1  # seed 2: the arm wrong on 400 items: -0.01
+    arm, reference = np.vstack([up_arm, down_arm]), np.vstack([up_reference, gold])
+    d = paired_difference("qqp", gold, arm, reference, resamples=2000)
+    assert d.seed_differences == pytest.approx([0.05, -0.01]) and d.estimate == pytest.approx(0.02)
+    assert d.low == pytest.approx(-0.01, abs=0.002) and d.high == pytest.approx(0.05, abs=0.003)
+    assert d.verdict == "inconclusive"
+    # seeds that agree keep a narrow interval on many items: the same data with both seeds up
+    same = paired_difference("qqp", gold, np.vstack([up_arm, up_arm]), np.vstack([up_reference] * 2))
+    assert same.low > 0.045 and same.verdict == "better" and same.p_value < 0.001
+
+
+def test_the_two_level_bootstrap_matches_the_by_hand_variance_of_its_two_sources():
+    """One seed: the items' sampling alone (the hand-computed normal interval above); many seeds of
+    equal item sets: the seed means' spread alone (the standard error of the seed differences)."""
+    gold = np.zeros(5000)
+    rng = np.random.default_rng(1)
+    effects = rng.normal(0.03, 0.02, 12)  # 12 seeds, each a paired difference on the same 5,000 items
+    arm, reference = [], []
+    for effect in effects:
+        a, r = gold.copy(), gold.copy()
+        r[: int(round(effect * 5000))] = 1 if effect > 0 else 0
+        arm.append(a)
+        reference.append(r)
+    d = paired_difference("qqp", gold, np.vstack(arm), np.vstack(reference), resamples=4000)
+    seed_se = np.std(d.seed_differences) / np.sqrt(12)
+    assert (d.high - d.low) / 2 == pytest.approx(1.96 * seed_se, rel=0.25)
+
+
+def test_holm_keeps_what_survives_testing_every_difference_of_a_page():
+    ps = [0.001, 0.04, 0.012, 0.3]
+    found = [Difference("b", "a", "sst", 0.05, 0.02, 0.08, [0.05], 100, p) for p in ps]
+    # sorted: 0.001 <= 0.05/4, 0.012 <= 0.05/3, 0.04 > 0.05/2: stop
+    assert holm(found) == [True, False, True, False]
+    assert holm([Difference("b", "a", "sst", 0.05, 0.02, 0.08, [0.05], 100)]) == [False]  # no p-value
+    assert holm([]) == []
 
 
 def test_pearson_differences_use_the_task_metric():
@@ -97,7 +145,9 @@ def test_a_comparison_measures_every_arm_against_its_reference():
     assert [(d.arm, d.task) for d in found] == [("new", "qqp"), ("same", "qqp")]
     lines = findings(found)
     assert lines[0].startswith("QQP acc, new − base") and "(better;" in lines[0]
-    assert lines[-1] == f"Negligible: same on {tasks.get('qqp').metric_label}."
+    assert lines[-2] == f"Negligible: same on {tasks.get('qqp').metric_label}."
+    assert lines[-1] == ("Judged 2 differences and named 1 better or worse; 1 of those keep their verdict "
+                         "under Holm's correction for all 2 (family-wise error 5%).")
     with pytest.raises(ValueError, match="reference arm 'missing'"):
         Comparison("missing", {"qqp": gold}, comparison.runs, comparison.predictions).differences()
 
@@ -157,8 +207,10 @@ def test_a_task_the_reference_did_not_learn_names_no_difference():
     assert verdict([up, down], "b", answers) == ("b against a: better on SST acc +0.050 [+0.020, +0.080]; "
                                                  "not answered on QQP acc (the reference did not learn).")
     lines = findings([up, down], answers)
-    assert len(lines) == 2 and "SST acc" in lines[0]
+    assert len(lines) == 3 and "SST acc" in lines[0]
     assert lines[1] == "Not answered (the reference arm did not learn): QQP acc."
+    assert lines[2] == ("Judged 1 differences and named 1; Holm's correction needs the p-values that this "
+                        "results file predates.")  # hand-made differences carry no p-value
 
 
 def test_the_verdict_table_names_no_difference_where_the_reference_did_not_learn():

@@ -1,16 +1,23 @@
 """A comparison of arms on equal budgets: several seeds per arm, and each arm's difference from a
-reference arm with a paired bootstrap interval over the dev items, read as a verdict.
+reference arm with a paired two-level bootstrap interval, over the seeds and the dev items, read as
+a verdict.
 
 Why paired: every arm is scored on the same dev rows, so the rows' difficulty cancels out of a
-difference, and its interval is much narrower than two scores' own intervals suggest. The
-interval resamples dev items (`scipy.stats.bootstrap`, paired, percentile); each resample
-recomputes every seed's score of both arms and takes the difference of the seed means. It
-covers the sampling of the dev set, not seed-to-seed variance, so the verdict asks the seeds too:
+difference, and its interval is much narrower than two scores' own intervals suggest. Why two
+levels: seed to seed, a run differs as much as the dev set's sampling moves it, or more. Each
+resample draws the seeds (a run of the arm with the reference's run of the same seed, with
+replacement) and the dev items (with replacement) together, scores every drawn run on the drawn
+items and takes the mean of the paired differences (a percentile interval; the two-sided bootstrap
+p-value of no difference beside it). Two seeds of opposite sign therefore give an interval that
+spans 0, whatever the number of dev items. The verdict asks the seeds too:
 
 - better / worse: the interval excludes 0, every seed (against the reference run of the same seed)
   points the same way, and the estimate is at least the smallest effect worth naming;
 - negligible: the whole interval lies within that smallest effect either side of 0;
 - inconclusive: anything else (the budget cannot tell).
+
+A page judges many differences at once; `holm` says which named verdicts survive Holm's correction
+for all of them (family-wise error 5%), and the findings say how many.
 
 A comparison answers on a task only where its reference arm learned: where it beats every floor
 (the majority class, the untrained checkpoint's zero-shot score) by that same verdict.
@@ -22,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from minbert import tasks
 from minbert.records import RunRecord, headline
@@ -67,6 +73,7 @@ class Difference:
     high: float
     seed_differences: list[float]
     items: int
+    p_value: float | None = None  # two-sided, of no difference (None: saved before it was kept)
 
     @property
     def smallest(self) -> float:
@@ -127,13 +134,14 @@ class Difference:
     @classmethod
     def from_dict(cls, values: dict) -> Difference:
         """A saved difference (a results file's); the verdict is recomputed, never read back."""
-        return cls(**{k: values[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: values[k] for k in cls.__dataclass_fields__ if k in values})
 
 
 def paired_difference(task_name: str, gold: Sequence[float], arm: np.ndarray, reference: np.ndarray, *,
                       arm_name: str = "arm", reference_name: str = "reference",
                       resamples: int = RESAMPLES, seed: int = 0) -> Difference:
-    """The difference of seed-mean dev scores, arm minus reference, with its paired 95% interval.
+    """The difference of seed-mean dev scores, arm minus reference, with its paired 95% interval over
+    the seeds and the dev items together (the module's docstring) and its bootstrap p-value.
 
     `arm` and `reference` hold predictions shaped (seeds, items), seed k of one paired with seed k
     of the other; the task's dev metric scores them."""
@@ -144,19 +152,70 @@ def paired_difference(task_name: str, gold: Sequence[float], arm: np.ndarray, re
         raise ValueError(f"{task_name}: predictions of {arm_name} {arm.shape} and {reference_name} "
                          f"{reference.shape} must both be (seeds, {gold.shape[-1]} dev items)")
 
-    def difference(g: np.ndarray, a: np.ndarray, r: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.mean(task.score(a, g), axis=0) - np.mean(task.score(r, g), axis=0)
-
-    estimate = float(difference(gold, arm, reference))
     by_seed = [float(task.score(a, gold) - task.score(r, gold)) for a, r in zip(arm, reference, strict=True)]
+    estimate = float(np.mean(by_seed))
     if np.allclose(arm, reference):  # nothing to resample: every resample's difference is 0
         low = high = estimate
+        p_value = 1.0
     else:
-        result = stats.bootstrap((gold, arm, reference), difference, paired=True, vectorized=True,
-                                 n_resamples=resamples, confidence_level=CONFIDENCE, method="percentile",
-                                 batch=200, rng=seed, axis=-1)
-        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-    return Difference(arm_name, reference_name, task_name, estimate, low, high, by_seed, int(gold.shape[-1]))
+        drawn = resampled_differences(task_name, gold, arm, reference, resamples, np.random.default_rng(seed))
+        tail = (1 - CONFIDENCE) / 2
+        low, high = (float(v) for v in np.nanquantile(drawn, [tail, 1 - tail]))
+        p_value = float(min(1.0, 2 * min(np.nanmean(drawn <= 0), np.nanmean(drawn >= 0))))
+    return Difference(arm_name, reference_name, task_name, estimate, low, high, by_seed, int(gold.shape[-1]),
+                      p_value)
+
+
+def resampled_differences(task_name: str, gold: np.ndarray, arm: np.ndarray, reference: np.ndarray,
+                          resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """`resamples` bootstrap replicates of the seed-mean difference, each drawing the seeds and the dev
+    items with replacement (the items as counts, so that a replicate costs one weighted sum per seed)."""
+    seeds, items = arm.shape
+    out = np.empty(resamples)
+    chunk = max(1, min(resamples, 4_000_000 // items))
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        draws = rng.integers(0, items, (size, items)) + np.arange(size)[:, None] * items
+        counts = np.bincount(draws.ravel(), minlength=size * items).reshape(size, items).astype(float)
+        paired = _weighted_scores(task_name, gold, arm, counts) - _weighted_scores(task_name, gold, reference,
+                                                                                    counts)
+        chosen = rng.integers(0, seeds, (size, seeds))
+        out[start:start + size] = np.take_along_axis(paired, chosen, axis=1).mean(axis=1)
+    return out
+
+
+def _weighted_scores(task_name: str, gold: np.ndarray, predictions: np.ndarray,
+                     counts: np.ndarray) -> np.ndarray:
+    """The task's metric of each seed's predictions (seeds, items) on each resample of the items given
+    as counts (resamples, items): accuracy, or Pearson's correlation from weighted moments.
+    Returns (resamples, seeds)."""
+    total = counts.sum(axis=1, keepdims=True)
+    if tasks.get(task_name).kind != "regression":
+        return counts @ (predictions == gold).T.astype(float) / total
+
+    def moment(values: np.ndarray) -> np.ndarray:
+        return counts @ values.T / total
+
+    x, y = predictions, np.broadcast_to(gold, predictions.shape)
+    mx, my = moment(x), moment(y)
+    sxx, syy, sxy = moment(x * x) - mx * mx, moment(y * y) - my * my, moment(x * y) - mx * my
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sxy / np.sqrt(sxx * syy)
+
+
+def holm(differences: Sequence[Difference], alpha: float = 1 - CONFIDENCE) -> list[bool]:
+    """For each difference, whether it stays significant under Holm's step-down correction for testing
+    all of `differences` at once (family-wise error `alpha`): the k-th smallest p-value must be at most
+    alpha / (m - k + 1), and every smaller one must pass too. A difference without a p-value fails."""
+    m = len(differences)
+    order = sorted(range(m), key=lambda i: (differences[i].p_value is None, differences[i].p_value or 0.0))
+    kept = [False] * m
+    for rank, i in enumerate(order):
+        p = differences[i].p_value
+        if p is None or p > alpha / (m - rank):
+            break
+        kept[i] = True
+    return kept
 
 
 def majority_predictions(task: str, gold: Sequence[float]) -> np.ndarray:
@@ -292,7 +351,24 @@ def findings(differences: Sequence[Difference], answers: dict[str, bool] | None 
     unanswered = sorted({tasks.get(d.task).metric_label for d in differences if cannot_answer(d, answers)})
     if unanswered:
         lines.append(f"Not answered (the reference arm did not learn): {', '.join(unanswered)}.")
+    lines.append(multiplicity_line(open_))
     return lines
+
+
+def multiplicity_line(differences: Sequence[Difference]) -> str:
+    """How many differences a page judged, how many it named, and how many of those keep their verdict
+    under Holm's correction for all of them (`holm`)."""
+    named = [d for d in differences if d.named]
+    if not differences:
+        return "No difference judged."
+    if any(d.p_value is None for d in differences):
+        return (f"Judged {len(differences)} differences and named {len(named)}; Holm's correction needs the "
+                "p-values that this results file predates.")
+    kept = holm(differences)
+    survive = sum(k for d, k in zip(differences, kept, strict=True) if d.named)
+    return (f"Judged {len(differences)} differences and named {len(named)} better or worse; {survive} of "
+            f"those keep their verdict under Holm's correction for all {len(differences)} (family-wise "
+            "error 5%).")
 
 
 def verdict(differences: Sequence[Difference], arm: str, answers: dict[str, bool] | None = None) -> str:

@@ -18,7 +18,7 @@ import pandas as pd
 from minbert import paths, tasks
 from minbert.arms import LEVERS
 from minbert.comparison import ZERO_SHOT as ZERO_SHOT_FLOOR
-from minbert.comparison import Difference, learned, smallest_effect, verdict
+from minbert.comparison import Difference, holm, learned, smallest_effect, verdict
 from minbert.files import atomic_write_text
 from minbert.published import QUOTES, STUDY_FIGURES
 from minbert.records import Results, RunRecord, run_selection_score
@@ -468,7 +468,9 @@ GLOSSARY = (
     ("floor", "a score a model must beat before its comparison answers: the majority class, and for "
      "STS the untrained checkpoint's zero-shot cosine"),
     ("paired interval", "the 95% bootstrap interval of an arm's difference from the reference, resampling "
-     "dev items (both arms scored on the same rows)"),
+     "the seeds and the dev items together (both arms scored on the same rows and seeds)"),
+    ("Holm's correction", "which named verdicts stay significant when all the differences of a page are "
+     "tested at once (family-wise error 5%)"),
     ("smallest effect", "the smallest difference worth naming: 0.01 accuracy, 0.005 Pearson"),
     ("verdict", "better or worse: the printed interval excludes 0, every seed agrees and the difference "
      "reaches the smallest effect; negligible: the interval lies within it; inconclusive: otherwise"),
@@ -573,9 +575,14 @@ def effects(result: Results, key: str = "differences") -> pd.DataFrame:
         cleared = "cleared" if d.verdict == "better" else "NOT cleared"
         label = tasks.get(d.task).metric_label
         rows.setdefault(f"{d.arm} − {d.reference}", {})[label] = f"{d.span} {cleared}"
-    for d in map(Difference.from_dict, result.checks.get(key, [])):
+    saved = [Difference.from_dict(d) for d in result.checks.get(key, [])]
+    judged = [d for d in saved if answers.get(d.task, True)]
+    kept = dict(zip(map(id, judged), holm(judged), strict=True)) if all(d.p_value is not None
+                                                                        for d in judged) else {}
+    for d in saved:
+        holds = "" if not d.named or not kept or kept.get(id(d)) else " (not after Holm)"
         said = ("not judged (no floors)" if unjudged
-                else d.verdict if answers.get(d.task, True) else "not answered")
+                else d.verdict + holds if answers.get(d.task, True) else "not answered")
         rows.setdefault(f"{d.arm} − {d.reference}", {})[tasks.get(d.task).metric_label] = f"{d.span} {said}"
     labels = [tasks.get(t).metric_label for t in tasks.MULTITASK]
     table = pd.DataFrame.from_dict(rows, orient="index")

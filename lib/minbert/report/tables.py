@@ -212,9 +212,10 @@ def dev_rows(run: RunRecord) -> str | None:
 
 def differences_table(differences: list[Difference], answers: dict[str, bool] | None = None) -> pd.DataFrame:
     """Each arm minus the reference per task: the seed-mean difference, its paired 95% bootstrap
-    interval over the dev items, the difference by seed, and its verdict (`comparison.Difference`); on a
-    task where the reference did not learn (`answers`, from `comparison.learned`) the verdict column
-    says so instead of naming a difference the findings do not name."""
+    interval over the seeds and the dev items, the difference by seed, and its verdict
+    (`comparison.Difference`); on a task where the reference did not learn (`answers`, from
+    `comparison.learned`) the verdict column says so instead of naming a difference the findings do
+    not name."""
     def said(d: Difference) -> str:
         if cannot_answer(d, answers):
             return "not answered (the reference did not learn)"
