@@ -185,3 +185,18 @@ def test_reports_link_only_the_neighbours_that_are_rendered(tmp_path):
     first = (tmp_path / "01_part1_sst.cpu.html").read_text()
     assert '<a href="02_sbert_baseline.cpu.html">02_sbert_baseline →</a>' in first
     assert refresh_navigation(tmp_path) == []  # up to date: nothing rewritten
+
+
+def test_the_results_figure_leaves_first_looks_out_where_evidence_exists(tmp_path):
+    """A quick reference that never learned STS would stretch the STS axis beside the cpu evidence."""
+    from minbert.records import Results, RunRecord
+
+    def result(profile, sts):
+        run = RunRecord("a-seed1", {"sst_acc": 0.4, "qqp_acc": 0.7, "sts_pearson": sts}, 1, [],
+                        heldout={"sst_acc": 0.4}, group="a")
+        return Results("02_sbert_baseline", profile, {"commit": "abc"}, {}, [run], {})
+
+    fig = figures.plot_tasks([result("quick", 0.22), result("cpu", 0.86)])
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["02 a (cpu)"]
+    fig = figures.plot_tasks([result("quick", 0.22)])  # nothing else: the first look is all there is
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["02 a (quick)"]

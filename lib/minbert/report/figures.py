@@ -11,7 +11,7 @@ import seaborn as sns
 from minbert import tasks
 from minbert.evaluation import normalised_confusion
 from minbert.records import Results, RunRecord
-from minbert.report.study import headline_arm
+from minbert.report.study import EVIDENCE_PROFILES, headline_arm
 from minbert.report.tables import checked_on, metric_labels, study_table
 
 
@@ -163,9 +163,11 @@ def plot_tasks(results: list[Results]) -> plt.Figure:
     """One panel per task: each results file's headline (ours; its seeds' mean with their range as a bar,
     the marker telling the profile apart), the floors its comparisons recorded (majority class,
     untrained checkpoint: dotted), the study's final model and the state of the art it cites (theirs:
-    dashed)."""
+    dashed). Where an evidence profile (cpu, full) has results, first looks (quick, smoke) are left
+    out: a reference that never learned would only stretch the axes."""
     labels = metric_labels()
     theirs = study_table()
+    results = [r for r in results if r.profile in EVIDENCE_PROFILES] or results
     points = [p for r in results if r.runs for p in _headline_points(r)]
     floors: dict[str, dict[str, float]] = {}
     for result in results:
