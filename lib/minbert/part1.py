@@ -131,23 +131,23 @@ def load_sentence_task(task: str, cfg: Part1Config, tokenizer) -> TaskData:
 
 @dataclass
 class Part1Run:
-    """One Part 1 run: its record, its raw SST logits on dev and test (what the comparison resamples and
-    the prediction files hold) and its model, or None where the run was taken from its finished-run
-    file (`minbert.finished`)."""
+    """One Part 1 run: its record, its SST predictions on dev and test (what the comparison resamples and
+    the prediction files hold; class labels, int64) and its model, or None where the run was taken from
+    its finished-run file (`minbert.finished`, which keeps the labels in a byte each)."""
 
     record: RunRecord
-    logits: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
     model: SentenceClassifier | None = None
 
     def predictions(self, split: str) -> np.ndarray:
-        return predictions_from_outputs("sst", torch.from_numpy(self.logits[split]))
+        return self.labels[split].astype(np.int64)
 
 
 def run_sst_mode(cfg: Part1Config, mode: str, data: TaskData, runtime: Runtime, seed: int | None = None,
                  notebook: str | None = None) -> Part1Run:
     """Train one Part 1 classifier (`pretrain` or `finetune`) with a run seed (default: the config's):
     its record (`<mode>-seed<seed>`: dev accuracy of the best epoch, per-epoch history), the kept
-    epoch's dev and test logits, and the model. With a `notebook`, the run leaves its finished-run file,
+    epoch's dev and test predictions, and the model. With a `notebook`, the run leaves its finished-run file,
     and with `cfg.resume` one trained with the same settings and code is taken from it instead."""
     seed = cfg.seed if seed is None else seed
     name = f"{mode}-seed{seed}"
@@ -156,7 +156,7 @@ def run_sst_mode(cfg: Part1Config, mode: str, data: TaskData, runtime: Runtime, 
     if notebook is not None and cfg.resume:
         found = load_run(notebook, cfg.profile, name, settings)
         if found is not None:
-            return Part1Run(found[0], found[1]["logits"])
+            return Part1Run(found[0], found[1]["labels"])
     torch.manual_seed(seed)  # the head's start
     bert = BertModel.from_pretrained(cfg.checkpoint, hidden_dropout_prob=cfg.dropout)
     model = SentenceClassifier(bert, num_classes=tasks.get("sst").num_classes, dropout=cfg.dropout,
@@ -182,11 +182,13 @@ def run_sst_mode(cfg: Part1Config, mode: str, data: TaskData, runtime: Runtime, 
     record = RunRecord(name, {"sst_acc": best["dev_acc"]}, best["epoch"], history, config,
                        heldout=heldout, group=mode, dev_sizes={"sst": len(dev)},
                        train_sizes={"sst": len(train)})
-    logits = {split: predict_logits(model, data.tensors[split]["sst"].a, cfg.eval_batch_size, runtime).numpy()
+    labels = {split: predictions_from_outputs("sst", predict_logits(model, data.tensors[split]["sst"].a,
+                                                                    cfg.eval_batch_size, runtime))
               for split in ("dev", "test")}
     if notebook is not None:
-        save_run(notebook, cfg.profile, name, settings, record, {"logits": logits})
-    return Part1Run(record, logits, model)
+        save_run(notebook, cfg.profile, name, settings, record,
+                 {"labels": {split: values.astype(np.int8) for split, values in labels.items()}})
+    return Part1Run(record, labels, model)
 
 
 def save_sst_predictions(run: Part1Run, data: TaskData, notebook: str, profile: str) -> dict[str, list[int]]:
