@@ -88,3 +88,18 @@ def test_gram_form_equals_projecting_the_vectors_one_by_one():
             if torch.dot(p, other) < 0:
                 p = p - torch.dot(p, other) / torch.dot(other, other) * other
         torch.testing.assert_close(ours[i], p)
+
+
+def test_pcgrad_frees_the_graph_with_its_last_task_and_writes_one_gradient_buffer():
+    """The graph is kept only between the tasks' passes (the last one frees it, as a plain backward does),
+    and the weights' gradients are views of one combined vector, not copies beside it."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    x = torch.randn(8, 4)
+    out = model(x)
+    losses = [out[:, 0].pow(2).mean(), out[:, 1].pow(2).mean()]
+    pcgrad_backward(losses, list(model.parameters()))
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        losses[0].backward()
+    weight, bias = model.weight.grad, model.bias.grad
+    assert weight.untyped_storage().data_ptr() == bias.untyped_storage().data_ptr()

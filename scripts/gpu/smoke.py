@@ -4,11 +4,11 @@ rejects) costs a minute of a lease, not the lease. Every schedule (PCGrad among 
 and one optimizer per task, every attention variant, every SMART form (paper, MT-DNN, relative, naive,
 through the clean pass), the QQP-only and frozen phases, class weights, the cross-encoder, the other
 precision; a checkpointed run killed and resumed; a kept run's weights reloaded into predictions and
-attention maps; Part 1's trainer; runs trained in worker processes; an Optuna trial; the pretrained view,
-an ensemble and a blend; prediction files; and the peer (transformers' own fine-tune) on all three
-tasks. Each on a few rows of real sentences with a one-layer cut of the checkpoint: what is checked is
-that it runs and stays finite, not what it learns. The tests run the same script on the CPU, and on a
-stand-in device (tests/standin_device.py) that fails where a GPU would.
+attention maps; Part 1's trainer; runs trained in worker processes; an Optuna trial; the SMART probe; the
+pretrained view, an ensemble and a blend; prediction files; and the peer (transformers' own fine-tune) on
+all three tasks. Each on a few rows of real sentences with a one-layer cut of the checkpoint: what is
+checked is that it runs and stays finite, not what it learns. The tests run the same script on the CPU,
+and on a stand-in device (tests/standin_device.py) that fails where a GPU would.
 
     python scripts/gpu/smoke.py [checkpoint folder]   # exits non-zero naming every path that failed
 
@@ -44,8 +44,8 @@ SENTENCES = ("a gripping , beautifully acted film .", "the plot makes no sense a
 EVERY_TASK = ("sst", "qqp", "sts")
 # The paths that are not one training run's settings, in the order they run.
 JOBS = ("other precision", "checkpoints and resume", "kept weights", "part 1", "runs in worker processes",
-        "optuna trial", "evaluation", "pretrained view", "ensemble and blend", "prediction files",
-        *(f"peer {task}" for task in EVERY_TASK))
+        "optuna trial", "evaluation", "smart probe", "pretrained view", "ensemble and blend",
+        "prediction files", *(f"peer {task}" for task in EVERY_TASK))
 
 
 def splits(rows: int = 5) -> dict[str, TaskSplit]:
@@ -213,6 +213,16 @@ def _run_paths(checkpoint: str, runtime: Runtime, skip: tuple[str, ...]) -> int:
         scores = dev_metrics(build_model(base), data["bi-encoder"], 8, runtime)
         return ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
 
+    def probe() -> str:
+        from minbert.smart import SmartSettings
+        from minbert.smart_probe import smart_scale_probe
+
+        rows = smart_scale_probe(build_model(base), data["bi-encoder"], [0.0, 0.03],
+                                 SmartSettings(relative=True, norm="l2"), runtime, batch_size=4)
+        if not _finite(v for row in rows for v in row.values() if isinstance(v, float)):
+            raise FloatingPointError(f"not finite: {rows}")
+        return f"{len(rows)} rows"
+
     def view() -> str:
         bert = BertModel.from_pretrained(checkpoint, num_hidden_layers=LAYERS)
         fitted = PretrainedView.fit(bert, data["bi-encoder"], 8, runtime)
@@ -242,8 +252,8 @@ def _run_paths(checkpoint: str, runtime: Runtime, skip: tuple[str, ...]) -> int:
 
     jobs = {"other precision": other_precision, "checkpoints and resume": resume,
             "kept weights": kept_weights, "part 1": part1, "runs in worker processes": workers,
-            "optuna trial": optuna_trial,
-            "evaluation": evaluate, "pretrained view": view, "ensemble and blend": ensemble,
+            "optuna trial": optuna_trial, "evaluation": evaluate, "smart probe": probe,
+            "pretrained view": view, "ensemble and blend": ensemble,
             "prediction files": prediction_files,
             **{f"peer {task}": (lambda t=task: peer(t)) for task in EVERY_TASK}}
     for name in JOBS:
