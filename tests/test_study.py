@@ -135,6 +135,12 @@ def test_a_claims_status_counts_our_verdicts_against_the_differences_its_figures
 
     better = [diff("qqp-first", t, 0.03, 0.02, 0.04) for t in ("sst", "qqp", "sts")]
     assert status(*better) == "reproduced (3 agree, 0 disagree, 0 open of the 3 differences it named)"
+    from minbert.report.study import status_counts
+
+    counts = status_counts([Results("02_sbert_baseline", "cpu", {}, {}, runs,
+                                    {"differences": better, "margins": margins})])
+    assert counts["reproduced"] == 1 and sum(counts.values()) == len(QUESTIONS)
+    assert counts["not asked by the study"] == 3 and counts["not testable here"] == 2
     mixed = [diff("qqp-first", "sst", 0.0, -0.004, 0.004), diff("qqp-first", "qqp", 0.03, 0.02, 0.04),
              diff("qqp-first", "sts", 0.01, -0.02, 0.04), diff("round-robin", "sst", -0.05, -0.07, -0.03)]
     assert status(*mixed) == "partly reproduced (1 agree, 1 disagree, 1 open of the 3 differences it named)"

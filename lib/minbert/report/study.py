@@ -140,6 +140,7 @@ class Question:
 REPRODUCED, CONTRADICTED, MIXED, UNSETTLED = ("reproduced", "contradicted", "partly reproduced",
                                                "not settled at this budget")
 NOT_TESTABLE, NOT_ASKED = "not testable here", "not asked by the study"
+STATUSES = (REPRODUCED, CONTRADICTED, MIXED, UNSETTLED, NOT_TESTABLE, NOT_ASKED)
 _ATTENTION_ROWS = (("linear", "sBERT-LinearSelfAttention"),
                    ("linear-nobias", "sBERT-NoBiasLinearSelfAttention"),
                    ("center", "sBERT-CenterMatrixSelfAttention"),
@@ -558,8 +559,9 @@ def status_counts(results: list[Results]) -> dict[str, int]:
     """How many of the questions each status holds (on the evidence profile)."""
     counts: dict[str, int] = {}
     for question in QUESTIONS:
-        status = claim_status(question, evidence_for(question, results)).split(" (")[0].split(":")[0]
-        counts[status] = counts.get(status, 0) + 1
+        said = claim_status(question, evidence_for(question, results))
+        kind = next((s for s in STATUSES if said.startswith(s)), said)
+        counts[kind] = counts.get(kind, 0) + 1
     return counts
 
 
