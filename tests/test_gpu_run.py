@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import tarfile
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 import tomllib
@@ -213,3 +215,52 @@ def test_the_gpu_smoke_script_runs_every_training_path_here_on_the_cpu(tiny_chec
     for name in names:
         assert f"ok {name} (" in out, name
     assert f"all {len(names)} paths ran on cpu" in out
+
+
+def test_a_lease_runs_the_smoke_step_once_a_commit_and_the_benchmarks_once_a_gpu_kind(tmp_path):
+    """run.sh on a stand-in Python that only logs what it is asked (a GPU named "Fake GPU"): the first
+    lease runs the smoke step and the benchmarks and notes both in runs/gpu-state; the next lease, sent
+    those notes, skips both; a lease at another commit runs the smoke step again, not the benchmarks."""
+    import shutil
+    import subprocess
+
+    tree = tmp_path / "tree"
+    (tree / "scripts" / "gpu").mkdir(parents=True)
+    for name in ("run.sh", "jobs.txt"):
+        shutil.copy(paths.PROJECT_ROOT / "scripts" / "gpu" / name, tree / "scripts" / "gpu" / name)
+    bundle_dir = tree / ".gpu"
+    bundle_dir.mkdir()
+    for part in ("data", "checkpoint"):  # what run.sh unpacks: empty here
+        (tmp_path / part).mkdir()
+        subprocess.run(["tar", "-cJf", str(bundle_dir / f"{part}.tar.xz"), "-C", str(tmp_path), part],
+                       check=True)
+    calls = tmp_path / "calls.txt"
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/bash\necho "$*" >> {calls}\n'
+                      'case "$*" in *get_device_name*) echo "Fake GPU";; esac\nexit 0\n')
+    python.chmod(0o755)
+
+    def lease(commit: str) -> str:
+        (bundle_dir / "commit").write_text(f"{commit}\nclean\n")
+        out = tmp_path / f"out-{commit}-{len(list(tmp_path.glob('out-*')))}"
+        env = {**os.environ, "PYTHON": str(python), "OUT": str(out), "MINBERT_GPU_JOBS": "peer"}
+        subprocess.run(["bash", str(tree / "scripts" / "gpu" / "run.sh")], env=env, check=True,
+                       capture_output=True)
+        with tarfile.open(out / "minbert-full.tar.gz") as tar:  # what receive.py and bundle.py carry over
+            notes = [m for m in tar.getmembers() if m.name.startswith("runs/gpu-state/") and m.isfile()]
+            (bundle_dir / "state").mkdir(exist_ok=True)
+            for member in notes:
+                (bundle_dir / "state" / Path(member.name).name).write_bytes(tar.extractfile(member).read())
+        return (out / "log.txt").read_text()
+
+    first = lease("aaa111")
+    assert "smoke step skipped" not in first and "benchmarks skipped" not in first
+    assert sorted(p.name for p in (bundle_dir / "state").iterdir()) == ["benchmarks-Fake-GPU", "smoke-aaa111"]
+    calls.write_text("")
+    second = lease("aaa111")
+    assert "smoke step skipped: it passed at this commit" in second
+    assert "benchmarks skipped: they ran on a Fake-GPU" in second
+    assert "smoke.py" not in calls.read_text() and "throughput.py" not in calls.read_text()
+    assert "-m minbert peer --profile full -p resume true" in calls.read_text()  # the job itself runs
+    third = lease("bbb222")  # a new commit: the smoke step again, not the benchmarks
+    assert "smoke step skipped" not in third and "benchmarks skipped" in third
