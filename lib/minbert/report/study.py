@@ -552,7 +552,7 @@ def deviations(results: list[Results]) -> pd.DataFrame:
         row.update({column: ours(result, key) for column, result in columns.items()})
         row["what it can change"] = change
         rows.append(row)
-    return pd.DataFrame(rows).set_index("")
+    return pd.DataFrame(rows).set_index("").rename_axis(None)
 
 
 def status_counts(results: list[Results]) -> dict[str, int]:
