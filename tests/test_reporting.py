@@ -298,3 +298,27 @@ def test_the_runs_table_gives_an_ensemble_no_best_epoch_and_a_run_without_a_stud
     assert first[list(table.columns).index("best epoch")] == "2"
     assert second[list(table.columns).index("best epoch")] == "–"
     assert first[list(table.columns).index("study row (theirs)")] == "–"
+
+
+def test_a_comparison_page_says_by_how_much_its_reference_misses_the_evidence_targets():
+    import numpy as np
+
+    from minbert.comparison import Comparison
+    from minbert.report.wording import limits, target_line
+
+    gold = {"sst": np.zeros(8), "qqp": np.zeros(8), "sts": np.linspace(0, 5, 8)}
+    comparison = Comparison("baseline", gold)
+    for seed, (sst, qqp, sts) in enumerate([(0.41, 0.80, 0.86), (0.43, 0.78, 0.87)]):
+        scores = {"sst_acc": sst, "qqp_acc": qqp, "sts_pearson": sts}
+        record = RunRecord(f"baseline-seed{seed}", scores, 1, [], {"mode": "bi-encoder", "epochs": 2},
+                           train_sizes=dict.fromkeys(gold, 8), dev_sizes=dict.fromkeys(gold, 8))
+        comparison.add("baseline", record, {t: np.zeros(8) for t in gold})
+    assert target_line(comparison) == (
+        "- Targets: the reference arm baseline's mean dev SST acc 0.420 (target 0.43); QQP acc 0.790 (target "
+        "0.77); STS pearson 0.865 (target 0.85) misses SST acc by 0.010: its answers there stand on a "
+        "reference weaker than the evidence asks, and more rows or epochs for every arm are what would "
+        "reach it.")
+    assert target_line(comparison) in limits(comparison, [], "cpu")
+    for record in comparison.runs["baseline"]:  # a cross-encoder's STS target is 0.82
+        record.config["mode"], record.dev["sst_acc"], record.dev["sts_pearson"] = "cross-encoder", 0.44, 0.83
+    assert target_line(comparison).endswith("STS pearson 0.830 (target 0.82) meets every target.")

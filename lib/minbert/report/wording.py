@@ -65,6 +65,38 @@ def variant_movement_line(comparison: Comparison) -> str:
     return f"The variants' own parameters moved {parts} (per layer, mean over seeds){tail}"
 
 
+# What a comparison's reference arm should reach before its answers bear on the study's questions (mean dev
+# score over its seeds): the evidence issue's targets; a cross-encoder's STS (which no zero-shot cosine
+# floors) has its own.
+TARGETS = {"sst_acc": 0.43, "qqp_acc": 0.77, "sts_pearson": 0.85}
+CROSS_ENCODER_TARGETS = {**TARGETS, "sts_pearson": 0.82}
+
+
+def target_line(comparison: Comparison) -> str:
+    """The reference arm's mean dev score per task against its target (`TARGETS`), and by how much it
+    misses one, as a Markdown line."""
+    runs = comparison.runs.get(comparison.reference) or []
+    if not runs:
+        return ""
+    targets = CROSS_ENCODER_TARGETS if runs[0].config.get("mode") == "cross-encoder" else TARGETS
+    parts, missed = [], []
+    for metric, target in targets.items():
+        scores = [r.dev[metric] for r in runs if metric in r.dev]
+        if not scores:
+            continue
+        mean = float(np.mean(scores))
+        label = next(tasks.get(t).metric_label for t in tasks.MULTITASK if tasks.get(t).metric == metric)
+        parts.append(f"{label} {mean:.3f} (target {target:.2f})")
+        if mean < target:
+            missed.append(f"{label} by {target - mean:.3f}")
+    if not parts:
+        return ""
+    verdict = (f"misses {', '.join(missed)}: its answers there stand on a reference weaker than the evidence "
+               "asks, and more rows or epochs for every arm are what would reach it" if missed
+               else "meets every target")
+    return f"- Targets: the reference arm {comparison.reference}'s mean dev {'; '.join(parts)} {verdict}."
+
+
 def limits(comparison: Comparison, differences: list[Difference], profile: str) -> str:
     """What a comparison's budget can and cannot show, from its own runs, as Markdown: the data and
     seeds behind it and, per task, the typical half-width of its paired intervals (differences much
@@ -81,6 +113,8 @@ def limits(comparison: Comparison, differences: list[Difference], profile: str) 
     lines = [f"- Budget: {sized or 'the data above'} training rows, {epochs}, "
              f"{seeds} seed{'s' if seeds != 1 else ''} per arm; dev rows {dev or 'as shown'} "
              f"({'/'.join(names) or 'per task'})."]
+    if (targets := target_line(comparison)) and len(names) > 1:  # the multitask comparisons
+        lines.append(targets)
     widths = {}
     for d in differences:
         widths.setdefault(d.task, []).append((d.high - d.low) / 2)
