@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_flatten, tree_map
 
 import minbert
 
@@ -153,7 +153,7 @@ class StandInDevice(TorchDispatchMode):
         if func is aten.copy_.default and not isinstance(args[0], StandIn) and isinstance(args[1], StandIn):
             self.reads[_project_line()] += 1  # into a host tensor
         inputs_args = tree_map(_unwrap, args)
-        inputs_kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
+        inputs_kwargs = tree_map(_unwrap, kwargs)
         goes_to_device = to is not None and to.type == "meta"
         if goes_to_device:
             inputs_kwargs["device"] = torch.device("cpu")
@@ -208,16 +208,11 @@ def _host_operands(func, args, flat: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def _flatten(tree):
-    from torch.utils._pytree import tree_flatten
     return tree_flatten(tree)[0]
 
 
 def _unwrap(value):
-    if isinstance(value, StandIn):
-        return value.inner
-    if isinstance(value, (list, tuple)):
-        return type(value)(_unwrap(v) for v in value)
-    return value
+    return value.inner if isinstance(value, StandIn) else value
 
 
 def _wrap_like(out, func, args):

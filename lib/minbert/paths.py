@@ -7,9 +7,27 @@ keep their runs out of the committed `reports/` folder.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Environment variables set for a while (a notebook's kernel, a run into a scratch folder), restored
+    afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
 
 
 def _env_path(name: str, default: Path) -> Path:

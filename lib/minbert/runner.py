@@ -87,21 +87,6 @@ def render_html(notebook_path: Path, html_path: Path) -> Path:
 
 
 @contextmanager
-def kernel_environment(**values: str) -> Iterator[None]:
-    """Environment variables the kernel inherits for one run, restored afterwards."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
-@contextmanager
 def kernel_log(path: Path) -> Iterator[None]:
     """The kernel's own messages (its start-up warning on every run, a socket error when it is stopped)
     to a log beside the executed notebook instead of the terminal: the kernel inherits this process's
@@ -187,7 +172,7 @@ def run_notebook(name: str, profile: str = "quick", overrides: dict[str, Any] | 
     # The kernel writes where this process reports; progress bars, useful live in
     # JupyterLab, would only be frozen noise in a rendered report.
     with runlock.holding(name, profile) as claimed, \
-            kernel_environment(MINBERT_REPORTS_DIR=str(reports), TQDM_DISABLE="1", **claimed), \
+            paths.environment(MINBERT_REPORTS_DIR=str(reports), TQDM_DISABLE="1", **claimed), \
             atomic_path(executed_path(name, profile)) as executed:
         try:
             with kernel_log(executed_path(name, profile).with_suffix(".log")):

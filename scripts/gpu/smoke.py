@@ -32,6 +32,7 @@ from minbert.config import MultitaskSettings
 from minbert.data import Example, TaskData, TaskSplit, tensors_for
 from minbert.evaluation import dev_metrics
 from minbert.notebook_settings import PeerConfig
+from minbert.paths import environment
 from minbert.runtime import Runtime
 from minbert.schedules import SCHEDULES
 
@@ -94,17 +95,9 @@ def main(checkpoint: str | None = None, runtime: Runtime | None = None, skip: tu
 
     runtime = runtime or Runtime.resolve("auto", "auto", seed=0)
     checkpoint = checkpoint or str(default_checkpoint())
-    with tempfile.TemporaryDirectory(prefix="minbert-smoke-") as scratch:
-        saved = {k: os.environ.get(k) for k in ("MINBERT_RUNS_DIR", "MINBERT_REPORTS_DIR")}
-        os.environ.update(MINBERT_RUNS_DIR=f"{scratch}/runs", MINBERT_REPORTS_DIR=f"{scratch}/reports")
-        try:
-            return _run_paths(checkpoint, runtime, skip)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with tempfile.TemporaryDirectory(prefix="minbert-smoke-") as scratch, \
+            environment(MINBERT_RUNS_DIR=f"{scratch}/runs", MINBERT_REPORTS_DIR=f"{scratch}/reports"):
+        return _run_paths(checkpoint, runtime, skip)
 
 
 def _run_paths(checkpoint: str, runtime: Runtime, skip: tuple[str, ...]) -> int:

@@ -246,8 +246,8 @@ def _evidence(result: Results) -> str:
 def _repeats(question: Question, result: Results) -> list[str]:
     """The question's arms whose every difference from the reference is negligible and which tuned a
     study's settings: its best trial landed on the reference's own (`Results.indistinct_arms`)."""
-    studies = result.checks.get("studies") or {}
-    return [arm for arm in question.arms if arm in result.indistinct_arms() and _study_of(arm) in studies]
+    studies, indistinct = result.checks.get("studies") or {}, result.indistinct_arms()
+    return [arm for arm in question.arms if arm in indistinct and _study_of(arm) in studies]
 
 
 def _study_of(arm: str) -> str | None:
