@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PROFILE ?= quick
+PROFILE ?= cpu
 
 .PHONY: report test lab data benchmark clean-venv postgres browser gpu-bundle gpu-dry-run gpu-receive \
 	gpu-check-wheels

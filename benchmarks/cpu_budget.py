@@ -17,6 +17,7 @@ import time
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 from minbert.bert import load_tokenizer  # noqa: E402
+from minbert.config import arm_settings  # noqa: E402
 from minbert.evaluation import dev_metrics  # noqa: E402
 from minbert.experiments import build_model, load_multitask  # noqa: E402
 from minbert.params import load_config  # noqa: E402
@@ -31,14 +32,14 @@ def measure(mode: str, rows: int, batch_size: int) -> dict[str, float]:
     scored row, on `rows` rows of each task."""
     notebook = "02_sbert_baseline" if mode == "bi-encoder" else "04_smart"
     limits = dict.fromkeys(TASKS, rows)
-    cfg = load_config(notebook, "quick", {"train_limits": limits, "dev_limits": limits, "mode": mode,
+    cfg = load_config(notebook, "cpu", {"train_limits": limits, "dev_limits": limits, "mode": mode,
                                           "heldout_sizes": dict.fromkeys(TASKS, 64),
                                           "batch_size": batch_size})
     runtime = Runtime.resolve(cfg.device, cfg.precision, cfg.seed)
     data = load_multitask(cfg, load_tokenizer(cfg.checkpoint))
     found = {}
     for task in TASKS:
-        settings = cfg.with_updates({"epochs": 1, "smart": {}})
+        settings = arm_settings(cfg, "baseline", {"epochs": 1, "smart": {}})  # the run's knobs, not the arms
         model = build_model(settings)
         trained = train_multitask(model, {task: data.train[task]}, {task: data.dev[task]}, settings,
                                   runtime=runtime)

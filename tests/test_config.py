@@ -22,13 +22,13 @@ from minbert.params import (
 )
 
 
-def quick_values(notebook="01_part1_sst"):
-    return load_params(notebook, "quick")
+def default_values(notebook="01_part1_sst"):
+    return load_params(notebook, "cpu")
 
 
 def test_unknown_parameter_is_named():
     with pytest.raises(ConfigError, match="unknown parameter 'finetune_lrr'"):
-        load_params("01_part1_sst", "quick", {"finetune_lrr": 0.1})
+        load_params("01_part1_sst", "cpu", {"finetune_lrr": 0.1})
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -39,11 +39,11 @@ def test_unknown_parameter_is_named():
 ])
 def test_wrong_values_are_named(key, value, message):
     with pytest.raises(ConfigError, match=message):
-        load_params("01_part1_sst", "quick", {key: value})
+        load_params("01_part1_sst", "cpu", {key: value})
 
 
 def test_a_parameter_not_given_takes_its_one_default():
-    values = quick_values()
+    values = default_values()
     del values["seed"]
     assert validate("01_part1_sst", values).seed == 11711
     assert validate("02_sbert_baseline", {}).lr == validate("06_final_bert", {}).lr == 5e-5
@@ -51,7 +51,7 @@ def test_a_parameter_not_given_takes_its_one_default():
 
 def test_unknown_notebook_and_profile():
     with pytest.raises(ConfigError, match="unknown notebook"):
-        load_params("99_nothing", "quick")
+        load_params("99_nothing", "cpu")
     with pytest.raises(ConfigError, match="unknown profile"):
         load_params("01_part1_sst", "huge")
 
@@ -65,7 +65,7 @@ def test_every_profile_file_is_valid(notebook, profile):
 @pytest.mark.parametrize("notebook", sorted(NOTEBOOK_CONFIGS))
 def test_parameters_cell_declares_every_knob_with_its_default(notebook):
     """The parameters cell is the config's (written by `python -m minbert parameters-cells`): run as it is,
-    it defines every field at its default; opened in JupyterLab unedited, the notebook loads the quick
+    it defines every field at its default; opened in JupyterLab unedited, the notebook loads the cpu
     profile's file over the defaults, as papermill would."""
     nb = json.loads((paths.notebooks_dir() / f"{notebook}.ipynb").read_text())
     cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
@@ -74,7 +74,7 @@ def test_parameters_cell_declares_every_knob_with_its_default(notebook):
     exec("".join(cells[0]["source"]), {}, namespace)
     namespace.pop("__annotations__", None)
     assert namespace == config_class(notebook)().model_dump()
-    assert notebook_config(notebook, namespace).model_dump() == quick_values(notebook)
+    assert notebook_config(notebook, namespace).model_dump() == default_values(notebook)
 
 
 @pytest.mark.parametrize("notebook", ["02_sbert_baseline", "06_final_bert"])
@@ -104,7 +104,7 @@ def test_injected_parameters_are_read_from_papermills_cell():
     edited = {**defaults, "seeds": 1, "In": ["import x", "seeds = 1"]}
     assert notebook_parameters("02_sbert_baseline", edited) == {"seeds": 1}
     cfg = notebook_config("02_sbert_baseline", edited)
-    assert cfg.seeds == 1 and cfg.epochs == load_config("02_sbert_baseline", "quick").epochs
+    assert cfg.seeds == 1 and cfg.epochs == load_config("02_sbert_baseline", "cpu").epochs
 
 
 @pytest.mark.parametrize("notebook", sorted(NOTEBOOK_CONFIGS))
@@ -153,15 +153,15 @@ def test_overrides_and_profile_files_read_numbers_as_numbers():
     assert yaml.safe_load("1e-5") == "1e-5" and parse_override("1e-5") == 1e-5
     assert parse_override("5e-05") == 5e-05 and parse_override("-2E+3") == -2000.0
     assert parse_override("1_000") == 1000 and parse_override("v1e5") == "v1e5"
-    values = load_params("01_part1_sst", "quick", {"finetune_lr": parse_override("1e-5")})
+    values = load_params("01_part1_sst", "cpu", {"finetune_lr": parse_override("1e-5")})
     assert values["finetune_lr"] == 1e-5
 
 
 def test_a_string_is_not_a_number_nor_a_boolean_an_integer():
     with pytest.raises(ConfigError, match="parameter 'lr': Input should be a valid number"):
-        load_params("06_final_bert", "quick", {"lr": "5e-05"})
+        load_params("06_final_bert", "cpu", {"lr": "5e-05"})
     with pytest.raises(ConfigError, match="parameter 'finetune_epochs': Input should be a valid integer"):
-        load_params("01_part1_sst", "quick", {"finetune_epochs": True})
+        load_params("01_part1_sst", "cpu", {"finetune_epochs": True})
 
 
 def test_knob_combinations_and_arms_are_checked():
@@ -178,7 +178,7 @@ def test_knob_combinations_and_arms_are_checked():
 def test_an_arm_is_its_knob_updates_over_the_notebook_settings():
     from minbert.arms import ARMS
 
-    cfg = load_config("06_final_bert", "quick")
+    cfg = load_config("06_final_bert", "cpu")
     frozen = arm_settings(cfg, "freeze")
     assert frozen.freeze_epochs == 1 and frozen.epochs == cfg.epochs  # the frozen epoch is one of them
     assert frozen.task_order == cfg.task_order  # the arm leaves the order alone
@@ -221,11 +221,11 @@ def test_epochs_count_the_qqp_only_and_frozen_ones():
         load_config("02_sbert_baseline", "smoke", {"epochs": 1})
     with pytest.raises(ConfigError, match=r"arm 'freeze' .* does not fit"):  # the final run: 1 epoch
         load_config("02_sbert_baseline", "smoke", {"final_arm": "freeze"})
-    assert load_config("02_sbert_baseline", "quick").run_seeds() == [11711, 11712, 11713]
+    assert load_config("02_sbert_baseline", "cpu").run_seeds() == [11711, 11712, 11713]
 
 
 @pytest.mark.parametrize("notebook", sorted(NOTEBOOK_CONFIGS))
-@pytest.mark.parametrize("profile", ["quick", "full"])
+@pytest.mark.parametrize("profile", ["cpu", "full"])
 def test_sst_and_sts_dev_are_scored_whole_outside_the_smoke_profile(notebook, profile):
     """Issue 13: the small dev sets are never subsampled; only QQP's 20,212 pairs may be, for speed."""
     values = load_params(notebook, profile)
@@ -234,7 +234,7 @@ def test_sst_and_sts_dev_are_scored_whole_outside_the_smoke_profile(notebook, pr
     assert values.get("dev_limit") is None  # 01 (SST alone) keeps its whole dev set too
 
 
-@pytest.mark.parametrize("profile", ["quick", "full"])
+@pytest.mark.parametrize("profile", ["cpu", "full"])
 def test_no_profile_asks_for_more_train_rows_than_are_left_after_the_held_out_rows(profile, data_dir):
     """A train limit above what a task's train file has once its held-out rows are carved is a budget
     that silently is not: every `*train_limits` knob of every notebook fits the files here."""
@@ -254,15 +254,35 @@ def test_no_profile_asks_for_more_train_rows_than_are_left_after_the_held_out_ro
 
 
 def test_a_run_by_hand_says_first_that_it_replaces_the_committed_results(monkeypatch):
-    """JupyterLab's Run All (no papermill cell in the input history) on the quick profile writes the
+    """JupyterLab's Run All (no papermill cell in the input history) on the cpu profile writes the
     committed results file: the notebook says so, naming it; a papermill run and a smoke run do not."""
     from minbert.notebook import overwrite_warning
 
     monkeypatch.delenv("MINBERT_REPORTS_DIR", raising=False)
     by_hand = {"In": ["from minbert.notebook import start_notebook", "seeds = 1"]}
-    warning = overwrite_warning("02_sbert_baseline", "quick", by_hand)
-    assert warning and "replaces the committed reports/results/02_sbert_baseline.quick.json" in warning
+    warning = overwrite_warning("02_sbert_baseline", "cpu", by_hand)
+    assert warning and "replaces the committed reports/results/02_sbert_baseline.cpu.json" in warning
     assert 'profile = "smoke"' in warning
-    injected = {"In": ["import x", '# Parameters\nprofile = "quick"\n']}
-    assert overwrite_warning("02_sbert_baseline", "quick", injected) is None
+    injected = {"In": ["import x", '# Parameters\nprofile = "cpu"\n']}
+    assert overwrite_warning("02_sbert_baseline", "cpu", injected) is None
     assert overwrite_warning("02_sbert_baseline", "smoke", by_hand) is None
+
+
+@pytest.mark.parametrize("notebook", ["02_sbert_baseline", "03_sophia", "04_smart", "05_attention",
+                                      "06_final_bert"])
+def test_the_default_profile_keeps_the_train_files_proportions(notebook, data_dir):
+    """Issue 52: the study's schedules, QQP phase and class weights answer QQP being the largest task; an
+    equal number of rows a task would remove what they are tested on. Every multitask budget of the
+    default profile takes one fraction of each train file, once its held-out rows are carved."""
+    from minbert.config import DEFAULT_PROFILE
+    from minbert.data import load_split
+
+    cfg = load_config(notebook, DEFAULT_PROFILE)
+    for knob in ("train_limits", "ablation_train_limits", "final_train_limits"):
+        limits = getattr(cfg, knob, None)
+        if not limits:
+            continue
+        left = {task: len(load_split(task, "train")) - cfg.heldout_sizes[task] for task in limits}
+        fractions = {task: limits[task] / left[task] for task in left}
+        assert max(fractions.values()) - min(fractions.values()) < 0.001, (notebook, knob, fractions)
+        assert limits["qqp"] > limits["sst"] > limits["sts"], (notebook, knob, limits)

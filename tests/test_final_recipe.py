@@ -11,7 +11,7 @@ import torch
 
 from minbert import tasks as registry
 from minbert.bert import BertModel
-from minbert.config import ConfigError, MultitaskSettings
+from minbert.config import PROFILES, ConfigError, MultitaskSettings
 from minbert.ensemble import Ensemble, average_outputs, choose_members
 from minbert.models import MultitaskBert, pool
 from minbert.params import load_config
@@ -175,7 +175,7 @@ def test_levers_are_checked_against_the_recipe():
         load_config("06_final_bert", "smoke", {"levers": ["more cowbell"]})
 
 
-@pytest.mark.parametrize("profile", ["smoke", "quick", "cpu", "full"])
+@pytest.mark.parametrize("profile", PROFILES)
 def test_the_peer_trains_on_the_rows_notebook_06_uses(profile):
     """Same train subsample, held-out carve, dev rows, sequence length and seed: the comparison is fair."""
     peer, final = load_config("peer_transformers", profile), load_config("06_final_bert", profile)

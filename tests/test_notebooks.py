@@ -270,7 +270,8 @@ def test_sbert_smoke_run_reports_every_arm(report_dirs):
     best = results["checks"]["best_run"]
     dev_sst = (report_dirs / "predictions" / "02_sbert_baseline.smoke" / f"{best}-sst-dev.csv").read_text()
     assert dev_sst.splitlines()[0] == "id\tsentiment" and len(dev_sst.splitlines()) == 33
-    assert "study SST" in (report_dirs / "02_sbert_baseline.smoke.html").read_text()
+    page = (report_dirs / "02_sbert_baseline.smoke.html").read_text()
+    assert "study SST" in page and "A larger budget: baseline again on SST 64, QQP 64, STS 64" in page
 
 
 def test_attention_smoke_run_compares_variants(report_dirs):
@@ -535,7 +536,7 @@ def test_a_report_drops_widget_outputs_and_keeps_the_rest():
 
 def test_render_reads_the_profile_from_the_executed_notebook_and_refuses_a_mismatch(report_dirs, tmp_path):
     """`minbert render /tmp/out.ipynb` (the documented papermill line's output) renders to the profile the
-    notebook ran; a smoke run renamed to look like a quick one, a run that stopped at an error and a
+    notebook ran; a smoke run renamed to look like a cpu one, a run that stopped at an error and a
     notebook run outside papermill are refused, and no committed-profile page is written."""
     import nbformat
 
@@ -551,7 +552,7 @@ def test_render_reads_the_profile_from_the_executed_notebook_and_refuses_a_misma
 
     cli.main(["render", str(executed("out.ipynb"))])
     assert (report_dirs / "01_part1_sst.smoke.html").is_file()
-    refused = [(executed("01_part1_sst.quick.ipynb"), "name says profile 'quick', but it ran the 'smoke'"),
+    refused = [(executed("01_part1_sst.cpu.ipynb"), "name says profile 'cpu', but it ran the 'smoke'"),
                (executed("failed.ipynb", exception=True), "did not run to the end"),
                (executed("elsewhere.ipynb", input_path="/tmp/mine.ipynb"), "not one of the numbered")]
     plain = nbformat.read(paths.notebooks_dir() / "01_part1_sst.ipynb", as_version=4)

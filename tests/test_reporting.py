@@ -124,10 +124,10 @@ def test_limits_state_the_budget_and_the_interval_widths():
             run.train_sizes, run.dev_sizes, run.config = {"sst": 300}, {"sst": 1101}, {"epochs": 2}
             comparison.add(arm, run, {"sst": np.zeros(4)})
     differences = [Difference("b", "a", "sst", 0.01, -0.02, 0.04, [0.01] * 3, 1101)]
-    text = limits(comparison, differences, "quick")
+    text = limits(comparison, differences, "smoke")
     assert "SST 300 training rows, 2 epochs, 3 seeds per arm; dev rows 1,101" in text
     assert "±0.030 on SST acc" in text
-    assert "quick profile" in text and "quick profile" not in limits(comparison, differences, "full")
+    assert "smoke profile" in text and "smoke profile" not in limits(comparison, differences, "full")
     assert "(sst)." in text  # the one task it has, not sst/qqp/sts
 
 
@@ -140,7 +140,7 @@ def test_limits_name_each_arms_epochs_where_they_differ():
         run.group, run.train_sizes, run.config = arm, {"sst": 5000}, {"epochs": epochs}
         comparison.add(arm, run, {"sst": np.zeros(4)})
     assert "SST 5,000 training rows, 10 epochs (pretrain), 3 epochs (finetune), 1 seed per arm" in limits(
-        comparison, [], "quick")
+        comparison, [], "smoke")
 
 
 def test_the_history_plot_draws_what_the_runs_recorded_with_the_legend_below():
@@ -316,9 +316,27 @@ def test_a_comparison_page_says_by_how_much_its_reference_misses_the_evidence_ta
     assert target_line(comparison) == (
         "- Targets: the reference arm baseline's mean dev SST acc 0.420 (target 0.43); QQP acc 0.790 (target "
         "0.77); STS pearson 0.865 (target 0.85) misses SST acc by 0.010: its answers there stand on a "
-        "reference weaker than the evidence asks, and more rows or epochs for every arm are what would "
-        "reach it.")
+        "reference weaker than the evidence asks, and more rows for every arm are what would reach it "
+        "(notebook 02's final run is the reference recipe on about twice the rows: its page sets it against "
+        "the same targets).")
     assert target_line(comparison) in limits(comparison, [], "cpu")
     for record in comparison.runs["baseline"]:  # a cross-encoder's STS target is 0.82
         record.config["mode"], record.dev["sst_acc"], record.dev["sts_pearson"] = "cross-encoder", 0.44, 0.83
     assert target_line(comparison).endswith("STS pearson 0.830 (target 0.82) meets every target.")
+    for record in comparison.runs["baseline"]:
+        record.dev["qqp_acc"] = 0.75
+    assert "misses QQP acc by 0.020" in target_line(comparison) and "notebook 06's final runs" in target_line(
+        comparison)
+
+
+def test_a_final_run_on_more_rows_is_set_against_the_targets():
+    """02's final run (its reference recipe on twice the rows) says what a larger budget reaches."""
+    from minbert.report.wording import final_run_line
+
+    run = RunRecord("baseline-final", {"sst_acc": 0.44, "qqp_acc": 0.765, "sts_pearson": 0.843}, 2, [],
+                    arm="baseline", train_sizes={"sst": 2036, "qqp": 3227, "sts": 1410})
+    assert final_run_line([run]) == (
+        "- A larger budget: baseline again on SST 2,036, QQP 3,227, STS 1,410 training rows (one seed, the "
+        "same dev rows): SST acc 0.440 (target 0.43: meets); QQP acc 0.765 (target 0.77: misses by 0.005); "
+        "STS pearson 0.843 (target 0.85: misses by 0.007).")
+    assert final_run_line([]) == ""

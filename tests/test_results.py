@@ -18,7 +18,7 @@ def run(name, **dev):
     return {"name": name, "dev": dev, "best_epoch": 1, "history": []}
 
 
-def write_result(folder, notebook, runs, dirty=False, profile="quick"):
+def write_result(folder, notebook, runs, dirty=False, profile="cpu"):
     folder.mkdir(parents=True, exist_ok=True)
     stamp = {"commit": "abcdef1234567", "dirty": dirty, "params": {}, "seed": 1, "device": "cpu (test)",
              "versions": {}, "started": "2026-01-01T00:00:00+00:00", "wall_s": 90.0}
@@ -36,7 +36,7 @@ def reports(tmp_path):
                   run("qqp-first", sst_acc=0.46, qqp_acc=0.79, sts_pearson=0.83)],
                  dirty=True)
     for name in ("01_part1_sst", "02_sbert_baseline"):
-        (folder / f"{name}.quick.html").write_text("<html></html>")
+        (folder / f"{name}.cpu.html").write_text("<html></html>")
     return folder
 
 
@@ -46,10 +46,10 @@ def test_runs_table_has_one_row_per_arm_and_the_stamps_table_one_per_results_fil
                                  ("02_sbert_baseline", "qqp-first")]
     row = table.loc[("02_sbert_baseline", "qqp-first")]
     assert row["mean"] == pytest.approx((0.46 + 0.79 + 0.83) / 3)
-    assert row["profile"] == "quick" and "device" not in table.columns and "commit" not in table.columns
+    assert row["profile"] == "cpu" and "device" not in table.columns and "commit" not in table.columns
     stamps = tables.stamps_table(records.load_all(reports / "results"))
-    assert list(stamps.index) == [("01_part1_sst", "quick"), ("02_sbert_baseline", "quick")]
-    stamp = stamps.loc[("02_sbert_baseline", "quick")]
+    assert list(stamps.index) == [("01_part1_sst", "cpu"), ("02_sbert_baseline", "cpu")]
+    stamp = stamps.loc[("02_sbert_baseline", "cpu")]
     assert stamp["commit"] == "abcdef1+" and stamp["device"] == "cpu (test)"
     assert stamp["minutes (wall)"] == "1.5"
     part1 = table.loc[("01_part1_sst", "finetune")]
@@ -62,7 +62,7 @@ def test_runs_of_several_profiles_carry_the_profile_in_their_name(reports):
     write_result(reports / "results", "01_part1_sst", [run("finetune", sst_acc=0.5)], profile="full")
     table = tables.runs_table(records.load_all(reports / "results"))
     assert [run for notebook, run in table.index if notebook == "01_part1_sst"] == [
-        "finetune (full)", "finetune (quick)"]
+        "finetune (cpu)", "finetune (full)"]
     assert table.loc[("01_part1_sst", "finetune (full)"), "profile"] == "full"
     assert table.loc["02_sbert_baseline"].index.tolist() == ["baseline", "qqp-first"]
 
@@ -88,33 +88,33 @@ def test_study_table_is_theirs_and_complete():
 
 def test_index_links_every_report_with_a_summary(reports):
     page = index.write_index(reports).read_text()
-    assert '<a href="01_part1_sst.quick.html">' in page and '<a href="02_sbert_baseline.quick.html">' in page
+    assert '<a href="01_part1_sst.cpu.html">' in page and '<a href="02_sbert_baseline.cpu.html">' in page
     assert "headline run <code>qqp-first</code>: SST acc 0.460, QQP acc 0.790, STS pearson 0.830" in page
     assert "state of the art cited by the study" in page and "(theirs)" in page
     fig = figures.plot_tasks(records.load_all(reports / "results"))
     assert [ax.get_title() for ax in fig.axes] == ["SST acc", "QQP acc", "STS pearson"]
-    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["01 finetune (quick)",
-                                                                      "02 qqp-first (quick)"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["01 finetune (cpu)",
+                                                                      "02 qqp-first (cpu)"]
 
 
 def test_index_lists_the_runs_of_every_profile(reports):
     write_result(reports / "results", "01_part1_sst", [run("finetune", sst_acc=0.5)], profile="full")
     page = index.write_index(reports).read_text()
-    assert "finetune (full)" in page and "finetune (quick)" in page
+    assert "finetune (full)" in page and "finetune (cpu)" in page
     assert "01_part1_sst (full), results file only (no report)" in page
 
 
-def test_quick_and_full_results_of_one_notebook_live_side_by_side(tmp_path, monkeypatch):
+def test_cpu_and_full_results_of_one_notebook_live_side_by_side(tmp_path, monkeypatch):
     monkeypatch.setenv("MINBERT_REPORTS_DIR", str(tmp_path))
     stamp = {"commit": None, "dirty": None, "device": "cpu (test)", "wall_s": 1.0}
-    for profile, score in (("quick", 0.4), ("full", 0.5)):
+    for profile, score in (("cpu", 0.4), ("full", 0.5)):
         runs = [records.RunRecord("a", {"sst_acc": score}, 1, []),
                 records.RunRecord("b", {"sst_acc": 0.1}, 1, [])]
         records.Results("01_part1_sst", profile, stamp, {}, runs).save()
-    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["01_part1_sst.full.json",
-                                                                       "01_part1_sst.quick.json"]
-    quick, full = records.load_results("01_part1_sst", "quick"), records.load_results("01_part1_sst", "full")
-    assert quick.run("a").dev == {"sst_acc": 0.4} and full.headline().dev == {"sst_acc": 0.5}
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["01_part1_sst.cpu.json",
+                                                                       "01_part1_sst.full.json"]
+    cpu, full = records.load_results("01_part1_sst", "cpu"), records.load_results("01_part1_sst", "full")
+    assert cpu.run("a").dev == {"sst_acc": 0.4} and full.headline().dev == {"sst_acc": 0.5}
     assert records.predictions_dir("01_part1_sst", "full").name == "01_part1_sst.full"
 
 
@@ -188,7 +188,7 @@ def test_reports_link_only_the_neighbours_that_are_rendered(tmp_path):
 
 
 def test_the_results_figure_leaves_first_looks_out_where_evidence_exists(tmp_path):
-    """A quick reference that never learned STS would stretch the STS axis beside the cpu evidence."""
+    """A smoke reference that never learned STS would stretch the STS axis beside the cpu evidence."""
     from minbert.records import Results, RunRecord
 
     def result(profile, sts):
@@ -196,7 +196,7 @@ def test_the_results_figure_leaves_first_looks_out_where_evidence_exists(tmp_pat
                         heldout={"sst_acc": 0.4}, group="a")
         return Results("02_sbert_baseline", profile, {"commit": "abc"}, {}, [run], {})
 
-    fig = figures.plot_tasks([result("quick", 0.22), result("cpu", 0.86)])
+    fig = figures.plot_tasks([result("smoke", 0.22), result("cpu", 0.86)])
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["02 a (cpu)"]
-    fig = figures.plot_tasks([result("quick", 0.22)])  # nothing else: the first look is all there is
-    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["02 a (quick)"]
+    fig = figures.plot_tasks([result("smoke", 0.22)])  # nothing else: the first look is all there is
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["02 a (smoke)"]

@@ -33,8 +33,8 @@ def test_a_second_claim_is_refused_and_a_killed_holder_releases(dirs):
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(runlock.RunLockedError, match=rf"already running \(pid {holder.pid} on "):
             runlock.claim("01_part1_sst", "smoke")
-        runlock.claim("01_part1_sst", "quick")  # another profile's outputs are another lock
-        runlock.release("01_part1_sst", "quick")
+        runlock.claim("01_part1_sst", "full")  # another profile's outputs are another lock
+        runlock.release("01_part1_sst", "full")
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()

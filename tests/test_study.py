@@ -162,12 +162,12 @@ def test_the_deviations_table_reads_each_profiles_settings_from_its_results_file
         return Results("02_sbert_baseline", profile, {"device": f"cpu ({profile})"}, {}, runs, checks)
 
     table = deviations([result("cpu", {"sst": 8000, "qqp": 12000, "sts": 5000}, 3),
-                        result("quick", {"sst": 300, "qqp": 300, "sts": 300}, 2)])
-    assert list(table.columns) == ["the study", "ours: cpu (02)", "ours: quick (02)", "what it can change"]
+                        result("smoke", {"sst": 300, "qqp": 300, "sts": 300}, 2)])
+    assert list(table.columns) == ["the study", "ours: cpu (02)", "ours: smoke (02)", "what it can change"]
     assert table.loc["train rows (SST / QQP / STS)", "ours: cpu (02)"] == "8,000 / 12,000 / 5,000"
     assert table.loc["task proportions", "ours: cpu (02)"] == "QQP 1.5x SST, STS 0.6x SST"
     assert table.loc["task proportions", "the study"] == "QQP 16.6x SST, STS 0.7x SST"
     assert table.loc["seeds", "ours: cpu (02)"] == "3 a configuration"
-    assert table.loc["seeds", "ours: quick (02)"] == "2 a configuration"
+    assert table.loc["seeds", "ours: smoke (02)"] == "2 a configuration"
     assert "STS zero-shot 0.838" in table.loc["checkpoint training", "ours: cpu (02)"]
-    assert table.loc["hardware", "ours: quick (02)"] == "cpu (quick)"
+    assert table.loc["hardware", "ours: smoke (02)"] == "cpu (smoke)"

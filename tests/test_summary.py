@@ -37,7 +37,7 @@ def smart_results(profile: str, estimate: float) -> Results:
 
 def test_each_question_is_answered_from_the_saved_differences_full_profile_first(tmp_path):
     (tmp_path / "04_smart.full.html").touch()  # its report is rendered: the evidence links to it
-    table = study_summary([smart_results("quick", -0.30), smart_results("full", -0.05)], reports=tmp_path)
+    table = study_summary([smart_results("smoke", -0.30), smart_results("full", -0.05)], reports=tmp_path)
     collapse = next(q.text for q in QUESTIONS if q.notebook == "04_smart" and q.ours is not None)
     row = table.set_index("question").loc[collapse]
     assert row["ours (MiniLM)"] == (  # the naive divergence against the right one, with STS trained
@@ -239,7 +239,7 @@ def test_a_comparison_saved_before_floors_names_no_difference():
     up = Difference("round-robin", "baseline", "qqp", 0.03, 0.02, 0.04, [0.03, 0.03], 5000)
     runs = [RunRecord(f"{a}-seed{s}", {"qqp_acc": 0.8}, 1, [], group=a) for a in ("baseline", "round-robin")
             for s in (1, 2)]
-    old = Results("02_sbert_baseline", "quick", {}, {}, runs, {"differences": [up.to_dict()]})
+    old = Results("02_sbert_baseline", "smoke", {}, {}, runs, {"differences": [up.to_dict()]})
     assert short_answer(question, old) == UNJUDGED
     assert effects(old).loc["round-robin − baseline", "QQP acc"].endswith("not judged (no floors)")
     part1 = next(q for q in QUESTIONS if q.notebook == "01_part1_sst")

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from minbert import paths
-from minbert.config import ConfigError
+from minbert.config import DEFAULT_PROFILE, PROFILES, ConfigError
 from minbert.data import DEFAULT_URL_BASE, DataError, fetch_data
 from minbert.params import dry_run_overrides, parse_override
 from minbert.records import OutputError, load_all
@@ -79,6 +79,7 @@ def _readme(args: argparse.Namespace) -> None:
     print(f"wrote {write_readme(args.readme, load_all(results_dir))} from {results_dir}")
 
 
+PROFILE_HELP = "the budget (params/<profile>/): smoke for the tests, cpu the evidence (default), full a GPU's"
 DRY_RUN_HELP = ("the profile's recipe on the smoke profile's budgets (rows, seeds, trials): its first steps, "
                 "to check a long run before it is sent")
 
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="execute one notebook with papermill and render its report")
     run.add_argument("notebook", help="e.g. 01_part1_sst")
-    run.add_argument("--profile", default="quick", help="smoke, quick, cpu or full")
+    run.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES, help=PROFILE_HELP)
     run.add_argument("-p", "--param", nargs=2, action="append", default=[],
                      metavar=("KEY", "VALUE"), help="override one parameter (YAML value)")
     run.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
@@ -119,13 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     peer = sub.add_parser("peer", help="fine-tune the same weights with transformers, one task at a time "
                                        "(the peer row of notebook 06), as a recorded run")
-    peer.add_argument("--profile", default="quick", help="smoke, quick, cpu or full")
+    peer.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES, help=PROFILE_HELP)
     peer.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
     peer.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
     peer.set_defaults(func=_peer)
 
     report = sub.add_parser("report", help="run every notebook in order and render reports/")
-    report.add_argument("--profile", default="quick")
+    report.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES, help=PROFILE_HELP)
     report.add_argument("--timeout", type=int, default=None)
     report.set_defaults(func=_report)
     cells = sub.add_parser("parameters-cells", help="rewrite each notebook's parameters cell from its config "

@@ -23,6 +23,8 @@ from minbert.arms import ARMS
 from minbert.schedules import SCHEDULES
 from minbert.tasks import TaskName
 
+PROFILES = ("smoke", "cpu", "full")  # params/<profile>/: the tests' budget, the evidence on a CPU, a GPU's
+DEFAULT_PROFILE = "cpu"  # what a notebook, `minbert run` and `make report` run unless told otherwise
 LR_SCHEDULES = ("linear", "constant")  # how the learning rate moves over a run (minbert.training)
 
 
@@ -56,7 +58,7 @@ class Settings(BaseModel):
 class NotebookConfig(Settings):
     """What every training notebook has: profile, seed, where it computes, checkpoint, data policy."""
 
-    profile: Literal["smoke", "quick", "cpu", "full"] = "quick"
+    profile: Literal["smoke", "cpu", "full"] = DEFAULT_PROFILE
     seed: int = Field(11711, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "float32", "bfloat16"] = Field(

@@ -174,7 +174,7 @@ class TaskSplit:
         return info
 
     def subset(self, limit: int | None, seed: int = 0) -> TaskSplit:
-        """A fixed, seeded subsample (for quick and smoke runs); all rows if limit is None."""
+        """A fixed, seeded subsample (a profile's budget); all rows if limit is None."""
         if limit is None or limit >= len(self.examples):
             return self
         rng = random.Random(seed)

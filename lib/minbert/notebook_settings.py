@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from minbert import tasks as registry
 from minbert.arms import ARMS, ATTENTION_ARMS, LEVERS, Arm, arm_updates
 from minbert.config import (
+    DEFAULT_PROFILE,
     LR_SCHEDULES,
     ComparisonConfig,
     ConfigError,
@@ -272,7 +273,7 @@ class FinalConfig(OneArmConfig, MultitaskComparisonConfig):
 class ResultsConfig(Settings):
     """07_results: gathers the other notebooks' results; it trains nothing."""
 
-    profile: Literal["smoke", "quick", "cpu", "full"] = "quick"
+    profile: Literal["smoke", "cpu", "full"] = DEFAULT_PROFILE
 
 
 class PeerConfig(NotebookConfig):

@@ -18,10 +18,8 @@ from typing import Any
 import yaml
 
 from minbert import paths
-from minbert.config import ConfigError, Settings
+from minbert.config import DEFAULT_PROFILE, PROFILES, ConfigError, Settings
 from minbert.notebook_settings import config_class, validate
-
-PROFILES = ("smoke", "quick", "cpu", "full")
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -74,7 +72,8 @@ def profile_values(notebook: str, profile: str) -> dict[str, Any]:
 PER_TASK_SIZES = ("train_limits", "dev_limits", "heldout_sizes")  # an override changes the tasks it names
 
 
-def load_config(notebook: str, profile: str = "quick", overrides: dict[str, Any] | None = None) -> Settings:
+def load_config(notebook: str, profile: str = DEFAULT_PROFILE,
+                overrides: dict[str, Any] | None = None) -> Settings:
     """Defaults, then the profile's file, then the overrides, validated. A per-task size given as an
     override (`-p heldout_sizes '{sst: 200}'`) changes the tasks it names and keeps the others' sizes
     (the profile's, else the defaults): a run does not lose QQP's held-out rows for naming SST's."""
@@ -199,4 +198,4 @@ def notebook_parameters(notebook: str, namespace: dict[str, Any]) -> dict[str, A
 def notebook_config(notebook: str, namespace: dict[str, Any]) -> Settings:
     """A notebook's config: its `profile` parameter's file, then the parameters it was given."""
     values = notebook_parameters(notebook, namespace)
-    return load_config(notebook, values.get("profile", namespace.get("profile", "quick")), values)
+    return load_config(notebook, values.get("profile", namespace.get("profile", DEFAULT_PROFILE)), values)

@@ -4,7 +4,7 @@ A results file `reports/results/<notebook>.<profile>.json` holds
 {"notebook", "profile", "stamp": {commit, dirty, params, seed, device, versions,
 started, wall_s}, "data": {...}, "runs": [run records], "checks": {...}}; a
 notebook's prediction files go to `reports/predictions/<notebook>.<profile>/`. So
-quick, full and smoke runs of one notebook live side by side. `headline` is the one
+cpu, full and smoke runs of one notebook live side by side. `headline` is the one
 rule that picks a notebook's headline run, for its findings, the results table and
 the index.
 

@@ -21,6 +21,7 @@ import nbformat
 import papermill
 
 from minbert import paths, runlock
+from minbert.config import DEFAULT_PROFILE
 from minbert.files import atomic_path, atomic_write_text, remove_partials
 from minbert.params import load_config
 from minbert.records import ensure_reports_writable
@@ -37,7 +38,7 @@ def notebook_names() -> list[str]:
 
 
 def report_path(notebook: str, profile: str) -> Path:
-    """The rendered report of a notebook on a profile: quick and full reports live side by side."""
+    """The rendered report of a notebook on a profile: cpu and full reports live side by side."""
     return paths.reports_dir(profile) / f"{notebook}.{profile}.html"
 
 
@@ -135,7 +136,7 @@ def executed_identity(executed: Path) -> tuple[str, str]:
     if record.get("exception") or unfinished:
         raise NotebookRunError(f"{executed}: {name} did not run to the end (it stopped at an error or was "
                                "stopped); there is no report to render")
-    profile = (record.get("parameters") or {}).get("profile", "quick")  # the notebooks' own default
+    profile = (record.get("parameters") or {}).get("profile", DEFAULT_PROFILE)  # the notebooks' own default
     claimed = executed.name.removesuffix(".ipynb")
     if claimed.startswith(f"{name}.") and claimed != f"{name}.{profile}":
         raise NotebookRunError(f"{executed}: its name says profile {claimed.removeprefix(name + '.')!r}, but "
@@ -153,7 +154,7 @@ def render_executed(executed: Path) -> Path:
     return html
 
 
-def run_notebook(name: str, profile: str = "quick", overrides: dict[str, Any] | None = None,
+def run_notebook(name: str, profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None,
                  timeout_s: int | None = None, render: bool = True) -> Path:
     """Run notebooks/<name>.ipynb with the profile's parameters; return the HTML report path, or with
     `render=False` (a machine without nbconvert) the executed notebook's, to render later."""

@@ -140,7 +140,7 @@ def plot_attention(maps: dict[str, np.ndarray], tokens: list[str], title: str = 
     return fig
 
 
-PROFILE_MARKERS = {"full": "o", "cpu": "s", "quick": "D", "smoke": "x"}  # filled: evidence; quick: a sketch
+PROFILE_MARKERS = {"full": "o", "cpu": "s", "smoke": "x"}  # filled: evidence; smoke: the tests' budget
 
 
 def _headline_points(result: Results) -> list[tuple[str, str, list[float]]]:
@@ -163,7 +163,7 @@ def plot_tasks(results: list[Results]) -> plt.Figure:
     """One panel per task: each results file's headline (ours; its seeds' mean with their range as a bar,
     the marker telling the profile apart), the floors its comparisons recorded (majority class,
     untrained checkpoint: dotted), the study's final model and the state of the art it cites (theirs:
-    dashed). Where an evidence profile (cpu, full) has results, first looks (quick, smoke) are left
+    dashed). Where an evidence profile (cpu, full) has results, the smoke profile's are left
     out: a reference that never learned would only stretch the axes."""
     labels = metric_labels()
     theirs = study_table()
@@ -184,7 +184,7 @@ def plot_tasks(results: list[Results]) -> plt.Figure:
             y, profile = rows.index(label), label.rsplit("(", 1)[-1].rstrip(")")
             mean = float(np.mean(scores))
             ax.errorbar(mean, y, xerr=[[mean - min(scores)], [max(scores) - mean]], fmt=PROFILE_MARKERS.get(
-                profile, "o"), color="tab:blue", mfc="white" if profile == "quick" else "tab:blue", capsize=3)
+                profile, "o"), color="tab:blue", mfc="tab:blue", capsize=3)
             ax.annotate(f"{mean:.3f}", (mean, y), xytext=(0, 6), textcoords="offset points", ha="center",
                         fontsize=9)
         for k, (name, score) in enumerate(floors.get(metric, {}).items()):

@@ -23,7 +23,7 @@ from minbert.files import atomic_write_text
 from minbert.published import QUOTES, STUDY_FIGURES
 from minbert.records import Results, RunRecord, run_selection_score
 
-PROFILE_ORDER = ("full", "cpu", "quick", "smoke")  # the evidence first: a GPU run, then the CPU one
+PROFILE_ORDER = ("full", "cpu", "smoke")  # the evidence first: a GPU run, then the CPU one
 
 
 def _fig(row: str, task: int) -> str:
@@ -402,12 +402,12 @@ def claim_status(question: Question, result: Results | None) -> str:
     return f"{status} ({agree} agree, {oppose} disagree, {open_} open of the {counted} differences it named)"
 
 
-EVIDENCE_PROFILES = ("full", "cpu")  # the profiles whose answers are evidence; quick and smoke are looks
+EVIDENCE_PROFILES = ("full", "cpu")  # the profiles whose answers are evidence; smoke is the tests'
 
 
 def _answers_by_profile(question: Question, results: list[Results], short: bool) -> list[tuple[Results, str]]:
     """Our answer from every evidence profile whose results file can answer the question, evidence
-    first (a first look's, quick or smoke, only where no evidence profile can)."""
+    first (the smoke profile's only where no evidence profile can)."""
     mine = sorted((r for r in results if r.notebook == question.notebook and _can_answer(question, r)),
                   key=_profile_rank)
     evidence = [r for r in mine if r.profile in EVIDENCE_PROFILES]
@@ -477,7 +477,8 @@ GLOSSARY = (
      "reaches the smallest effect; negligible: the interval lies within it; inconclusive: otherwise"),
     ("status", "whether our verdicts agree with the differences the study's own figures name (those "
      "reaching the smallest effect): reproduced, contradicted, partly reproduced, not settled"),
-    ("profile", "a budget of every notebook (params/<profile>/): smoke for the tests, quick, cpu, full"),
+    ("profile", "a budget of every notebook (params/<profile>/): smoke for the tests, cpu the evidence (the "
+     "default), full a GPU's"),
     ("headline run", "a results file's best arm by mean held-out score over its seeds, and its best run"),
     ("peer", "transformers' own fine-tune of the same checkpoint, one run a task, its usual recipe"),
     ("lever", "one choice of 06's recipe, switched off (or changed) alone in its ablation"),

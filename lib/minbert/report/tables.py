@@ -282,7 +282,7 @@ def runs_table(results: list[Results]) -> pd.DataFrame:
         profiles.setdefault(result.notebook, set()).add(result.profile)
     rows = []
     for result in results:
-        several = len(profiles[result.notebook]) > 1  # e.g. a quick run here and a full one on a GPU
+        several = len(profiles[result.notebook]) > 1  # e.g. a cpu run here and a full one on a GPU
         top = result.headline() if result.runs else None
         groups: dict[str, list[RunRecord]] = {}
         for run in result.runs:
