@@ -317,7 +317,7 @@ def test_a_comparison_page_says_by_how_much_its_reference_misses_the_evidence_ta
         "- Targets: the reference arm baseline's mean dev SST acc 0.420 (target 0.43); QQP acc 0.790 (target "
         "0.77); STS pearson 0.865 (target 0.85) misses SST acc by 0.010: its answers there stand on a "
         "reference weaker than the evidence asks, and more rows for every arm are what would reach it "
-        "(notebook 02's final run is the reference recipe on about twice the rows: its page sets it against "
+        "(notebook 02's final run is the reference recipe on more rows: its page sets it against "
         "the same targets).")
     assert target_line(comparison) in limits(comparison, [], "cpu")
     for record in comparison.runs["baseline"]:  # a cross-encoder's STS target is 0.82
@@ -330,7 +330,7 @@ def test_a_comparison_page_says_by_how_much_its_reference_misses_the_evidence_ta
 
 
 def test_a_final_run_on_more_rows_is_set_against_the_targets():
-    """02's final run (its reference recipe on twice the rows) says what a larger budget reaches."""
+    """02's final run (its reference recipe on more rows) says what a larger budget reaches."""
     from minbert.report.wording import final_run_line
 
     run = RunRecord("baseline-final", {"sst_acc": 0.44, "qqp_acc": 0.765, "sts_pearson": 0.843}, 2, [],

@@ -74,9 +74,9 @@ CROSS_ENCODER_TARGETS = {**TARGETS, "sts_pearson": 0.82}
 
 # Where a profile shows what a larger budget reaches: the reference recipe trained again on more rows.
 LARGER_BUDGET = {
-    "bi-encoder": "notebook 02's final run is the reference recipe on about twice the rows: its page sets it "
+    "bi-encoder": "notebook 02's final run is the reference recipe on more rows: its page sets it "
                   "against the same targets",
-    "cross-encoder": "notebook 06's final runs are a cross-encoder on 30% of each train file, its learning "
+    "cross-encoder": "notebook 06's final runs are a cross-encoder on more rows, its learning "
                      "curve a smaller point",
 }
 
