@@ -452,7 +452,11 @@ NOT_ATTEMPTED = (
     ("Sophia Baseline (Finn): a second Sophia baseline of unstated settings", "its settings are not given"),
     ("The shared similarity layer (sBERT-Shared Similarity)", "a knob (`shared_similarity`), not an arm of a "
      "comparison"),
-    ("The Optuna comparison of AdamW and Sophia over 100 trials", "3 to 8 trials a study fit the CPU budget"),
+    ("The Optuna comparison of AdamW and Sophia over 100 trials", "the cpu profile runs no study (the smoke "
+     "profile runs their mechanics); the full profile's 30 trials a study have not run, for want of a GPU"),
+    ("Every arm of the study's questions on the CPU", "the cpu profile leaves out for time combined and "
+     "pcgrad (02), the tuned arms (03, 04), linear-nobias and the combined attention variants (05); the "
+     "full profile runs them"),
     ("SMART tuned per task for the BERT (cross-encoder) model", "04 tunes SMART on its own mode only"),
     ("BERT additional layer and extra classifier training as separate runs", "06's recipe has the hidden "
      "layer; the frozen last epoch is 02's freeze arm"),
