@@ -81,6 +81,12 @@ LARGER_BUDGET = {
 }
 
 
+def _targets_of(run: RunRecord) -> tuple[dict[str, float], str]:
+    """The targets a run's mode is held to, and where a larger budget of that mode is shown."""
+    mode = "cross-encoder" if run.config.get("mode") == "cross-encoder" else "bi-encoder"
+    return (CROSS_ENCODER_TARGETS if mode == "cross-encoder" else TARGETS), LARGER_BUDGET[mode]
+
+
 def final_run_line(final_runs: list[RunRecord]) -> str:
     """A final run (the reference recipe on more rows) against the targets, as a Markdown line: what a
     larger budget reaches, for the comparisons whose reference misses a target."""
@@ -89,11 +95,10 @@ def final_run_line(final_runs: list[RunRecord]) -> str:
     run = final_runs[0]
     sizes = ", ".join(f"{t.upper()} {n:,}" for t, n in (run.train_sizes or {}).items())
     parts = []
-    for metric, target in TARGETS.items():
+    for metric, target in _targets_of(run)[0].items():
         if metric in run.dev:
-            label = next(tasks.get(t).metric_label for t in tasks.MULTITASK if tasks.get(t).metric == metric)
             mark = "meets" if run.dev[metric] >= target else f"misses by {target - run.dev[metric]:.3f}"
-            parts.append(f"{label} {run.dev[metric]:.3f} (target {target:.2f}: {mark})")
+            parts.append(f"{label_of(metric)} {run.dev[metric]:.3f} (target {target:.2f}: {mark})")
     seeds = "one seed" if len(final_runs) == 1 else f"{len(final_runs)} runs"
     return (f"- A larger budget: {run.arm or run.name} again on {sizes} training rows ({seeds}, the same dev "
             f"rows): {'; '.join(parts)}.")
@@ -105,21 +110,18 @@ def target_line(comparison: Comparison) -> str:
     runs = comparison.runs.get(comparison.reference) or []
     if not runs:
         return ""
-    targets = CROSS_ENCODER_TARGETS if runs[0].config.get("mode") == "cross-encoder" else TARGETS
+    targets, larger = _targets_of(runs[0])
     parts, missed = [], []
     for metric, target in targets.items():
         scores = [r.dev[metric] for r in runs if metric in r.dev]
         if not scores:
             continue
         mean = float(np.mean(scores))
-        label = next(tasks.get(t).metric_label for t in tasks.MULTITASK if tasks.get(t).metric == metric)
-        parts.append(f"{label} {mean:.3f} (target {target:.2f})")
+        parts.append(f"{label_of(metric)} {mean:.3f} (target {target:.2f})")
         if mean < target:
-            missed.append(f"{label} by {target - mean:.3f}")
+            missed.append(f"{label_of(metric)} by {target - mean:.3f}")
     if not parts:
         return ""
-    larger = (LARGER_BUDGET["cross-encoder"] if runs[0].config.get("mode") == "cross-encoder"
-              else LARGER_BUDGET["bi-encoder"])
     verdict = (f"misses {', '.join(missed)}: its answers there stand on a reference weaker than the evidence "
                f"asks, and more rows for every arm are what would reach it ({larger})" if missed
                else "meets every target")
