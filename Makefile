@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml
 data: $(STAMP)
 	$(PY) -m minbert fetch-data
 
+# RESUME=1 continues a stopped report: every run that finished (runs/) is read back, not trained again.
 report: data
-	$(PY) -m minbert peer --profile $(PROFILE)
-	$(PY) -m minbert report --profile $(PROFILE)
+	$(PY) -m minbert peer --profile $(PROFILE) $(if $(RESUME),-p resume true)
+	$(PY) -m minbert report --profile $(PROFILE) $(if $(RESUME),--resume)
 	$(PY) -m minbert readme
 
 # The PostgreSQL server the Optuna scale-out test starts: Debian's package, installed if missing.

@@ -459,6 +459,28 @@ def test_report_names_the_failed_notebook_and_cell_and_runs_the_others(report_di
     assert (report_dirs / "07_results.smoke.html").is_file() and (report_dirs / "index.html").is_file()
 
 
+def test_a_resumed_report_continues_every_notebook_that_keeps_its_runs(monkeypatch):
+    """`report --resume` hands `resume: true` to each notebook whose settings have it (07 trains nothing
+    and has none), and a stopped report names that command; a plain report resumes nothing."""
+    from minbert.notebook_settings import NOTEBOOK_CONFIGS
+
+    calls = []
+    monkeypatch.setattr(cli, "run_notebook", lambda name, profile, overrides=None, timeout_s=None:
+                        calls.append((name, profile, overrides)))
+    cli.main(["report", "--profile", "smoke", "--resume"])
+    resumed = {name for name, _, overrides in calls if overrides == {"resume": True}}
+    assert [name for name, _, _ in calls] == notebook_names()
+    assert resumed == {n for n in notebook_names() if "resume" in NOTEBOOK_CONFIGS[n].model_fields}
+    assert "01_part1_sst" in resumed and "07_results" not in resumed
+    calls.clear()
+    cli.main(["report", "--profile", "smoke"])
+    assert [overrides for _, _, overrides in calls] == [None] * len(notebook_names())
+    for argv, command in [(["report"], "python -m minbert report --resume"),
+                          (["report", "--resume"], "python -m minbert report --resume")]:
+        message = cli._stopped(cli.build_parser().parse_args(argv), argv)
+        assert message.endswith(f"continue with: {command}"), message
+
+
 def test_figures_in_the_notebooks_prose_are_the_studys_own():
     """Every three-decimal figure a notebook's text quotes is one of the study's published figures
     (`minbert.published`, from its results table), so a hand-typed figure cannot drift from the table;

@@ -48,11 +48,19 @@ def _render(args: argparse.Namespace) -> None:
         print(f"rendered {render_executed(executed)}")
 
 
+def _resumable(notebook: str) -> bool:
+    """Whether the notebook keeps its finished runs under runs/ and can continue from them."""
+    from minbert.notebook_settings import NOTEBOOK_CONFIGS
+
+    return "resume" in getattr(NOTEBOOK_CONFIGS.get(notebook), "model_fields", {})
+
+
 def _report(args: argparse.Namespace) -> None:
     failures = []
     for name in notebook_names():
         try:
-            run_notebook(name, args.profile, timeout_s=args.timeout)
+            run_notebook(name, args.profile, {"resume": True} if args.resume and _resumable(name) else None,
+                         timeout_s=args.timeout)
         except (NotebookRunError, ConfigError, RunLockedError) as exc:
             print(f"FAILED {exc}", file=sys.stderr)
             failures.append(name)
@@ -128,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="run every notebook in order and render reports/")
     report.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES, help=PROFILE_HELP)
     report.add_argument("--timeout", type=int, default=None)
+    report.add_argument("--resume", action="store_true",
+                        help="continue each notebook's runs from those finished under runs/ (what a stopped "
+                             "report kept), training only the missing ones")
     report.set_defaults(func=_report)
     cells = sub.add_parser("parameters-cells", help="rewrite each notebook's parameters cell from its config "
                                                     "(the knobs papermill lists and takes with -p)")
@@ -153,15 +164,13 @@ def _on_sigterm(signum: int, frame) -> None:
 def _stopped(args: argparse.Namespace, argv: list[str]) -> str:
     """The one line a stopped command prints: what was kept, and the exact command that continues."""
     again = " ".join(["python -m minbert", *argv])
-    if args.command == "run":
-        from minbert.notebook_settings import NOTEBOOK_CONFIGS
-
-        if "resume" in getattr(NOTEBOOK_CONFIGS.get(args.notebook), "model_fields", {}):
-            resume = "" if ["resume", "true"] in [list(p) for p in args.param] else " -p resume true"
-            return (f"stopped: the runs that had finished are kept under runs/; continue with: "
-                    f"{again}{resume}")
+    if args.command == "run" and _resumable(args.notebook):
+        resume = "" if ["resume", "true"] in [list(p) for p in args.param] else " -p resume true"
+        return f"stopped: the runs that had finished are kept under runs/; continue with: {again}{resume}"
     if args.command == "report":
-        return f"stopped: the notebooks that had finished kept their reports; run again with: {again}"
+        resume = "" if args.resume else " --resume"
+        return (f"stopped: the notebooks that had finished kept their reports and every finished run is kept "
+                f"under runs/; continue with: {again}{resume}")
     return f"stopped: nothing of this run is kept; run it again with: {again}"
 
 

@@ -58,7 +58,7 @@ class Settings(BaseModel):
 class NotebookConfig(Settings):
     """What every training notebook has: profile, seed, where it computes, checkpoint, data policy."""
 
-    profile: Literal["smoke", "cpu", "full"] = DEFAULT_PROFILE
+    profile: Literal[PROFILES] = DEFAULT_PROFILE
     seed: int = Field(11711, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "float32", "bfloat16"] = Field(

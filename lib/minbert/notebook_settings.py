@@ -14,6 +14,7 @@ from minbert.arms import ARMS, ATTENTION_ARMS, LEVERS, Arm, arm_updates
 from minbert.config import (
     DEFAULT_PROFILE,
     LR_SCHEDULES,
+    PROFILES,
     ComparisonConfig,
     ConfigError,
     MultitaskComparisonConfig,
@@ -273,7 +274,7 @@ class FinalConfig(OneArmConfig, MultitaskComparisonConfig):
 class ResultsConfig(Settings):
     """07_results: gathers the other notebooks' results; it trains nothing."""
 
-    profile: Literal["smoke", "cpu", "full"] = DEFAULT_PROFILE
+    profile: Literal[PROFILES] = DEFAULT_PROFILE
 
 
 class PeerConfig(NotebookConfig):
