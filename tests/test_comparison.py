@@ -247,3 +247,28 @@ def test_floors_the_majority_class_and_whether_the_reference_learned():
                                       f"{margin.span} over the {MAJORITY}.")
     assert Difference.from_dict({**margin.to_dict(), "detected": True}) == margin  # old files' key ignored
     assert Comparison("base", {"sts": np.arange(5.0)}).floors == {}  # a score has no majority class
+
+
+def test_a_page_of_several_comparisons_corrects_each_as_its_own_family():
+    """06's line: each comparison's differences are one family, and a task whose reference did not learn
+    is left out of it. Hand-computed: the peer's p-values 0.01 and 0.04 (both named): 0.01 <= 0.05 / 2
+    passes, 0.04 <= 0.05 / 1 passes, so both keep; the ablation's 0.02 and 0.03 on SST and 0.001 on STS,
+    whose reference did not learn: judged 2, 0.02 <= 0.025 and 0.03 <= 0.05, both keep; alone with a third
+    of 0.5 they would not (0.02 > 0.05 / 3)."""
+    from minbert.report.wording import multiplicity_by_comparison
+
+    def d(arm, task, p, low=0.01, high=0.05):
+        return Difference(arm, "ref", task, (low + high) / 2, low, high, [0.03] * 3, 1000, p)
+
+    peer = [d("ours", "sst", 0.01), d("ours", "qqp", 0.04)]
+    ablation = [d("a", "sst", 0.02), d("b", "sst", 0.03), d("a", "sts", 0.001)]
+    (line,) = multiplicity_by_comparison({"Against the peer": peer, "none": [], "The ablation": ablation},
+                                         {"The ablation": {"sst": True, "sts": False}})
+    assert line == (
+        "Holm's correction, each comparison its own family. Against the peer: Judged 2 differences and "
+        "named 2 better or worse; 2 of those keep their verdict under Holm's correction for all 2 "
+        "(family-wise error 5%). The ablation: Judged 2 differences and named 2 better or worse; 2 of those "
+        "keep their verdict under Holm's correction for all 2 (family-wise error 5%).")
+    (alone,) = multiplicity_by_comparison({"x": [*ablation[:2], d("c", "qqp", 0.5, -0.01, 0.05)]})
+    assert "named 2 better or worse; 0 of those keep" in alone
+    assert multiplicity_by_comparison({"empty": []}) == []

@@ -440,6 +440,8 @@ def test_final_model_smoke_run_with_error_analysis(report_dirs):
     html = (report_dirs / "06_final_bert.smoke.html").read_text()
     assert "most wrong" in html and "wrong answers one class off" in html  # the error analysis
     assert "per doubling of the encoder" in html and "at BERT-base" in html  # the model-size estimate
+    assert "Holm's correction, each comparison its own family. Against the peer" not in html  # no peer here
+    assert "Holm's correction, each comparison its own family." in html and "The ablation: Judged" in html
     assert "No peer results for the smoke profile" in html
     # the static stand-in for the panel: the model's answers to example inputs
     assert "A dull, lifeless and badly acted film." in html and "label: " in html and "probability: " in html

@@ -149,6 +149,41 @@ def test_a_claims_status_counts_our_verdicts_against_the_differences_its_figures
     assert status(diff("qqp-first", "sts", 0.01, -0.02, 0.04)).startswith("not settled at this budget")
 
 
+def test_a_named_verdict_that_holms_correction_undoes_leaves_the_claim_open():
+    """The page's family is every difference it judged: with p-values 0.001 (qqp-first's STS) and 0.03
+    (round-robin's STS) among four, Holm keeps the first (0.001 <= 0.05 / 4) and not the second (0.03 >
+    0.05 / 3), so the claim's status counts round-robin's 'worse' as open, and the short answer says how
+    many named differences the correction keeps (hand-computed)."""
+    from minbert.comparison import Difference
+    from minbert.records import Results, RunRecord
+    from minbert.report.study import QUESTIONS, claim_status, effects, short_answer
+
+    question = next(q for q in QUESTIONS if q.notebook == "02_sbert_baseline")
+
+    def diff(arm, task, estimate, low, high, p):
+        return Difference(arm, "baseline", task, estimate, low, high, [estimate] * 3, 1000, p).to_dict()
+
+    margins = [Difference("baseline", "majority class", t, 0.2, 0.1, 0.3, [0.2] * 3, 1000, 0.0).to_dict()
+               for t in ("sst", "qqp", "sts")]
+    runs = [RunRecord(f"{a}-seed1", {}, 1, [], group=a) for a in ("baseline", "qqp-first", "round-robin")]
+    found = [diff("qqp-first", "sts", 0.03, 0.02, 0.04, 0.001),
+             diff("round-robin", "sts", -0.02, -0.03, -0.01, 0.03),
+             diff("qqp-first", "sst", 0.0, -0.004, 0.004, 0.9),
+             diff("qqp-first", "qqp", 0.01, -0.02, 0.04, 0.5)]
+    result = Results("02_sbert_baseline", "cpu", {}, {}, runs, {"differences": found, "margins": margins})
+    assert claim_status(question, result) == (
+        "partly reproduced (1 agree, 1 disagree, 2 open of the 4 differences it named)")
+    result.checks["differences"][1]["p_value"] = 0.011  # now 0.011 <= 0.05 / 3: round-robin's 'worse' holds
+    assert claim_status(question, result).startswith("partly reproduced (1 agree, 2 disagree, 1 open")
+    result.checks["differences"][1]["p_value"] = 0.03
+    assert short_answer(question, result) == (
+        "qqp-first better on STS; round-robin worse on STS; otherwise 1 negligible, 1 inconclusive of 4 "
+        "differences. Holm's correction for the page's 4 differences keeps 1 of the 2 named.")
+    table = effects(result)
+    assert table.loc["round-robin − baseline", "STS pearson"].endswith("worse (not after Holm)")
+    assert table.loc["qqp-first − baseline", "STS pearson"].endswith("better")
+
+
 def test_the_deviations_table_reads_each_profiles_settings_from_its_results_file():
     from minbert.comparison import ZERO_SHOT
     from minbert.records import Results, RunRecord

@@ -284,6 +284,22 @@ def _differences(question: Question, result: Results) -> tuple[list[Difference],
     return found, answers
 
 
+def _judged(result: Results, key: str) -> list[Difference]:
+    """The differences a page judges: those on the tasks its reference answered (`comparison.learned`;
+    every task where the file has no margins), the family its multiplicity line counts."""
+    answers = learned([Difference.from_dict(d) for d in result.checks.get("margins", [])])
+    return [d for d in map(Difference.from_dict, result.checks.get(key, [])) if answers.get(d.task, True)]
+
+
+def _holm_kept(result: Results, key: str) -> set[tuple[str, str]] | None:
+    """The (arm, task) of every difference that keeps its verdict under Holm's correction for all that its
+    page judged; None for a file saved before p-values were kept."""
+    judged = _judged(result, key)
+    if any(d.p_value is None for d in judged):
+        return None
+    return {(d.arm, d.task) for d, kept in zip(judged, holm(judged), strict=True) if kept}
+
+
 def _blend_part(question: Question, result: Results) -> str:
     """For the final model against the peer: what the blended pretrained view alone contributes (its
     paired difference, with against without it), so that the lead is read for what it is."""
@@ -343,7 +359,21 @@ def short_answer(question: Question, result: Results | None) -> str:
     if counts:
         text += f"{'; otherwise' if head else ':'} {counts} of {len(open_)} differences"
     text += f"; {', '.join(closed)} not answered (the reference did not learn)." if closed else "."
-    return " ".join(t for t in (text, note, _blend_part(question, result)) if t)
+    return " ".join(t for t in (text, _holm_part(open_, result, question.checks_key), note,
+                                _blend_part(question, result)) if t)
+
+
+def _holm_part(differences: list[Difference], result: Results, key: str) -> str:
+    """How many of the differences an answer names keep their verdict under Holm's correction for all
+    that the page judged."""
+    named, kept = [d for d in differences if d.named], _holm_kept(result, key)
+    if not named or kept is None:
+        return ""
+    judged = len(_judged(result, key))
+    holding = sum((d.arm, d.task) in kept for d in named)
+    said = ("none" if not holding else "all" if holding == len(named) else str(holding))
+    return (f"Holm's correction for the page's {judged} differences keeps {said} of the {len(named)} "
+            f"named.")
 
 
 def anchor(heading: str) -> str:
@@ -365,7 +395,8 @@ def claim_status(question: Question, result: Results | None) -> str:
     """Whether our evidence reproduces the study's claim, as its own figures give it: for each of its
     differences that reaches our smallest effect (its row against the row it compared it with), our
     verdict on the same arm and task agrees, disagrees (the opposite, or negligible) or leaves it open
-    (inconclusive); tasks where our reference did not learn do not count."""
+    (inconclusive, or better or worse but not after Holm's correction for its page); tasks where our
+    reference did not learn do not count."""
     if question.status:
         return question.status
     if result is None:
@@ -378,6 +409,7 @@ def claim_status(question: Question, result: Results | None) -> str:
         return UNSETTLED
     found, answers = _differences(question, result)
     ours = {(d.arm, d.task): d for d in found}
+    kept = _holm_kept(result, question.checks_key)
     agree = oppose = open_ = 0
     for arm, row, reference in question.claims:
         for k, task in enumerate(tasks.MULTITASK):
@@ -388,9 +420,10 @@ def claim_status(question: Question, result: Results | None) -> str:
             if answers is not None and not answers.get(task, True):
                 continue
             expected = "better" if theirs > base else "worse"
-            if d.verdict == expected:
+            holds = kept is None or (arm, task) in kept  # a verdict Holm's correction undoes is open
+            if d.verdict == expected and holds:
                 agree += 1
-            elif d.verdict in ("better", "worse", "negligible"):
+            elif d.verdict == "negligible" or (d.verdict in ("better", "worse") and holds):
                 oppose += 1
             else:
                 open_ += 1
@@ -583,11 +616,9 @@ def effects(result: Results, key: str = "differences") -> pd.DataFrame:
         label = tasks.get(d.task).metric_label
         rows.setdefault(f"{d.arm} − {d.reference}", {})[label] = f"{d.span} {cleared}"
     saved = [Difference.from_dict(d) for d in result.checks.get(key, [])]
-    judged = [d for d in saved if answers.get(d.task, True)]
-    kept = dict(zip(map(id, judged), holm(judged), strict=True)) if all(d.p_value is not None
-                                                                        for d in judged) else {}
+    kept = _holm_kept(result, key)
     for d in saved:
-        holds = "" if not d.named or not kept or kept.get(id(d)) else " (not after Holm)"
+        holds = "" if not d.named or kept is None or (d.arm, d.task) in kept else " (not after Holm)"
         said = ("not judged (no floors)" if unjudged
                 else d.verdict + holds if answers.get(d.task, True) else "not answered")
         rows.setdefault(f"{d.arm} − {d.reference}", {})[tasks.get(d.task).metric_label] = f"{d.span} {said}"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from minbert import tasks
-from minbert.comparison import Comparison, Difference, smallest_effect
+from minbert.comparison import Comparison, Difference, cannot_answer, multiplicity_line, smallest_effect
 from minbert.records import Results, RunRecord
 from minbert.report.tables import dev_rows, variant_movement_table
 
@@ -126,6 +126,20 @@ def target_line(comparison: Comparison) -> str:
                f"asks, and more rows for every arm are what would reach it ({larger})" if missed
                else "meets every target")
     return f"- Targets: the reference arm {comparison.reference}'s mean dev {'; '.join(parts)} {verdict}."
+
+
+def multiplicity_by_comparison(families: dict[str, list[Difference]],
+                               answers: dict[str, dict[str, bool]] | None = None) -> list[str]:
+    """Holm's correction on a page of several comparisons (06), each comparison its own family: what each
+    judged and named, and how many of those keep their verdict (`comparison.multiplicity_line`). A
+    comparison's `answers` (`comparison.learned`) leave out the tasks its reference did not learn, as the
+    other pages' lines do."""
+    parts = []
+    for name, differences in families.items():
+        judged = [d for d in differences if not cannot_answer(d, (answers or {}).get(name))]
+        if judged:
+            parts.append(f"{name}: {multiplicity_line(judged)}")
+    return ["Holm's correction, each comparison its own family. " + " ".join(parts)] if parts else []
 
 
 def limits(comparison: Comparison, differences: list[Difference], profile: str) -> str:
