@@ -483,6 +483,21 @@ def test_a_resumed_report_continues_every_notebook_that_keeps_its_runs(monkeypat
         assert message.endswith(f"continue with: {command}"), message
 
 
+def test_the_index_command_rewrites_the_index_from_the_results_files(report_dirs, capsys):
+    """`minbert index` writes reports/index.html from the results files alone (no notebook runs): here the
+    committed cpu results, whose 02 headline and question it must show."""
+    import shutil
+
+    from minbert import paths
+
+    shutil.copytree(paths.PROJECT_ROOT / "reports" / "results", report_dirs / "results")
+    cli.main(["index"])
+    assert f"wrote {report_dirs / 'index.html'}" in capsys.readouterr().out
+    page = (report_dirs / "index.html").read_text()
+    assert "Does a different task order or schedule train the three tasks better together?" in page
+    assert "02_sbert_baseline (cpu), results file only (no report)" in page
+
+
 def test_figures_in_the_notebooks_prose_are_the_studys_own():
     """Every three-decimal figure a notebook's text quotes is one of the study's published figures
     (`minbert.published`, from its results table), so a hand-typed figure cannot drift from the table;

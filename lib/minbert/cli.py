@@ -82,6 +82,12 @@ def _parameters_cells(args: argparse.Namespace) -> None:
           "in step with its config")
 
 
+def _index(args: argparse.Namespace) -> None:
+    from minbert.report.index import write_index
+
+    print(f"wrote {write_index()} from {paths.reports_dir() / 'results'}")
+
+
 def _readme(args: argparse.Namespace) -> None:
     results_dir = args.results or paths.reports_dir() / "results"
     print(f"wrote {write_readme(args.readme, load_all(results_dir))} from {results_dir}")
@@ -143,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     cells = sub.add_parser("parameters-cells", help="rewrite each notebook's parameters cell from its config "
                                                     "(the knobs papermill lists and takes with -p)")
     cells.set_defaults(func=_parameters_cells)
+    index = sub.add_parser("index", help="rewrite reports/index.html from the results files (after a change "
+                                         "to how the index words them; no notebook runs)")
+    index.set_defaults(func=_index)
     readme = sub.add_parser("readme", help="rewrite the README's results section from the results files")
     readme.add_argument("--readme", type=Path, default=paths.PROJECT_ROOT / "README.md")
     readme.add_argument("--results", type=Path, default=None, help="default: reports/results/")
