@@ -91,8 +91,8 @@ def test_a_kept_ensemble_member_keeps_its_raw_outputs(setup):
 
 
 def test_the_training_code_is_what_keys_a_finished_run(tmp_path):
-    """A commit that changes pages, scripts or the README keeps the runs; one that changes the trainer
-    does not."""
+    """A commit that changes pages, scripts, the command line or the README keeps the runs; one that
+    changes the trainer does not."""
     root = tmp_path / "minbert"
     (root / "report").mkdir(parents=True)
     (root / "training.py").write_text("lr = 1e-4\n")
@@ -100,11 +100,14 @@ def test_the_training_code_is_what_keys_a_finished_run(tmp_path):
     before = finished.sources_fingerprint(root)
     (root / "report" / "pages.py").write_text("title = 'b'\n")
     assert finished.sources_fingerprint.__wrapped__(root) == before
+    (root / "cli.py").write_text("print('a new subcommand')\n")  # the command line is no training code
+    assert finished.sources_fingerprint.__wrapped__(root) == before
     (root / "training.py").write_text("lr = 2e-4\n")
     assert finished.sources_fingerprint.__wrapped__(root) != before
     names = [p.relative_to(finished.LIBRARY).as_posix() for p in finished.training_sources()]
     assert {"training.py", "optim_kernels.c", "checksums.sha256"} <= set(names)
-    assert not [n for n in names if n.startswith("report/")]
+    assert not [n for n in names if n.startswith("report/")] and "cli.py" not in names
+    assert {"config.py", "notebook_settings.py", "records.py"} <= set(names)  # settings, what a run records
 
 
 def test_a_multitask_run_file_with_all_of_qqps_dev_pairs_is_small(tmp_path, monkeypatch):

@@ -10,9 +10,10 @@ per task (class labels in one byte each, STS scores as float32: what a compariso
 averages: float32, 0.15 MB more for QQP). Its weights stay in its checkpoint folder.
 
 A run is taken only with the settings it ran with and the code that trains it: the fingerprint of
-the library's training sources (everything under lib/minbert but the report package), torch's
-version and the checkpoint. A commit that changes only pages, scripts or the README keeps the runs;
-a change to the trainer trains them again.
+the library's training sources (everything under lib/minbert but the report package and the
+command-line front: `NOT_TRAINING_MODULES`), torch's version and the checkpoint. A commit that changes
+only pages, scripts, the command line or the README keeps the runs; a change to the trainer trains
+them again.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from minbert.training import Trained, settings_changes
 
 LIBRARY = Path(__file__).resolve().parent
 NOT_TRAINING = frozenset({"report", "templates", "__pycache__"})  # what only draws pages
+# What only starts runs from the command line, holds their locks or quotes the study: a run's knobs reach
+# it as settings, which key a finished run on their own, so a change here leaves the runs as they were.
+NOT_TRAINING_MODULES = frozenset({"__main__.py", "cli.py", "runner.py", "runlock.py", "published.py"})
 
 
 def finished_path(notebook: str, profile: str, name: str) -> Path:
@@ -45,7 +49,8 @@ def finished_path(notebook: str, profile: str, name: str) -> Path:
 def training_sources(root: Path = LIBRARY) -> list[Path]:
     """The library files a run's results depend on: its Python and C sources and the data checksums."""
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".py", ".c", ".sha256")
-                  and not NOT_TRAINING.intersection(p.relative_to(root).parts))
+                  and not NOT_TRAINING.intersection(p.relative_to(root).parts)
+                  and p.relative_to(root).as_posix() not in NOT_TRAINING_MODULES)
 
 
 @functools.cache
