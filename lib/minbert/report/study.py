@@ -371,9 +371,8 @@ def _holm_part(differences: list[Difference], result: Results, key: str) -> str:
         return ""
     judged = len(_judged(result, key))
     holding = sum((d.arm, d.task) in kept for d in named)
-    said = ("none" if not holding else "all" if holding == len(named) else str(holding))
-    return (f"Holm's correction for the page's {judged} differences keeps {said} of the {len(named)} "
-            f"named.")
+    said = "none" if not holding else "all" if holding == len(named) else str(holding)
+    return f"Holm's correction for the page's {judged} differences keeps {said} of the {len(named)} named."
 
 
 def anchor(heading: str) -> str:
