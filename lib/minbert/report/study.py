@@ -18,7 +18,7 @@ import pandas as pd
 from minbert import paths, tasks
 from minbert.arms import LEVERS
 from minbert.comparison import ZERO_SHOT as ZERO_SHOT_FLOOR
-from minbert.comparison import Difference, holm, learned, smallest_effect, verdict
+from minbert.comparison import Difference, cannot_answer, holm, learned, smallest_effect, verdict
 from minbert.files import atomic_write_text
 from minbert.published import QUOTES, STUDY_FIGURES
 from minbert.records import Results, RunRecord, run_selection_score
@@ -288,13 +288,12 @@ def _judged(result: Results, key: str) -> list[Difference]:
     """The differences a page judges: those on the tasks its reference answered (`comparison.learned`;
     every task where the file has no margins), the family its multiplicity line counts."""
     answers = learned([Difference.from_dict(d) for d in result.checks.get("margins", [])])
-    return [d for d in map(Difference.from_dict, result.checks.get(key, [])) if answers.get(d.task, True)]
+    return [d for d in map(Difference.from_dict, result.checks.get(key, [])) if not cannot_answer(d, answers)]
 
 
-def _holm_kept(result: Results, key: str) -> set[tuple[str, str]] | None:
-    """The (arm, task) of every difference that keeps its verdict under Holm's correction for all that its
-    page judged; None for a file saved before p-values were kept."""
-    judged = _judged(result, key)
+def _holm_kept(judged: list[Difference]) -> set[tuple[str, str]] | None:
+    """The (arm, task) of every difference of a page's family (`_judged`) that keeps its verdict under
+    Holm's correction for all of them; None for a file saved before p-values were kept."""
     if any(d.p_value is None for d in judged):
         return None
     return {(d.arm, d.task) for d, kept in zip(judged, holm(judged), strict=True) if kept}
@@ -366,13 +365,14 @@ def short_answer(question: Question, result: Results | None) -> str:
 def _holm_part(differences: list[Difference], result: Results, key: str) -> str:
     """How many of the differences an answer names keep their verdict under Holm's correction for all
     that the page judged."""
-    named, kept = [d for d in differences if d.named], _holm_kept(result, key)
+    named, judged = [d for d in differences if d.named], _judged(result, key)
+    kept = _holm_kept(judged)
     if not named or kept is None:
         return ""
-    judged = len(_judged(result, key))
     holding = sum((d.arm, d.task) in kept for d in named)
     said = "none" if not holding else "all" if holding == len(named) else str(holding)
-    return f"Holm's correction for the page's {judged} differences keeps {said} of the {len(named)} named."
+    return (f"Holm's correction for the page's {len(judged)} differences keeps {said} of the {len(named)} "
+            "named.")
 
 
 def anchor(heading: str) -> str:
@@ -408,7 +408,7 @@ def claim_status(question: Question, result: Results | None) -> str:
         return UNSETTLED
     found, answers = _differences(question, result)
     ours = {(d.arm, d.task): d for d in found}
-    kept = _holm_kept(result, question.checks_key)
+    kept = _holm_kept(_judged(result, question.checks_key))
     agree = oppose = open_ = 0
     for arm, row, reference in question.claims:
         for k, task in enumerate(tasks.MULTITASK):
@@ -615,7 +615,7 @@ def effects(result: Results, key: str = "differences") -> pd.DataFrame:
         label = tasks.get(d.task).metric_label
         rows.setdefault(f"{d.arm} − {d.reference}", {})[label] = f"{d.span} {cleared}"
     saved = [Difference.from_dict(d) for d in result.checks.get(key, [])]
-    kept = _holm_kept(result, key)
+    kept = _holm_kept(_judged(result, key))
     for d in saved:
         holds = "" if not d.named or kept is None or (d.arm, d.task) in kept else " (not after Holm)"
         said = ("not judged (no floors)" if unjudged
