@@ -1,4 +1,5 @@
-"""Our CPU dropout: the drop rate, an unbiased scale, gradients, and reproducibility."""
+"""Our CPU dropout: the drop rate, an unbiased scale, gradients, reproducibility, and its C loop against
+the same arithmetic as tensor operations."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import pytest
 import torch
 
 from minbert import attention
+from minbert import dropout as dropout_module
 from minbert.bert import BertModel
-from minbert.dropout import Dropout, dropout
+from minbert.dropout import Dropout, dropout, reference_dropout
 
 
 def test_drop_rate_and_scale_are_right_in_every_lane():
@@ -44,6 +46,53 @@ def test_identity_in_eval_and_at_zero_and_reproducible():
     assert torch.equal(a, dropout(x, 0.5))
     with pytest.raises(ValueError, match="dropout probability"):
         Dropout(1.0)
+
+
+def _awkward_values(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """Normal values with the edge cases of a multiply and a rounding mixed in: signed zeros, infinities,
+    subnormals, the largest finite value (which the scale rounds up to infinity) and halfway cases."""
+    torch.manual_seed(7)
+    x = torch.randn(shape).to(dtype)
+    info = torch.finfo(dtype)
+    edges = torch.tensor([0.0, -0.0, float("inf"), -float("inf"), info.tiny / 4, -info.tiny, info.max,
+                          -info.max, 1.0 + info.eps / 2, 3.0], dtype=dtype)
+    flat = x.view(-1)
+    copies = edges.repeat(40)[: flat.numel()]
+    flat[: len(copies)] = copies
+    return x
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(7,), (333, 384), (4, 12, 41, 41)])
+def test_the_c_loop_is_the_tensor_operations_to_the_bit(dtype, shape):
+    """The one-pass loop (`dropout_kernel.c`) and `reference_dropout` (torch.where, then the scale) give
+    the same bits forward and backward from the same draws, bfloat16's rounding included."""
+    assert dropout_module._kernel() is not None  # built here: the loop is what runs
+    x = _awkward_values(shape, dtype).requires_grad_()
+    grad = _awkward_values(shape, dtype).flip(-1).contiguous()
+    results = []
+    for apply in (lambda: dropout(x, 0.1), lambda: reference_dropout(x, 0.1)):
+        torch.manual_seed(11)
+        out = apply()
+        x.grad = None
+        out.backward(grad)
+        results.append((out.detach(), x.grad))
+    (loop_out, loop_grad), (ops_out, ops_grad) = results
+    bits = torch.int32 if dtype == torch.float32 else torch.int16
+    for ours, theirs in ((loop_out, ops_out), (loop_grad, ops_grad)):
+        assert torch.equal(ours.view(bits), theirs.view(bits))
+    assert bool((loop_out == 0).any()) and bool(loop_out.isinf().any())  # both kinds of element occur
+
+
+def test_the_c_loop_is_used_where_it_can_be_and_not_elsewhere():
+    x = torch.randn(64, 32, requires_grad=True)
+    assert type(dropout(x, 0.2).grad_fn).__name__ == "_MaskedScaleBackward"
+    transposed = torch.randn(32, 64, requires_grad=True).t()  # not contiguous: tensor operations
+    assert type(dropout(transposed, 0.2).grad_fn).__name__ != "_MaskedScaleBackward"
+    torch.manual_seed(2)
+    a = dropout(transposed, 0.2)
+    torch.manual_seed(2)
+    assert torch.equal(a, dropout(transposed.contiguous(), 0.2))  # the same draws and mask either way
 
 
 def test_written_out_training_attention_equals_sdpa(tiny_checkpoint, monkeypatch):

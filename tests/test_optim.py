@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from minbert import optim, optim_kernels
+from minbert import cpu_kernels, optim, optim_kernels
 from minbert.optim import AdamW, SophiaG
 
 
@@ -101,17 +101,17 @@ def test_the_kernel_splits_the_work_between_threads_exactly():
     """Each coordinate in exactly one share, the shares about equal and starting on a cache line; the
     same step with three threads and with one is the same to the bit."""
     sizes = [7, 100_000, 3, 65_537, 0, 40]
-    runs = optim_kernels.shares(sizes, 3)
+    runs = cpu_kernels.shares(sizes, 3)
     assert len(runs) == 3
     covered = [torch.zeros(n, dtype=torch.int) for n in sizes]
     for run in runs:
-        assert run[0][1] % optim_kernels.ALIGN == 0
+        assert run[0][1] % cpu_kernels.ALIGN == 0
         for t, start, stop in run:
             covered[t][start:stop] += 1
     assert all(bool((c == 1).all()) for c in covered)
     lengths = [sum(stop - start for _, start, stop in run) for run in runs]
-    assert max(lengths) - min(lengths) <= 2 * optim_kernels.ALIGN
-    assert optim_kernels.shares([1000], 4) == [[(0, 0, 1000)]]  # too small to share out
+    assert max(lengths) - min(lengths) <= 2 * cpu_kernels.ALIGN
+    assert cpu_kernels.shares([1000], 4) == [[(0, 0, 1000)]]  # too small to share out
     results = []
     threads = torch.get_num_threads()
     for count in (1, 3):
