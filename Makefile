@@ -49,6 +49,7 @@ lab: data
 benchmark: data
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/step_profile.py
+	$(PY) benchmarks/dropout.py
 
 # The GPU run (README: "Full profile on a lent GPU"): pack, try its first steps here, bring its files home.
 gpu-bundle: data
