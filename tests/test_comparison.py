@@ -16,6 +16,7 @@ from minbert.comparison import (
     holm,
     learned,
     learned_line,
+    multiplicity_line,
     paired_difference,
     smallest_effect,
     verdict,
@@ -146,8 +147,11 @@ def test_a_comparison_measures_every_arm_against_its_reference():
     lines = findings(found)
     assert lines[0].startswith("QQP acc, new − base") and "(better;" in lines[0]
     assert lines[-2] == f"Negligible: same on {tasks.get('qqp').metric_label}."
-    assert lines[-1] == ("Judged 2 differences and named 1 better or worse; 1 of those keep their verdict "
+    assert lines[-1] == ("Judged 2 differences and named 1 better or worse; 1 of those keeps its verdict "
                          "under Holm's correction for all 2 (family-wise error 5%).")
+    assert multiplicity_line(found[:1]) == (
+        "Judged 1 difference and named 1 better or worse; 1 of those keeps its verdict under Holm's "
+        "correction (one difference: nothing to correct).")
     with pytest.raises(ValueError, match="reference arm 'missing'"):
         Comparison("missing", {"qqp": gold}, comparison.runs, comparison.predictions).differences()
 
@@ -209,7 +213,7 @@ def test_a_task_the_reference_did_not_learn_names_no_difference():
     lines = findings([up, down], answers)
     assert len(lines) == 3 and "SST acc" in lines[0]
     assert lines[1] == "Not answered (the reference arm did not learn): QQP acc."
-    assert lines[2] == ("Judged 1 differences and named 1; Holm's correction needs the p-values that this "
+    assert lines[2] == ("Judged 1 difference and named 1; Holm's correction needs the p-values that this "
                         "results file predates.")  # hand-made differences carry no p-value
 
 

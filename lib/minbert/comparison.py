@@ -363,14 +363,17 @@ def multiplicity_line(differences: Sequence[Difference]) -> str:
     named = [d for d in differences if d.named]
     if not differences:
         return "No difference judged."
+    judged = f"{len(differences)} difference{'' if len(differences) == 1 else 's'}"
     if any(d.p_value is None for d in differences):
-        return (f"Judged {len(differences)} differences and named {len(named)}; Holm's correction needs the "
-                "p-values that this results file predates.")
+        return (f"Judged {judged} and named {len(named)}; Holm's correction needs the p-values that this "
+                "results file predates.")
     kept = holm(differences)
     survive = sum(k for d, k in zip(differences, kept, strict=True) if d.named)
-    return (f"Judged {len(differences)} differences and named {len(named)} better or worse; {survive} of "
-            f"those keep their verdict under Holm's correction for all {len(differences)} (family-wise "
-            "error 5%).")
+    keep = "keeps its" if survive == 1 else "keep their"
+    family = (f"for all {len(differences)} (family-wise error 5%)" if len(differences) > 1
+              else "(one difference: nothing to correct)")
+    return (f"Judged {judged} and named {len(named)} better or worse; {survive} of those {keep} verdict "
+            f"under Holm's correction {family}.")
 
 
 def verdict(differences: Sequence[Difference], arm: str, answers: dict[str, bool] | None = None) -> str:
