@@ -630,7 +630,7 @@ def test_a_stopped_run_says_in_one_line_what_was_kept_and_how_to_continue(tmp_pa
     else:
         process.send_signal(signum)
     out, err = process.communicate(timeout=120)
-    assert process.returncode == 128 + signum
+    assert process.returncode == 128 + signum, (out[-1500:], err[-1500:])
     assert "Traceback" not in out + err and len(err.strip().splitlines()) == 1, err
     assert err.strip() == ("stopped: the runs that had finished are kept under runs/; continue with: "
                            "python -m minbert run 02_sbert_baseline --profile smoke -p resume true")

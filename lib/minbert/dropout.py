@@ -59,14 +59,19 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     draws = _draws(x.numel())
     if eligible([x], _KERNEL_DTYPES) and _kernel() is not None:
         return _MaskedScale.apply(x, draws, threshold, scale)
-    return torch.where(draws.view(x.shape) >= threshold, x, 0).mul_(scale)
+    return _masked(x, draws, threshold, scale)
 
 
 def reference_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """`dropout` in training, written as tensor operations: the same draws, the same results."""
     _check(p)
     threshold, scale = _mask(p)
-    return torch.where(_draws(x.numel()).view(x.shape) >= threshold, x, 0).mul_(scale)
+    return _masked(x, _draws(x.numel()), threshold, scale)
+
+
+def _masked(x: torch.Tensor, draws: torch.Tensor, threshold: int, scale: float) -> torch.Tensor:
+    """The mask as tensor operations: three passes each way (compare, select, scale)."""
+    return torch.where(draws.view(x.shape) >= threshold, x, 0).mul_(scale)
 
 
 @cache
