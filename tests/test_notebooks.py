@@ -617,8 +617,17 @@ def test_a_stopped_run_says_in_one_line_what_was_kept_and_how_to_continue(tmp_pa
     env = {**os.environ, "MINBERT_RUNS_DIR": str(tmp_path / "runs"),
            "MINBERT_REPORTS_DIR": str(tmp_path / "reports")}
     command = [sys.executable, "-m", "minbert", "run", "02_sbert_baseline", "--profile", "smoke"]
+    inherited = signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+    def as_a_terminal_starts_it() -> None:
+        """SIGINT at its default and not blocked, as in a foreground command: a process that starts with
+        it ignored or blocked (a background job of a script does) keeps it so, and Ctrl-C means nothing
+        to it; under the full suite the command was started so now and then, and ran to its end."""
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=as_a_terminal_starts_it)
     executed = tmp_path / "runs" / "executed"
     started = time.monotonic()
     while not list(executed.glob(".*.part*")) and time.monotonic() - started < 120:
@@ -630,7 +639,7 @@ def test_a_stopped_run_says_in_one_line_what_was_kept_and_how_to_continue(tmp_pa
     else:
         process.send_signal(signum)
     out, err = process.communicate(timeout=120)
-    assert process.returncode == 128 + signum, (out[-1500:], err[-1500:])
+    assert process.returncode == 128 + signum, (inherited, out[-1500:], err[-1500:])
     assert "Traceback" not in out + err and len(err.strip().splitlines()) == 1, err
     assert err.strip() == ("stopped: the runs that had finished are kept under runs/; continue with: "
                            "python -m minbert run 02_sbert_baseline --profile smoke -p resume true")
