@@ -110,3 +110,26 @@ def test_written_out_training_attention_equals_sdpa(tiny_checkpoint, monkeypatch
         written_out = model.train()(*args)["last_hidden_state"]
     real = batch["attention_mask"].bool()
     torch.testing.assert_close(written_out[real], reference[real], atol=1e-5, rtol=1e-5)
+
+
+def test_without_a_compiler_dropout_warns_once_and_gives_the_same_results(tmp_path, monkeypatch):
+    """Where no C compiler works, the loop is not built: one warning names what falls back, and dropout
+    runs as tensor operations with the same draws and results."""
+    from minbert import cpu_kernels
+
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("MINBERT_KERNEL_CACHE", str(tmp_path / "cache"))  # nothing built there yet
+    cpu_kernels.library.cache_clear()
+    dropout_module._kernel.cache_clear()
+    try:
+        x = torch.randn(64, 48, requires_grad=True)
+        with pytest.warns(UserWarning, match="dropout's one-pass mask is not available in C here"):
+            torch.manual_seed(4)
+            out = dropout(x, 0.25)
+        assert dropout_module._kernel() is None
+        assert type(out.grad_fn).__name__ != "_MaskedScaleBackward"
+        torch.manual_seed(4)
+        assert torch.equal(out, reference_dropout(x, 0.25))
+    finally:  # the next test builds (or finds) the loop again
+        cpu_kernels.library.cache_clear()
+        dropout_module._kernel.cache_clear()
