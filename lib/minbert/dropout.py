@@ -89,7 +89,8 @@ def _apply(draws: torch.Tensor, threshold: int, x: torch.Tensor, scale: float) -
     activations takes a fraction of a millisecond, and handing half of it to a second thread while
     torch's own threads wait for work made the training step slower, not faster."""
     out = torch.empty_like(x)
-    function = _kernel().dropout_float32 if x.dtype == torch.float32 else _kernel().dropout_bfloat16
+    kernel = _kernel()
+    function = kernel.dropout_float32 if x.dtype == torch.float32 else kernel.dropout_bfloat16
     function(x.numel(), draws.data_ptr(), threshold, x.data_ptr(), scale, out.data_ptr())
     return out
 
