@@ -7,7 +7,8 @@ AdamW, the linear schedule, clipping, the NaN watch) and its scoring, under `tor
   copies, index_select/index_copy of the packing);
 - Python and dispatch: time inside the forward and backward regions that no op accounts for;
 - the optimizer step, gradient clipping, data and collation (the batch built and padded);
-- evaluation (held-out and dev scoring), in rows/s;
+- evaluation (held-out and dev scoring), in rows/s, and the trainer's scoring of each dev task
+  (`evaluation.predict`) against the bare encoder's forward on the same batches, in real tokens/s;
 - the rest of the loop (tqdm, the schedule, the step's own Python).
 
 The regions are `minbert.training.REGIONS`. The profiler adds a few microseconds an op, so the table
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -30,12 +30,15 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from throughput import flops_per_token, matmul_peak  # noqa: E402
+from throughput import flops_per_token, matmul_peak, median_seconds  # noqa: E402
 
 from minbert import training  # noqa: E402
 from minbert.bert import load_tokenizer  # noqa: E402
 from minbert.config import MultitaskSettings  # noqa: E402
+from minbert.data import TaskTensors, batch_indices  # noqa: E402
+from minbert.evaluation import predict  # noqa: E402
 from minbert.experiments import build_model, load_multitask  # noqa: E402
+from minbert.models import MultitaskBert  # noqa: E402
 from minbert.runtime import Runtime, cpu_has_bfloat16, resolve_precision  # noqa: E402
 from minbert.training import REGIONS, train_multitask  # noqa: E402
 
@@ -129,12 +132,13 @@ def optimizer_table(repeats: int = 20) -> pd.DataFrame:
                   "torch AdamW foreach": lambda: torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01,
                                                                    foreach=True)}
     a, b = torch.randn(numel), torch.randn(numel)
-    bandwidth = 12 * numel / median_seconds(lambda: a.add_(b), repeats)  # bytes a second
+    cpu = torch.device("cpu")
+    bandwidth = 12 * numel / median_seconds(lambda: a.add_(b), 3, repeats, cpu)  # bytes a second
     floor = 7 * 4 * numel / bandwidth
     rows = []
     for name, build in candidates.items():
         optimizer = build()
-        seconds = median_seconds(optimizer.step, repeats)
+        seconds = median_seconds(optimizer.step, 3, repeats, cpu)
         rows.append({"optimizer": name, "ms a step": 1e3 * seconds, "x memory floor": seconds / floor})
     table = pd.DataFrame(rows)
     fused = table.loc[table.optimizer == "torch AdamW fused", "ms a step"].item()
@@ -144,15 +148,36 @@ def optimizer_table(repeats: int = 20) -> pd.DataFrame:
     return table
 
 
-def median_seconds(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def scoring_table(model: MultitaskBert, dev: dict[str, TaskTensors], runtime: Runtime, batch_size: int,
+                  peak: float, repeats: int = 3) -> pd.DataFrame:
+    """Per dev task, the trainer's scoring (`evaluation.predict`: eval mode, length-sorted batches,
+    collation, heads, outputs gathered in order) against the bare encoder's forward alone on the same
+    batches, collated beforehand (what the inference benchmark times): real tokens/s each, and the
+    scoring's useful GFLOP/s against the matmul peak. Medians of `repeats` passes."""
+    config = model.bert.config
+    rows = []
+    for name, data in dev.items():
+        sentences = data.a if data.b is None else data.a + data.b
+        tokens = sum(map(len, sentences))
+        order = batch_indices(data.lengths(), batch_size, shuffle=False)
+        inputs = [batch[side] for batch in (data.batch(idx, runtime.device) for idx in order)
+                  for side in ("a", "b") if side in batch]
+
+        @torch.inference_mode()
+        def bare(inputs: list[dict] = inputs) -> None:
+            with runtime.autocast():
+                for x in inputs:
+                    model.bert(x["input_ids"], x["attention_mask"], x.get("token_type_ids"), x["packing"])
+
+        model.eval()
+        scoring = median_seconds(lambda data=data: predict(model, data, batch_size, runtime), 1, repeats,
+                                 runtime.device)
+        encoder = median_seconds(bare, 1, repeats, runtime.device)
+        useful = flops_per_token(config, round(tokens / len(sentences))) * tokens / scoring
+        rows.append({"task": name, "rows": len(data), "real tokens": tokens,
+                     "scoring tokens/s": tokens / scoring, "bare forward tokens/s": tokens / encoder,
+                     "scoring / bare": encoder / scoring, "scoring % of matmul peak": 100 * useful / peak})
+    return pd.DataFrame(rows)
 
 
 @contextlib.contextmanager
@@ -239,6 +264,9 @@ def main() -> None:
     print(groups.to_string(index=False))
     print(f"\n== The {args.ops} slowest ops of the forward and backward ==")
     print(ops.head(args.ops).to_string(index=False))
+    print(f"\n== Scoring each dev task ({args.dev_rows} rows, batch {settings.eval_batch_size}): the "
+          f"trainer's against the bare encoder's forward on the same batches ==")
+    print(scoring_table(model, data.dev, runtime, settings.eval_batch_size, peak).to_string(index=False))
     print("\n== One optimizer step over the model's weights ==")
     print(optimizer_table().to_string(index=False))
 
