@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import statistics
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -149,11 +150,11 @@ def optimizer_table(repeats: int = 20) -> pd.DataFrame:
 
 
 def scoring_table(model: MultitaskBert, dev: dict[str, TaskTensors], runtime: Runtime, batch_size: int,
-                  peak: float, repeats: int = 3) -> pd.DataFrame:
+                  peak: float, repeats: int = 5) -> pd.DataFrame:
     """Per dev task, the trainer's scoring (`evaluation.predict`: eval mode, length-sorted batches,
     collation, heads, outputs gathered in order) against the bare encoder's forward alone on the same
     batches, collated beforehand (what the inference benchmark times): real tokens/s each, and the
-    scoring's useful GFLOP/s against the matmul peak. Medians of `repeats` passes."""
+    scoring's useful GFLOP/s against the matmul peak. Medians of `repeats` alternating rounds."""
     config = model.bert.config
     rows = []
     for name, data in dev.items():
@@ -170,9 +171,14 @@ def scoring_table(model: MultitaskBert, dev: dict[str, TaskTensors], runtime: Ru
                     model.bert(x["input_ids"], x["attention_mask"], x.get("token_type_ids"), x["packing"])
 
         model.eval()
-        scoring = median_seconds(lambda data=data: predict(model, data, batch_size, runtime), 1, repeats,
-                                 runtime.device)
-        encoder = median_seconds(bare, 1, repeats, runtime.device)
+        scoring, encoder = [], []  # alternating rounds, so that the host's drift falls on both alike
+        for _ in range(repeats + 1):
+            for times, run in ((scoring, lambda data=data: predict(model, data, batch_size, runtime)),
+                               (encoder, bare)):
+                started = time.perf_counter()
+                run()
+                times.append(time.perf_counter() - started)
+        scoring, encoder = statistics.median(scoring[1:]), statistics.median(encoder[1:])  # the first warms
         useful = flops_per_token(config, round(tokens / len(sentences))) * tokens / scoring
         rows.append({"task": name, "rows": len(data), "real tokens": tokens,
                      "scoring tokens/s": tokens / scoring, "bare forward tokens/s": tokens / encoder,
